@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Thin wrappers over pthread mutexes, condition variables and threads, so
+ * that clang's thread-safety analysis knows them as capabilities and every
+ * failure of the underlying call aborts loudly instead of being ignored.
+ *
+ * A coroutine never holds a BdMutex across a yield.  In debug builds the
+ * wrappers count the mutexes each thread holds, and the event loop asserts
+ * that a callback or bottom half returns with none held
+ * (bd_mutex_assert_none_held()).
+ */
+#ifndef UTIL_THREAD_H
+#define UTIL_THREAD_H
+
+#include <pthread.h>
+
+#include "util/osdep.h"
+
+typedef struct TSA_CAPABILITY("mutex") BdMutex {
+    pthread_mutex_t m;
+} BdMutex;
+
+typedef struct BdCond {
+    pthread_cond_t c;
+} BdCond;
+
+void bd_mutex_init(BdMutex *mutex);
+void bd_mutex_destroy(BdMutex *mutex);
+void bd_mutex_lock(BdMutex *mutex) TSA_ACQUIRE(mutex);
+void bd_mutex_unlock(BdMutex *mutex) TSA_RELEASE(mutex);
+bool bd_mutex_trylock(BdMutex *mutex) TSA_TRY_ACQUIRE(true, mutex);
+
+/* Number of BdMutexes the calling thread holds. */
+int bd_mutex_held_count(void);
+/* Abort if the calling thread holds any BdMutex; @where names the caller. */
+void bd_mutex_assert_none_held(const char *where);
+
+void bd_cond_init(BdCond *cond);
+void bd_cond_destroy(BdCond *cond);
+void bd_cond_wait(BdCond *cond, BdMutex *mutex) TSA_REQUIRES(mutex);
+/* Returns false on timeout.  @abs_ns is on the CLOCK_MONOTONIC clock. */
+bool bd_cond_timedwait_ns(BdCond *cond, BdMutex *mutex, int64_t abs_ns)
+    TSA_REQUIRES(mutex);
+void bd_cond_signal(BdCond *cond);
+void bd_cond_broadcast(BdCond *cond);
+
+/*
+ * Scoped lock: BD_LOCK_GUARD(&m); unlocks at the end of the scope.  clang's
+ * analysis cannot follow the cleanup attribute: functions that use it need
+ * TSA_NO_TSA, so prefer explicit lock/unlock where the analysis matters.
+ */
+static inline BdMutex *bd_lock_guard_lock(BdMutex *m) TSA_ACQUIRE(m) TSA_NO_TSA
+{
+    bd_mutex_lock(m);
+    return m;
+}
+static inline void bd_lock_guard_unlock(BdMutex **m) TSA_NO_TSA
+{
+    bd_mutex_unlock(*m);
+}
+#define BD_GLUE_(a, b) a##b
+#define BD_GLUE(a, b) BD_GLUE_(a, b)
+#define BD_LOCK_GUARD(m)                                                \
+    BdMutex *BD_GLUE(bd_lock_guard_, __LINE__)                          \
+        __attribute__((cleanup(bd_lock_guard_unlock), unused)) =        \
+        bd_lock_guard_lock(m)
+
+/*
+ * Start a joinable thread named @name (shown by ps/gdb, truncated to 15
+ * characters).  Signals are blocked in the new thread: only the main thread
+ * handles them.
+ */
+pthread_t bd_thread_create(const char *name, void *(*fn)(void *), void *arg);
+void *bd_thread_join(pthread_t thread);
+
+#endif /* UTIL_THREAD_H */

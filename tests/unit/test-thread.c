@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pthread wrappers: held-mutex counting, condition variables, thread start.
+ */
+#include "util/osdep.h"
+
+#include <signal.h>
+
+#include "util/thread.h"
+
+static void test_held_count_tracks_locks(void)
+{
+    BdMutex a, b;
+
+    bd_mutex_init(&a);
+    bd_mutex_init(&b);
+    g_assert_cmpint(bd_mutex_held_count(), ==, 0);
+    bd_mutex_lock(&a);
+    g_assert_cmpint(bd_mutex_held_count(), ==, 1);
+    if (!bd_mutex_trylock(&b)) {
+        g_assert_not_reached();
+    }
+    g_assert_cmpint(bd_mutex_held_count(), ==, 2);
+    bd_mutex_unlock(&a);
+    g_assert_cmpint(bd_mutex_held_count(), ==, 1);
+    bd_mutex_unlock(&b);
+    g_assert_cmpint(bd_mutex_held_count(), ==, 0);
+    bd_mutex_destroy(&a);
+    bd_mutex_destroy(&b);
+}
+
+typedef struct Holder {
+    BdMutex *target;        /* locked by the holder thread */
+    BdMutex lock;           /* protects the two flags */
+    BdCond cond;
+    bool holding;
+    bool release;
+} Holder;
+
+/* Takes h->target, reports, and keeps it until told to let go. */
+static void *holder_thread(void *opaque)
+{
+    Holder *h = opaque;
+
+    bd_mutex_lock(h->target);
+    bd_mutex_lock(&h->lock);
+    h->holding = true;
+    bd_cond_broadcast(&h->cond);
+    while (!h->release) {
+        bd_cond_wait(&h->cond, &h->lock);
+    }
+    bd_mutex_unlock(&h->lock);
+    bd_mutex_unlock(h->target);
+    return NULL;
+}
+
+static void test_trylock_busy_returns_false(void)
+{
+    BdMutex target;
+    Holder h = { .target = &target };
+    pthread_t thread;
+
+    bd_mutex_init(&target);
+    bd_mutex_init(&h.lock);
+    bd_cond_init(&h.cond);
+    thread = bd_thread_create("holder", holder_thread, &h);
+
+    bd_mutex_lock(&h.lock);
+    while (!h.holding) {
+        bd_cond_wait(&h.cond, &h.lock);
+    }
+    bd_mutex_unlock(&h.lock);
+
+    if (bd_mutex_trylock(&target)) {
+        bd_mutex_unlock(&target);
+        g_assert_not_reached();
+    }
+    g_assert_cmpint(bd_mutex_held_count(), ==, 0);
+
+    bd_mutex_lock(&h.lock);
+    h.release = true;
+    bd_cond_broadcast(&h.cond);
+    bd_mutex_unlock(&h.lock);
+    bd_thread_join(thread);
+
+    bd_cond_destroy(&h.cond);
+    bd_mutex_destroy(&h.lock);
+    bd_mutex_destroy(&target);
+}
+
+static void *count_thread(void *opaque)
+{
+    return GINT_TO_POINTER(bd_mutex_held_count());
+}
+
+static void test_held_count_is_per_thread(void)
+{
+    BdMutex m;
+    pthread_t thread;
+
+    bd_mutex_init(&m);
+    bd_mutex_lock(&m);
+    thread = bd_thread_create("counter", count_thread, NULL);
+    g_assert_cmpint(GPOINTER_TO_INT(bd_thread_join(thread)), ==, 0);
+    g_assert_cmpint(bd_mutex_held_count(), ==, 1);
+    bd_mutex_unlock(&m);
+    bd_mutex_destroy(&m);
+}
+
+static void test_assert_none_held_passes(void)
+{
+    bd_mutex_assert_none_held("idle test");
+}
+
+/* Returns holding a lock on purpose: the analysis would object. */
+static void test_assert_none_held_aborts(void) TSA_NO_TSA
+{
+    if (g_test_subprocess()) {
+        BdMutex m;
+
+        bd_mutex_init(&m);
+        bd_mutex_lock(&m);
+        bd_mutex_assert_none_held("bh 'flush-cb'");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*bh 'flush-cb': returned holding 1 mutex*");
+}
+
+/* Takes a lock twice on purpose: the analysis would object. */
+static void test_double_lock_aborts(void) TSA_NO_TSA
+{
+#ifdef NDEBUG
+    g_test_skip("error-checking mutexes are a debug-build feature");
+#else
+    if (g_test_subprocess()) {
+        BdMutex m;
+
+        bd_mutex_init(&m);
+        bd_mutex_lock(&m);
+        bd_mutex_lock(&m);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*pthread_mutex_lock failed: *");
+#endif
+}
+
+static void test_cond_timedwait_times_out(void)
+{
+    BdMutex m;
+    BdCond c;
+    int64_t deadline;
+
+    bd_mutex_init(&m);
+    bd_cond_init(&c);
+    bd_mutex_lock(&m);
+    deadline = get_clock_ns() + 10 * 1000 * 1000;
+    /* A spurious wake-up may return true early: wait out the deadline. */
+    while (bd_cond_timedwait_ns(&c, &m, deadline)) {
+        g_assert_cmpint(get_clock_ns(), <, deadline);
+    }
+    g_assert_cmpint(get_clock_ns(), >=, deadline);
+    bd_mutex_unlock(&m);
+    bd_cond_destroy(&c);
+    bd_mutex_destroy(&m);
+}
+
+static void test_cond_timedwait_past_deadline(void)
+{
+    BdMutex m;
+    BdCond c;
+
+    bd_mutex_init(&m);
+    bd_cond_init(&c);
+    bd_mutex_lock(&m);
+    g_assert_false(bd_cond_timedwait_ns(&c, &m, 0));
+    g_assert_false(bd_cond_timedwait_ns(&c, &m, -1));
+    bd_mutex_unlock(&m);
+    bd_cond_destroy(&c);
+    bd_mutex_destroy(&m);
+}
+
+typedef struct Signaller {
+    BdMutex lock;
+    BdCond cond;
+    bool done;
+} Signaller;
+
+static void *signaller_thread(void *opaque)
+{
+    Signaller *s = opaque;
+
+    bd_mutex_lock(&s->lock);
+    s->done = true;
+    bd_cond_signal(&s->cond);
+    bd_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void test_cond_signal_wakes(void)
+{
+    Signaller s = { .done = false };
+    int64_t deadline;
+    pthread_t thread;
+
+    bd_mutex_init(&s.lock);
+    bd_cond_init(&s.cond);
+    thread = bd_thread_create("signaller", signaller_thread, &s);
+    /* Generous: the point is that the waiter wakes, not how fast. */
+    deadline = get_clock_ns() + 60LL * 1000 * 1000 * 1000;
+    bd_mutex_lock(&s.lock);
+    while (!s.done) {
+        g_assert_true(bd_cond_timedwait_ns(&s.cond, &s.lock, deadline));
+    }
+    bd_mutex_unlock(&s.lock);
+    bd_thread_join(thread);
+    bd_cond_destroy(&s.cond);
+    bd_mutex_destroy(&s.lock);
+}
+
+static void *name_thread(void *opaque)
+{
+    char *name = g_malloc0(64);
+
+    g_assert_cmpint(pthread_getname_np(pthread_self(), name, 64), ==, 0);
+    return name;
+}
+
+static void test_create_names_thread(void)
+{
+    g_autofree char *name = NULL;
+
+    name = bd_thread_join(bd_thread_create("short", name_thread, NULL));
+    g_assert_cmpstr(name, ==, "short");
+    g_free(name);
+    name = bd_thread_join(bd_thread_create("iothread-io0-with-long-id",
+                                           name_thread, NULL));
+    g_assert_cmpstr(name, ==, "iothread-io0-wi");
+}
+
+static void *mask_thread(void *opaque)
+{
+    sigset_t *mask = opaque;
+
+    g_assert_cmpint(pthread_sigmask(SIG_BLOCK, NULL, mask), ==, 0);
+    return NULL;
+}
+
+static void test_create_blocks_signals(void)
+{
+    sigset_t before, after, in_thread;
+
+    g_assert_cmpint(pthread_sigmask(SIG_BLOCK, NULL, &before), ==, 0);
+    g_assert_false(sigismember(&before, SIGTERM));
+    bd_thread_join(bd_thread_create("masked", mask_thread, &in_thread));
+    g_assert_true(sigismember(&in_thread, SIGINT));
+    g_assert_true(sigismember(&in_thread, SIGTERM));
+    g_assert_true(sigismember(&in_thread, SIGHUP));
+    g_assert_true(sigismember(&in_thread, SIGUSR1));
+
+    /* The creator's own mask is left as it was. */
+    g_assert_cmpint(pthread_sigmask(SIG_BLOCK, NULL, &after), ==, 0);
+    g_assert_false(sigismember(&after, SIGTERM));
+    g_assert_false(sigismember(&after, SIGINT));
+}
+
+static void *double_thread(void *opaque)
+{
+    return GINT_TO_POINTER(GPOINTER_TO_INT(opaque) * 2);
+}
+
+static void test_join_returns_result(void)
+{
+    pthread_t thread = bd_thread_create("double", double_thread,
+                                        GINT_TO_POINTER(21));
+
+    g_assert_cmpint(GPOINTER_TO_INT(bd_thread_join(thread)), ==, 42);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/thread/held-count-tracks-locks",
+                    test_held_count_tracks_locks);
+    g_test_add_func("/thread/trylock-busy-returns-false",
+                    test_trylock_busy_returns_false);
+    g_test_add_func("/thread/held-count-is-per-thread",
+                    test_held_count_is_per_thread);
+    g_test_add_func("/thread/assert-none-held-passes",
+                    test_assert_none_held_passes);
+    g_test_add_func("/thread/assert-none-held-aborts",
+                    test_assert_none_held_aborts);
+    g_test_add_func("/thread/double-lock-aborts", test_double_lock_aborts);
+    g_test_add_func("/thread/cond-timedwait-times-out",
+                    test_cond_timedwait_times_out);
+    g_test_add_func("/thread/cond-timedwait-past-deadline",
+                    test_cond_timedwait_past_deadline);
+    g_test_add_func("/thread/cond-signal-wakes", test_cond_signal_wakes);
+    g_test_add_func("/thread/create-names-thread", test_create_names_thread);
+    g_test_add_func("/thread/create-blocks-signals",
+                    test_create_blocks_signals);
+    g_test_add_func("/thread/join-returns-result", test_join_returns_result);
+    return g_test_run();
+}

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * pthread wrappers (see include/util/thread.h).
+ *
+ * A pthread call that fails here means memory corruption or a locking bug
+ * (unlocking a mutex the thread does not own, destroying a busy one), so
+ * every failure aborts with the call's name and strerror.  Each thread counts
+ * the BdMutexes it holds in a thread-local integer; the event loop checks
+ * that the count is zero whenever a callback returns.  The count is only
+ * meaningful because a coroutine never holds a BdMutex across a yield, so a
+ * lock is always released by the thread that took it.  Debug builds use
+ * error-checking mutexes, which turn a double lock or a foreign unlock into
+ * an abort instead of a deadlock or silent corruption.
+ *
+ * Condition variables wait on CLOCK_MONOTONIC, the clock of get_clock_ns(),
+ * so deadlines do not move when the wall clock is set.
+ */
+#include "util/osdep.h"
+
+#include <signal.h>
+
+#include "util/log.h"
+#include "util/thread.h"
+
+static __thread int mutex_held_count;
+
+NORETURN static void thread_fail(const char *what, int err)
+{
+    log_msg(LOG_LEVEL_ERROR, "%s failed: %s", what, g_strerror(err));
+    abort();
+}
+
+void bd_mutex_init(BdMutex *mutex)
+{
+    pthread_mutexattr_t attr;
+    int ret;
+
+    ret = pthread_mutexattr_init(&attr);
+    if (ret) {
+        thread_fail("pthread_mutexattr_init", ret);
+    }
+#ifndef NDEBUG
+    ret = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    if (ret) {
+        thread_fail("pthread_mutexattr_settype", ret);
+    }
+#endif
+    ret = pthread_mutex_init(&mutex->m, &attr);
+    if (ret) {
+        thread_fail("pthread_mutex_init", ret);
+    }
+    pthread_mutexattr_destroy(&attr);
+}
+
+void bd_mutex_destroy(BdMutex *mutex)
+{
+    int ret = pthread_mutex_destroy(&mutex->m);
+
+    if (ret) {
+        thread_fail("pthread_mutex_destroy", ret);
+    }
+}
+
+/* The analysis cannot see that pthread_mutex_lock() takes the capability. */
+void bd_mutex_lock(BdMutex *mutex) TSA_NO_TSA
+{
+    int ret = pthread_mutex_lock(&mutex->m);
+
+    if (ret) {
+        thread_fail("pthread_mutex_lock", ret);
+    }
+    mutex_held_count++;
+}
+
+void bd_mutex_unlock(BdMutex *mutex) TSA_NO_TSA
+{
+    int ret;
+
+    assert(mutex_held_count > 0);
+    ret = pthread_mutex_unlock(&mutex->m);
+    if (ret) {
+        thread_fail("pthread_mutex_unlock", ret);
+    }
+    mutex_held_count--;
+}
+
+bool bd_mutex_trylock(BdMutex *mutex) TSA_NO_TSA
+{
+    int ret = pthread_mutex_trylock(&mutex->m);
+
+    if (ret == EBUSY) {
+        return false;
+    }
+    if (ret) {
+        /* Including EDEADLK: trying a lock the thread holds is a bug too. */
+        thread_fail("pthread_mutex_trylock", ret);
+    }
+    mutex_held_count++;
+    return true;
+}
+
+int bd_mutex_held_count(void)
+{
+    return mutex_held_count;
+}
+
+void bd_mutex_assert_none_held(const char *where)
+{
+    if (unlikely(mutex_held_count != 0)) {
+        log_msg(LOG_LEVEL_ERROR, "%s: returned holding %d mutex(es)",
+                where, mutex_held_count);
+        abort();
+    }
+}
+
+void bd_cond_init(BdCond *cond)
+{
+    pthread_condattr_t attr;
+    int ret;
+
+    ret = pthread_condattr_init(&attr);
+    if (ret) {
+        thread_fail("pthread_condattr_init", ret);
+    }
+    ret = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (ret) {
+        thread_fail("pthread_condattr_setclock", ret);
+    }
+    ret = pthread_cond_init(&cond->c, &attr);
+    if (ret) {
+        thread_fail("pthread_cond_init", ret);
+    }
+    pthread_condattr_destroy(&attr);
+}
+
+void bd_cond_destroy(BdCond *cond)
+{
+    int ret = pthread_cond_destroy(&cond->c);
+
+    if (ret) {
+        thread_fail("pthread_cond_destroy", ret);
+    }
+}
+
+/* The mutex is released and retaken inside: the held count does not change. */
+void bd_cond_wait(BdCond *cond, BdMutex *mutex)
+{
+    int ret = pthread_cond_wait(&cond->c, &mutex->m);
+
+    if (ret) {
+        thread_fail("pthread_cond_wait", ret);
+    }
+}
+
+bool bd_cond_timedwait_ns(BdCond *cond, BdMutex *mutex, int64_t abs_ns)
+{
+    struct timespec ts;
+    int ret;
+
+    abs_ns = MAX(abs_ns, 0);
+    ts.tv_sec = abs_ns / 1000000000LL;
+    ts.tv_nsec = abs_ns % 1000000000LL;
+    ret = pthread_cond_timedwait(&cond->c, &mutex->m, &ts);
+    if (ret == ETIMEDOUT) {
+        return false;
+    }
+    if (ret) {
+        thread_fail("pthread_cond_timedwait", ret);
+    }
+    return true;
+}
+
+void bd_cond_signal(BdCond *cond)
+{
+    int ret = pthread_cond_signal(&cond->c);
+
+    if (ret) {
+        thread_fail("pthread_cond_signal", ret);
+    }
+}
+
+void bd_cond_broadcast(BdCond *cond)
+{
+    int ret = pthread_cond_broadcast(&cond->c);
+
+    if (ret) {
+        thread_fail("pthread_cond_broadcast", ret);
+    }
+}
+
+/* What the new thread needs before it runs the caller's function. */
+typedef struct ThreadStart {
+    char name[16];              /* the kernel's limit, with the NUL */
+    void *(*fn)(void *);
+    void *arg;
+} ThreadStart;
+
+/*
+ * Naming the thread from inside cannot fail, whereas naming it from the
+ * creator races with a thread that has already exited.
+ */
+static void *thread_start(void *opaque)
+{
+    ThreadStart *start = opaque;
+    void *(*fn)(void *) = start->fn;
+    void *arg = start->arg;
+
+    pthread_setname_np(pthread_self(), start->name);
+    g_free(start);
+    return fn(arg);
+}
+
+pthread_t bd_thread_create(const char *name, void *(*fn)(void *), void *arg)
+{
+    ThreadStart *start = g_new0(ThreadStart, 1);
+    sigset_t all, old;
+    pthread_t thread;
+    int ret;
+
+    g_strlcpy(start->name, name, sizeof(start->name));
+    start->fn = fn;
+    start->arg = arg;
+
+    /* The new thread inherits the mask: it never runs a signal handler. */
+    sigfillset(&all);
+    ret = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (ret) {
+        thread_fail("pthread_sigmask", ret);
+    }
+    ret = pthread_create(&thread, NULL, thread_start, start);
+    if (ret) {
+        thread_fail("pthread_create", ret);
+    }
+    ret = pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret) {
+        thread_fail("pthread_sigmask", ret);
+    }
+    return thread;
+}
+
+void *bd_thread_join(pthread_t thread)
+{
+    void *result;
+    int ret = pthread_join(thread, &result);
+
+    if (ret) {
+        thread_fail("pthread_join", ret);
+    }
+    return result;
+}
