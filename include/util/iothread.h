@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * iothreads: threads that each run one AioContext until stopped.
+ *
+ * iothread_create() starts the thread, which creates its own context (its
+ * io_uring ring takes submissions from that thread only) and returns once
+ * the context is running.  iothread_destroy() asks the thread to stop,
+ * joins it and destroys the context in the thread before it exits: bottom
+ * halves, fd handlers or timers still registered then abort with their
+ * names.
+ *
+ * Create and destroy from the main loop (GLOBAL_STATE_CODE); the getters
+ * are safe from any thread.
+ */
+#ifndef UTIL_IOTHREAD_H
+#define UTIL_IOTHREAD_H
+
+#include "util/aio.h"
+
+typedef struct IOThread IOThread;
+
+/* Default poll-max-ns of iothreads, as QEMU's. */
+#define IOTHREAD_POLL_MAX_NS_DEFAULT 32768
+
+IOThread *iothread_create(const char *id, int64_t poll_max_ns, Error **errp);
+void iothread_destroy(IOThread *iothread);
+
+AioContext *iothread_get_aio_context(IOThread *iothread);
+const char *iothread_get_id(IOThread *iothread);
+/* The kernel thread id (for query-iothreads' thread-id). */
+int iothread_get_thread_id(IOThread *iothread);
+int64_t iothread_get_poll_max_ns(IOThread *iothread);
+/* Change poll-max-ns; applied in the iothread. */
+void iothread_set_poll_max_ns(IOThread *iothread, int64_t poll_max_ns);
+
+#endif /* UTIL_IOTHREAD_H */

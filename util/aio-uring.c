@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The io_uring backend of AioContext: one ring per context carries
+ * everything the loop waits for.
+ *
+ *  - SQEs from aio_get_sqe() accumulate in the submission queue and go to
+ *    the kernel with the wait of the next loop iteration, in a single
+ *    io_uring_enter() (io_uring_submit_and_wait_timeout(), whose timeout
+ *    is the nearest timer deadline).
+ *  - fd handlers are one-shot POLL_ADDs whose user_data is the handler.
+ *    When one completes, the handler runs and the poll is re-armed if the
+ *    handler is still registered: a still-ready fd completes again at once,
+ *    which gives level-triggered semantics.  Changing the event mask or
+ *    removing the handler queues a POLL_REMOVE; the handler's memory lives
+ *    until the cancelled poll's CQE has come back.
+ *  - The context's eventfd has a READ outstanding at all times; its
+ *    completion is the cross-thread wake-up.
+ *
+ * The ring is created with IORING_SETUP_SINGLE_ISSUER where the kernel has
+ * it: only the home thread ever submits (see aio_get_sqe()).
+ *
+ * Everything here runs in the home thread.
+ */
+#include "util/osdep.h"
+
+#include <fcntl.h>
+
+#include "util/aio-internal.h"
+#include "util/atomic.h"
+#include "util/log.h"
+
+#define RING_ENTRIES 512
+
+static void notify_complete(AioCqeHandler *handler, int res, uint32_t flags);
+static void poll_complete(AioCqeHandler *handler, int res, uint32_t flags);
+
+static NORETURN void ring_fatal(AioContext *ctx, const char *what, int ret)
+{
+    error_report("AioContext '%s': %s failed: %s", ctx->name, what,
+                 g_strerror(-ret));
+    abort();
+}
+
+static bool uring_reap(AioContext *ctx);
+
+/* Submit what is queued; deal with a full completion queue. */
+static void uring_submit(AioContext *ctx)
+{
+    for (;;) {
+        int ret = io_uring_submit(&ctx->ring);
+
+        if (ret >= 0) {
+            return;
+        }
+        if (ret == -EINTR) {
+            continue;
+        }
+        if (ret == -EBUSY || ret == -EAGAIN) {
+            /*
+             * The kernel cannot post more completions until we consume
+             * some.  Rare (the ring is large and overflow is buffered);
+             * dispatching here runs callbacks from inside aio_get_sqe(),
+             * which they must tolerate like any nested event.
+             */
+            uring_reap(ctx);
+            continue;
+        }
+        ring_fatal(ctx, "io_uring_submit", ret);
+    }
+}
+
+static struct io_uring_sqe *uring_get_sqe(AioContext *ctx,
+                                          AioCqeHandler *handler)
+{
+    struct io_uring_sqe *sqe;
+
+    while (!(sqe = io_uring_get_sqe(&ctx->ring))) {
+        uring_submit(ctx);
+    }
+    io_uring_sqe_set_data(sqe, handler);
+    return sqe;
+}
+
+static void arm_notify(AioContext *ctx)
+{
+    struct io_uring_sqe *sqe = uring_get_sqe(ctx, &ctx->notify_cqe);
+
+    io_uring_prep_read(sqe, ctx->notify_fd, &ctx->notify_buf,
+                       sizeof(ctx->notify_buf), 0);
+    ctx->notify_armed = true;
+}
+
+static void notify_complete(AioCqeHandler *handler, int res, uint32_t flags)
+{
+    AioContext *ctx = container_of(handler, AioContext, notify_cqe);
+
+    ctx->notify_armed = false;
+    if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+        ring_fatal(ctx, "read of the notification eventfd", res);
+    }
+    aio_notify_accept(ctx);
+}
+
+static bool uring_init(AioContext *ctx, Error **errp)
+{
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+            IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        0,
+    };
+    struct io_uring_params params;
+    int ret = -EINVAL;
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(flag_sets); i++) {
+        memset(&params, 0, sizeof(params));
+        params.flags = flag_sets[i];
+        ret = io_uring_queue_init_params(RING_ENTRIES, &ctx->ring, &params);
+        if (ret != -EINVAL) {
+            break;
+        }
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "io_uring_queue_init");
+        return false;
+    }
+    if (!(params.features & IORING_FEAT_NODROP)) {
+        warn_report_once("io_uring without IORING_FEAT_NODROP: completions "
+                         "may be lost under overload");
+    }
+
+    /*
+     * io_uring honours O_NONBLOCK and would fail the READ with -EAGAIN
+     * instead of waiting: the ring's eventfd must block.
+     */
+    if (fcntl(ctx->notify_fd, F_SETFL,
+              fcntl(ctx->notify_fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+        error_setg_errno(errp, errno, "fcntl on the notification eventfd");
+        io_uring_queue_exit(&ctx->ring);
+        return false;
+    }
+    ctx->notify_cqe.cb = notify_complete;
+    arm_notify(ctx);
+    return true;
+}
+
+static void uring_cleanup(AioContext *ctx)
+{
+    io_uring_queue_exit(&ctx->ring);
+}
+
+static void arm_poll(AioContext *ctx, AioHandler *h, uint32_t mask)
+{
+    struct io_uring_sqe *sqe;
+
+    h->uring.cqe.cb = poll_complete;
+    sqe = uring_get_sqe(ctx, &h->uring.cqe);
+    io_uring_prep_poll_add(sqe, h->fd, mask);
+    h->uring.armed = true;
+    h->uring.armed_mask = mask;
+}
+
+static void uring_update_handler(AioContext *ctx, AioHandler *h)
+{
+    uint32_t want = h->deleted ? 0 : aio_handler_mask(h);
+
+    if (!h->uring.armed) {
+        if (want) {
+            arm_poll(ctx, h, want);
+        }
+        return;
+    }
+    if (want == h->uring.armed_mask || h->uring.removing) {
+        return;
+    }
+    /*
+     * Cancel the outstanding poll; poll_complete() re-arms with the new
+     * mask when its CQE arrives.  The remove is ordered before any re-arm
+     * in the submission queue, so it can only hit the old poll.
+     */
+    io_uring_prep_poll_remove(uring_get_sqe(ctx, NULL),
+                              (uint64_t)(uintptr_t)&h->uring.cqe);
+    h->uring.removing = true;
+}
+
+static void poll_complete(AioCqeHandler *handler, int res, uint32_t flags)
+{
+    AioHandler *h = container_of(handler, AioHandler, uring.cqe);
+    AioContext *ctx = h->ctx;
+    uint32_t want;
+
+    h->uring.armed = false;
+    h->uring.removing = false;
+    if (h->deleted) {
+        return;
+    }
+    if (res > 0) {
+        aio_dispatch_fd(ctx, h, (uint32_t)res);
+    } else if (res < 0 && res != -ECANCELED) {
+        /* e.g. -EBADF: the fd was closed before its handler was removed */
+        warn_report("fd handler '%s' (fd %d): poll failed: %s",
+                    h->name, h->fd, g_strerror(-res));
+        return;
+    }
+    /* The callback may have changed or removed the handler. */
+    want = h->deleted ? 0 : aio_handler_mask(h);
+    if (want && !h->uring.armed) {
+        arm_poll(ctx, h, want);
+    }
+}
+
+static bool uring_handler_busy(AioContext *ctx, AioHandler *h)
+{
+    return h->uring.armed;
+}
+
+/*
+ * Dispatch completions one at a time, consuming each before its callback
+ * runs: a callback may run a nested aio_poll() that reaps the same ring.
+ */
+static bool uring_reap(AioContext *ctx)
+{
+    struct io_uring_cqe *cqe;
+    bool progress = false;
+
+    while (io_uring_peek_cqe(&ctx->ring, &cqe) == 0) {
+        AioCqeHandler *handler = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        uint32_t flags = cqe->flags;
+
+        io_uring_cqe_seen(&ctx->ring, cqe);
+        if (!handler) {
+            continue;   /* POLL_REMOVE and other fire-and-forget SQEs */
+        }
+        handler->cb(handler, res, flags);
+        if (handler != &ctx->notify_cqe) {
+            progress = true;
+        }
+    }
+    return progress;
+}
+
+static bool uring_wait(AioContext *ctx, int64_t timeout_ns)
+{
+    if (!ctx->notify_armed) {
+        arm_notify(ctx);
+    }
+    if (timeout_ns == 0) {
+        if (io_uring_sq_ready(&ctx->ring)) {
+            uring_submit(ctx);
+        }
+    } else {
+        struct __kernel_timespec ts;
+        struct io_uring_cqe *cqe;
+        int ret;
+
+        if (timeout_ns > 0) {
+            ts.tv_sec = timeout_ns / 1000000000LL;
+            ts.tv_nsec = timeout_ns % 1000000000LL;
+        }
+        do {
+            ret = io_uring_submit_and_wait_timeout(&ctx->ring, &cqe, 1,
+                                                   timeout_ns > 0 ? &ts : NULL,
+                                                   NULL);
+        } while (ret == -EINTR);
+        if (ret < 0 && ret != -ETIME && ret != -EAGAIN && ret != -EBUSY) {
+            ring_fatal(ctx, "io_uring_submit_and_wait_timeout", ret);
+        }
+    }
+    return uring_reap(ctx);
+}
+
+static bool uring_poll_ready(AioContext *ctx)
+{
+    if (io_uring_sq_ready(&ctx->ring)) {
+        uring_submit(ctx);
+    }
+    if (io_uring_cq_ready(&ctx->ring)) {
+        return true;
+    }
+    /* With COOP_TASKRUN, completions may wait for us to enter the kernel. */
+    if (IO_URING_READ_ONCE(*ctx->ring.sq.kflags) & IORING_SQ_TASKRUN) {
+        io_uring_get_events(&ctx->ring);
+        return io_uring_cq_ready(&ctx->ring) > 0;
+    }
+    return false;
+}
+
+const AioBackend aio_uring_backend = {
+    .name = "io_uring",
+    .init = uring_init,
+    .cleanup = uring_cleanup,
+    .update_handler = uring_update_handler,
+    .handler_busy = uring_handler_busy,
+    .get_sqe = uring_get_sqe,
+    .wait = uring_wait,
+    .poll_ready = uring_poll_ready,
+};

@@ -1,0 +1,837 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The generic part of the AioContext event loop: bottom halves, timers, fd
+ * handler bookkeeping, coroutine scheduling, the cross-thread wake-up
+ * protocol and aio_poll() itself.  The backends (aio-uring.c, aio-epoll.c)
+ * only submit, wait and dispatch.
+ *
+ * Invariants:
+ *  - A bottom half is on at most one list at a time, the incoming stack or
+ *    the ready FIFO, and is on one exactly while BH_PENDING is set.  Only
+ *    the thread that sets BH_PENDING writes its link; only the home thread
+ *    clears BH_PENDING, after it has unlinked the BH.
+ *  - Bottom halves run in the order they were first scheduled: the incoming
+ *    stack is reversed onto the tail of the ready FIFO, and a nested
+ *    aio_poll() continues from the head of the same FIFO.
+ *  - Memory of a deleted fd handler is freed only by the outermost
+ *    aio_poll(), so a nested aio_poll() never frees a handler that an outer
+ *    frame is dispatching.
+ */
+#include "util/osdep.h"
+
+#include <sched.h>
+#include <sys/eventfd.h>
+
+#include "util/aio-internal.h"
+#include "util/atomic.h"
+#include "util/coroutine-int.h"
+#include "util/log.h"
+#include "util/thread.h"
+
+enum {
+    BH_PENDING   = 1 << 0,   /* on the incoming stack or the ready FIFO */
+    BH_SCHEDULED = 1 << 1,   /* run the callback when dequeued */
+    BH_ONESHOT   = 1 << 2,   /* free after running */
+    BH_DELETED   = 1 << 3,   /* free when dequeued, without running */
+};
+
+struct AioBH {
+    AioContext *ctx;                /* immutable */
+    AioBHFunc *cb;                  /* immutable */
+    void *opaque;                   /* immutable */
+    const char *name;               /* immutable */
+    AioBH *next;                    /* see the invariants above */
+    unsigned flags;                 /* atomic */
+    AioBH *all_prev, *all_next;     /* registry, under bh_registry_lock */
+};
+
+
+/*
+ * Registry of the non-oneshot bottom halves of every context, so that
+ * destroying a context can name the ones left behind.  Bottom halves are
+ * created and deleted on the control path, never per I/O request.
+ */
+static BdMutex bh_registry_lock;
+static GHashTable *bh_registry TSA_GUARDED_BY(bh_registry_lock);
+static GOnce bh_registry_once = G_ONCE_INIT;
+
+static gpointer bh_registry_init(gpointer unused)
+{
+    bd_mutex_init(&bh_registry_lock);
+    return NULL;
+}
+
+static void bh_registry_add(AioBH *bh)
+{
+    g_once(&bh_registry_once, bh_registry_init, NULL);
+    bd_mutex_lock(&bh_registry_lock);
+    if (!bh_registry) {
+        bh_registry = g_hash_table_new(NULL, NULL);
+    }
+    g_hash_table_add(bh_registry, bh);
+    bd_mutex_unlock(&bh_registry_lock);
+}
+
+static void bh_registry_remove(AioBH *bh)
+{
+    bd_mutex_lock(&bh_registry_lock);
+    g_hash_table_remove(bh_registry, bh);
+    bd_mutex_unlock(&bh_registry_lock);
+}
+
+/* --- Current context ----------------------------------------------------- */
+
+CO_TLS(AioContext *, current_ctx)
+
+void aio_context_set_current(AioContext *ctx)
+{
+    set_current_ctx(ctx);
+}
+
+AioContext *aio_get_current_context(void)
+{
+    return get_current_ctx();
+}
+
+bool in_aio_context_home_thread(AioContext *ctx)
+{
+    return ctx == get_current_ctx();
+}
+
+/* --- Wake-up protocol ---------------------------------------------------- */
+
+void aio_notify(AioContext *ctx)
+{
+    /*
+     * Pairs with smp_mb() in aio_poll(): the work our caller queued is
+     * visible before we read ctx->sleeping, so either the home thread sees
+     * the work before it blocks, or we see it sleeping and wake it.
+     */
+    smp_mb();
+    if (!qatomic_read(&ctx->sleeping)) {
+        return;
+    }
+    if (qatomic_xchg(&ctx->notified, 1)) {
+        return;     /* a write is already on its way */
+    }
+    for (;;) {
+        uint64_t one = 1;
+        ssize_t ret = write(ctx->notify_fd, &one, sizeof(one));
+        if (ret == sizeof(one) || (ret < 0 && errno == EAGAIN)) {
+            return; /* EAGAIN: the counter is full, the fd is readable */
+        }
+        if (ret < 0 && errno != EINTR) {
+            error_report("aio_notify(%s): write to eventfd failed: %s",
+                         ctx->name, g_strerror(errno));
+            abort();
+        }
+    }
+}
+
+void aio_notify_accept(AioContext *ctx)
+{
+    /*
+     * Pairs with the xchg in aio_notify(): a notifier that comes after this
+     * store writes the eventfd again.
+     */
+    qatomic_xchg(&ctx->notified, 0);
+}
+
+/* --- Bottom halves ------------------------------------------------------- */
+
+static AioBH *bh_alloc(AioContext *ctx, AioBHFunc *cb, void *opaque,
+                       const char *name, unsigned flags)
+{
+    AioBH *bh = g_new0(AioBH, 1);
+
+    bh->ctx = ctx;
+    bh->cb = cb;
+    bh->opaque = opaque;
+    bh->name = name;
+    bh->flags = flags;
+    return bh;
+}
+
+/* Set @new_flags and queue @bh unless already queued.  Any thread. */
+static void bh_enqueue(AioBH *bh, unsigned new_flags)
+{
+    AioContext *ctx = bh->ctx;
+    unsigned old;
+
+    /*
+     * Once the bottom half is visible, its context may run it, and whoever
+     * waits for that may destroy the context while we are still in
+     * aio_notify() below.  Count ourselves in first: destruction waits for
+     * the count to drop (aio_context_destroy()).  The increment is ordered
+     * before the push (full barrier), so anyone who learns that the bottom
+     * half ran also sees the count.
+     */
+    qatomic_inc(&ctx->notifiers_active);
+    old = qatomic_fetch_or(&bh->flags, BH_PENDING | new_flags);
+
+    if (!(old & BH_PENDING)) {
+        AioBH *head = qatomic_read(&ctx->bh_incoming);
+
+        /* We set BH_PENDING, so bh->next is ours until the home thread
+         * takes the stack: the successful CAS publishes it. */
+        do {
+            bh->next = head;
+        } while (!__atomic_compare_exchange_n(&ctx->bh_incoming, &head, bh,
+                                              true, __ATOMIC_RELEASE,
+                                              __ATOMIC_RELAXED));
+    }
+    aio_notify(ctx);
+    /* Pairs with the load-acquire in aio_context_destroy(). */
+    qatomic_fetch_dec(&ctx->notifiers_active);
+}
+
+AioBH *aio_bh_new_full(AioContext *ctx, AioBHFunc *cb, void *opaque,
+                       const char *name)
+{
+    AioBH *bh = bh_alloc(ctx, cb, opaque, name, 0);
+
+    bh_registry_add(bh);
+    return bh;
+}
+
+void aio_bh_schedule(AioBH *bh)
+{
+    bh_enqueue(bh, BH_SCHEDULED);
+}
+
+void aio_bh_cancel(AioBH *bh)
+{
+    qatomic_fetch_and(&bh->flags, ~BH_SCHEDULED);
+}
+
+void aio_bh_delete(AioBH *bh)
+{
+    bh_registry_remove(bh);
+    bh_enqueue(bh, BH_DELETED);
+}
+
+void aio_bh_schedule_oneshot_full(AioContext *ctx, AioBHFunc *cb,
+                                  void *opaque, const char *name)
+{
+    AioBH *bh = bh_alloc(ctx, cb, opaque, name, BH_ONESHOT);
+
+    bh_enqueue(bh, BH_SCHEDULED);
+}
+
+static bool bh_pending(AioContext *ctx)
+{
+    return ctx->bh_ready_head || qatomic_read(&ctx->bh_incoming);
+}
+
+/* Move the incoming stack, in scheduling order, to the ready FIFO. */
+static void bh_take_incoming(AioContext *ctx)
+{
+    AioBH *list = qatomic_xchg(&ctx->bh_incoming, NULL);
+    AioBH *fifo = NULL;
+
+    /* The stack is newest first: reverse it. */
+    while (list) {
+        AioBH *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    if (fifo) {
+        *ctx->bh_ready_tail = fifo;
+        while (fifo->next) {
+            fifo = fifo->next;
+        }
+        ctx->bh_ready_tail = &fifo->next;
+    }
+}
+
+static AioBH *bh_pop_ready(AioContext *ctx, unsigned *flags)
+{
+    AioBH *bh = ctx->bh_ready_head;
+
+    if (!bh) {
+        return NULL;
+    }
+    ctx->bh_ready_head = bh->next;
+    if (!ctx->bh_ready_head) {
+        ctx->bh_ready_tail = &ctx->bh_ready_head;
+    }
+    bh->next = NULL;
+    /*
+     * From here another thread may queue @bh again.  Clearing SCHEDULED
+     * before the callback lets the callback reschedule itself.
+     */
+    *flags = qatomic_fetch_and(&bh->flags,
+                               ~(BH_PENDING | BH_SCHEDULED));
+    return bh;
+}
+
+/*
+ * Run the bottom halves that are ready.  BHs scheduled while we run go on
+ * the incoming stack and wait for the next call, so this terminates even
+ * if a BH keeps rescheduling itself.
+ */
+static bool aio_bh_poll(AioContext *ctx)
+{
+    bool progress = false;
+    unsigned flags;
+    AioBH *bh;
+
+    bh_take_incoming(ctx);
+    while ((bh = bh_pop_ready(ctx, &flags))) {
+        if (flags & BH_DELETED) {
+            g_free(bh);
+            continue;
+        }
+        if (flags & BH_SCHEDULED) {
+            bh->cb(bh->opaque);
+            bd_mutex_assert_none_held(bh->name);
+            if (bh != ctx->co_schedule_bh) {
+                progress = true;
+            }
+        }
+        if (flags & BH_ONESHOT) {
+            g_free(bh);
+        }
+    }
+    return progress;
+}
+
+/* --- Coroutine scheduling ------------------------------------------------ */
+
+void aio_co_schedule_full(AioContext *ctx, Coroutine *co, const char *who)
+{
+    const char *prev = qatomic_cmpxchg(&co->scheduled, NULL, who);
+    Coroutine *head;
+
+    if (prev) {
+        fprintf(stderr, "%s: coroutine %p was already scheduled in '%s'\n",
+                who, (void *)co, prev);
+        abort();
+    }
+    /*
+     * As in bh_enqueue(): once @co is on the list, a co_schedule_bh that is
+     * already pending may run it, and its context may then be destroyed
+     * while we still schedule the bottom half.  Count ourselves in first.
+     */
+    qatomic_inc(&ctx->notifiers_active);
+    head = qatomic_read(&ctx->co_sched_incoming);
+    do {
+        co->sched_next = head;
+    } while (!__atomic_compare_exchange_n(&ctx->co_sched_incoming, &head, co,
+                                          true, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    aio_bh_schedule(ctx->co_schedule_bh);
+    /* Pairs with the load-acquire in aio_context_destroy(). */
+    qatomic_fetch_dec(&ctx->notifiers_active);
+}
+
+static void co_schedule_bh_cb(void *opaque)
+{
+    AioContext *ctx = opaque;
+    Coroutine *list = qatomic_xchg(&ctx->co_sched_incoming, NULL);
+    Coroutine *fifo = NULL;
+
+    while (list) {
+        Coroutine *next = list->sched_next;
+        list->sched_next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo) {
+        Coroutine *co = fifo;
+
+        fifo = co->sched_next;
+        /*
+         * Clear before entering, so that the coroutine can be scheduled
+         * again as soon as it runs.  Pairs with the cmpxchg in
+         * aio_co_schedule_full().
+         */
+        qatomic_store_release(&co->scheduled, NULL);
+        co_enter(co);
+    }
+}
+
+void aio_co_enter(AioContext *ctx, Coroutine *co)
+{
+    if (ctx != get_current_ctx()) {
+        aio_co_schedule(ctx, co);
+    } else if (in_coroutine()) {
+        co_wakeup_later(co);
+    } else {
+        co_enter(co);
+    }
+}
+
+void aio_co_wake(Coroutine *co)
+{
+    AioContext *ctx = qatomic_load_acquire(&co->ctx);
+
+    assert(ctx);
+    aio_co_enter(ctx, co);
+}
+
+typedef struct RescheduleData {
+    AioContext *new_ctx;
+    Coroutine *co;
+} RescheduleData;
+
+static void co_reschedule_bh(void *opaque)
+{
+    RescheduleData *data = opaque;
+
+    aio_co_schedule(data->new_ctx, data->co);
+}
+
+void coroutine_fn aio_co_reschedule_self(AioContext *new_ctx)
+{
+    AioContext *old_ctx = get_current_ctx();
+    RescheduleData data = { .new_ctx = new_ctx, .co = co_self() };
+
+    assert(data.co);
+    if (old_ctx == new_ctx) {
+        return;
+    }
+    /*
+     * The target thread must not enter us before we have yielded here:
+     * schedule from a bottom half of our own context, which runs only
+     * after the yield.
+     */
+    aio_bh_schedule_oneshot(old_ctx, co_reschedule_bh, &data);
+    co_yield();
+    assert(get_current_ctx() == new_ctx);
+}
+
+/* --- fd handlers --------------------------------------------------------- */
+
+void aio_set_fd_handler_full(AioContext *ctx, int fd, AioFdHandler *io_read,
+                             AioFdHandler *io_write, void *opaque,
+                             const char *name)
+{
+    AioHandler *h = g_hash_table_lookup(ctx->fd_handlers, GINT_TO_POINTER(fd));
+
+    assert(in_aio_context_home_thread(ctx) || !get_current_ctx());
+    if (!io_read && !io_write) {
+        if (!h) {
+            return;
+        }
+        g_hash_table_remove(ctx->fd_handlers, GINT_TO_POINTER(fd));
+        h->deleted = true;
+        h->io_read = NULL;
+        h->io_write = NULL;
+        h->deleted_next = ctx->deleted_handlers;
+        ctx->deleted_handlers = h;
+        ctx->backend->update_handler(ctx, h);
+        return;
+    }
+    if (!h) {
+        h = g_new0(AioHandler, 1);
+        h->ctx = ctx;
+        h->fd = fd;
+        g_hash_table_insert(ctx->fd_handlers, GINT_TO_POINTER(fd), h);
+    }
+    h->io_read = io_read;
+    h->io_write = io_write;
+    h->opaque = opaque;
+    h->name = name;
+    ctx->backend->update_handler(ctx, h);
+}
+
+bool aio_dispatch_fd(AioContext *ctx, AioHandler *h, uint32_t revents)
+{
+    bool progress = false;
+
+    if (!h->deleted && h->io_read &&
+        (revents & (POLLIN | POLLHUP | POLLERR))) {
+        h->io_read(h->opaque);
+        bd_mutex_assert_none_held(h->name);
+        progress = true;
+    }
+    if (!h->deleted && h->io_write &&
+        (revents & (POLLOUT | POLLHUP | POLLERR))) {
+        h->io_write(h->opaque);
+        bd_mutex_assert_none_held(h->name);
+        progress = true;
+    }
+    return progress;
+}
+
+static void aio_free_deleted_handlers(AioContext *ctx)
+{
+    AioHandler **p = &ctx->deleted_handlers;
+
+    while (*p) {
+        AioHandler *h = *p;
+
+        if (ctx->backend->handler_busy(ctx, h)) {
+            p = &h->deleted_next;
+            continue;
+        }
+        *p = h->deleted_next;
+        g_free(h);
+    }
+}
+
+/* --- SQEs ---------------------------------------------------------------- */
+
+struct io_uring_sqe *aio_get_sqe(AioContext *ctx, AioCqeHandler *handler)
+{
+    assert(in_aio_context_home_thread(ctx));
+    return ctx->backend->get_sqe(ctx, handler);
+}
+
+typedef struct CoSqe {
+    AioCqeHandler handler;
+    Coroutine *co;
+    int res;
+    uint32_t flags;
+} CoSqe;
+
+static void co_sqe_complete(AioCqeHandler *handler, int res, uint32_t flags)
+{
+    CoSqe *req = container_of(handler, CoSqe, handler);
+
+    req->res = res;
+    req->flags = flags;
+    /* The CQE arrives on the ring of the submitting thread, which is the
+     * coroutine's own context: enter it directly. */
+    co_enter(req->co);
+}
+
+int coroutine_fn aio_co_submit_sqe(AioSqePrep *prep, void *opaque,
+                                   uint32_t *cqe_flags)
+{
+    AioContext *ctx = get_current_ctx();
+    CoSqe req = { .handler.cb = co_sqe_complete, .co = co_self() };
+    struct io_uring_sqe *sqe;
+
+    assert(ctx && req.co);
+    sqe = ctx->backend->get_sqe(ctx, &req.handler);
+    prep(sqe, opaque);
+    io_uring_sqe_set_data(sqe, &req.handler);
+    co_yield();
+    if (cqe_flags) {
+        *cqe_flags = req.flags;
+    }
+    return req.res;
+}
+
+/* --- The loop ------------------------------------------------------------ */
+
+#define POLL_NS_START 4000
+
+static void adjust_poll_time(AioContext *ctx, int64_t block_ns)
+{
+    if (block_ns <= ctx->poll_ns) {
+        return;     /* polling longer would have caught it: keep */
+    }
+    if (block_ns > ctx->poll_max_ns) {
+        /* Waits are long: spinning only burns CPU. */
+        ctx->poll_ns /= ctx->poll_shrink;
+        if (ctx->poll_ns < POLL_NS_START) {
+            ctx->poll_ns = 0;
+        }
+    } else if (ctx->poll_ns < ctx->poll_max_ns) {
+        int64_t ns = ctx->poll_ns ? ctx->poll_ns * ctx->poll_grow
+                                  : POLL_NS_START;
+        ctx->poll_ns = MIN(ns, ctx->poll_max_ns);
+    }
+}
+
+/* Spin for up to ctx->poll_ns; true if something became ready. */
+static bool aio_busy_poll(AioContext *ctx, int64_t timeout_ns)
+{
+    int64_t limit = ctx->poll_ns;
+    int64_t end;
+
+    if (timeout_ns >= 0 && timeout_ns < limit) {
+        limit = timeout_ns;
+    }
+    end = get_clock_ns() + limit;
+    do {
+        if (qatomic_read(&ctx->bh_incoming) ||
+            ctx->backend->poll_ready(ctx)) {
+            return true;
+        }
+    } while (get_clock_ns() < end);
+    return false;
+}
+
+bool aio_poll(AioContext *ctx, bool blocking)
+{
+    bool progress = false;
+    int64_t timeout = 0;
+    int64_t block_start = 0;
+
+    assert(in_aio_context_home_thread(ctx));
+    ctx->poll_depth++;
+
+    if (blocking && !bh_pending(ctx)) {
+        timeout = aio_timers_deadline_ns(ctx, get_clock_ns());
+    }
+    if (timeout != 0 && ctx->poll_ns > 0 && aio_busy_poll(ctx, timeout)) {
+        timeout = 0;
+    }
+    if (timeout != 0) {
+        qatomic_set(&ctx->sleeping, 1);
+        /*
+         * Pairs with smp_mb() in aio_notify(): either we see the work a
+         * notifier queued, or it sees ctx->sleeping and writes notify_fd.
+         */
+        smp_mb();
+        if (qatomic_read(&ctx->bh_incoming)) {
+            timeout = 0;
+        }
+        if (ctx->poll_max_ns) {
+            block_start = get_clock_ns();
+        }
+    }
+
+    progress |= ctx->backend->wait(ctx, timeout);
+
+    if (timeout != 0) {
+        qatomic_set(&ctx->sleeping, 0);
+        if (ctx->poll_max_ns) {
+            adjust_poll_time(ctx, get_clock_ns() - block_start);
+        }
+    }
+
+    progress |= aio_run_timers(ctx);
+    progress |= aio_bh_poll(ctx);
+
+    if (--ctx->poll_depth == 0 && ctx->deleted_handlers) {
+        aio_free_deleted_handlers(ctx);
+    }
+    return progress;
+}
+
+/* --- Life cycle ---------------------------------------------------------- */
+
+/*
+ * Backend selection: io_uring unless BLOCKD_AIO_BACKEND=epoll, or unless
+ * setting up a ring fails once, after which every new context uses epoll.
+ * Written under backend_lock; read by aio_context_new() in any thread.
+ */
+static BdMutex backend_lock;
+static const AioBackend *default_backend TSA_GUARDED_BY(backend_lock);
+static GOnce backend_once = G_ONCE_INIT;
+
+static gpointer backend_init(gpointer unused)
+{
+    const char *env = getenv("BLOCKD_AIO_BACKEND");
+
+    bd_mutex_init(&backend_lock);
+    bd_mutex_lock(&backend_lock);
+    default_backend = &aio_uring_backend;
+    if (env && !strcmp(env, "epoll")) {
+        default_backend = &aio_epoll_backend;
+    } else if (env && strcmp(env, "io_uring") && *env) {
+        warn_report("BLOCKD_AIO_BACKEND=%s is not 'io_uring' or 'epoll'; "
+                    "using io_uring", env);
+    }
+    bd_mutex_unlock(&backend_lock);
+    return NULL;
+}
+
+/* Registered before any context exists; read-only afterwards. */
+#define MAX_HOOKS 4
+static const AioContextHooks *context_hooks[MAX_HOOKS];
+static unsigned num_context_hooks;
+
+void aio_context_add_hooks(const AioContextHooks *hooks)
+{
+    assert(num_context_hooks < MAX_HOOKS);
+    context_hooks[num_context_hooks++] = hooks;
+}
+
+void *aio_context_get_slot(AioContext *ctx, AioContextSlot slot)
+{
+    return ctx->slots[slot];
+}
+
+void aio_context_set_slot(AioContext *ctx, AioContextSlot slot, void *state)
+{
+    ctx->slots[slot] = state;
+}
+
+AioContext *aio_context_new(const char *name, Error **errp)
+{
+    AioContext *ctx = g_new0(AioContext, 1);
+    const AioBackend *backend;
+    Error *local_err = NULL;
+
+    g_once(&backend_once, backend_init, NULL);
+    ctx->name = g_strdup(name);
+    ctx->bh_ready_tail = &ctx->bh_ready_head;
+    ctx->fd_handlers = g_hash_table_new(NULL, NULL);
+    ctx->poll_grow = 2;
+    ctx->poll_shrink = 2;
+    ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ctx->notify_fd < 0) {
+        error_setg_errno(errp, errno, "AioContext '%s': eventfd", name);
+        goto fail;
+    }
+
+    bd_mutex_lock(&backend_lock);
+    backend = default_backend;
+    bd_mutex_unlock(&backend_lock);
+
+    if (!backend->init(ctx, &local_err)) {
+        if (backend != &aio_uring_backend) {
+            error_propagate(errp, local_err);
+            goto fail;
+        }
+        /* io_uring is unusable here: fall back for good, and say so once. */
+        warn_report_once("io_uring unavailable (%s); using epoll for the "
+                         "event loop", error_get_pretty(local_err));
+        error_free(local_err);
+        backend = &aio_epoll_backend;
+        bd_mutex_lock(&backend_lock);
+        default_backend = backend;
+        bd_mutex_unlock(&backend_lock);
+        if (!backend->init(ctx, errp)) {
+            goto fail;
+        }
+    }
+    ctx->backend = backend;
+    ctx->co_schedule_bh = aio_bh_new(ctx, co_schedule_bh_cb, ctx);
+    for (unsigned i = 0; i < num_context_hooks; i++) {
+        if (context_hooks[i]->created) {
+            context_hooks[i]->created(ctx);
+        }
+    }
+    return ctx;
+
+fail:
+    if (ctx->notify_fd >= 0) {
+        close(ctx->notify_fd);
+    }
+    g_hash_table_destroy(ctx->fd_handlers);
+    g_free(ctx->name);
+    g_free(ctx);
+    return NULL;
+}
+
+static NORETURN void leak_abort(AioContext *ctx, const char *what,
+                                const char *name)
+{
+    fprintf(stderr, "AioContext '%s' destroyed with %s '%s' still "
+            "present\n", ctx->name, what, name ? name : "?");
+    abort();
+}
+
+static void check_bh_leaks(AioContext *ctx)
+{
+    AioBH *bh;
+    unsigned flags;
+    GHashTableIter iter;
+    gpointer key;
+
+    bh_take_incoming(ctx);
+    while ((bh = bh_pop_ready(ctx, &flags))) {
+        if (flags & BH_DELETED) {
+            g_free(bh);
+        } else if (flags & BH_SCHEDULED) {
+            leak_abort(ctx, "scheduled bottom half", bh->name);
+        } else if (flags & BH_ONESHOT) {
+            g_free(bh);     /* cancelled oneshot */
+        }
+    }
+    g_once(&bh_registry_once, bh_registry_init, NULL);
+    bd_mutex_lock(&bh_registry_lock);
+    if (bh_registry) {
+        g_hash_table_iter_init(&iter, bh_registry);
+        while (g_hash_table_iter_next(&iter, &key, NULL)) {
+            bh = key;
+            if (bh->ctx == ctx) {
+                leak_abort(ctx, "bottom half", bh->name);
+            }
+        }
+    }
+    bd_mutex_unlock(&bh_registry_lock);
+}
+
+void aio_context_destroy(AioContext *ctx)
+{
+    GHashTableIter iter;
+    gpointer value;
+
+    if (!ctx) {
+        return;
+    }
+    assert(in_aio_context_home_thread(ctx));
+    assert(ctx->poll_depth == 0);
+    assert(!qatomic_read(&ctx->co_sched_incoming));
+    /*
+     * A thread that scheduled a bottom half we already ran may still be in
+     * aio_notify() on us: wait for it to leave (a few instructions; it
+     * cannot block).  Pairs with the decrement in bh_enqueue().  Scheduling
+     * new work on a context being destroyed is a bug of the caller.
+     */
+    while (qatomic_load_acquire(&ctx->notifiers_active)) {
+        sched_yield();
+    }
+    for (unsigned i = num_context_hooks; i-- > 0;) {
+        if (context_hooks[i]->destroying) {
+            context_hooks[i]->destroying(ctx);
+        }
+    }
+
+    g_hash_table_iter_init(&iter, ctx->fd_handlers);
+    if (g_hash_table_iter_next(&iter, NULL, &value)) {
+        leak_abort(ctx, "fd handler", ((AioHandler *)value)->name);
+    }
+    if (ctx->timers) {
+        leak_abort(ctx, "armed timer", aio_timer_name(ctx->timers));
+    }
+    if (ctx->timer_count) {
+        leak_abort(ctx, "timer", NULL);
+    }
+
+    aio_bh_delete(ctx->co_schedule_bh);
+    check_bh_leaks(ctx);
+
+    /*
+     * Let the backend retire removed handlers: a cancelled POLL_ADD still
+     * owes us its CQE, which the blocking wait collects.
+     */
+    aio_free_deleted_handlers(ctx);
+    while (ctx->deleted_handlers) {
+        ctx->backend->wait(ctx, -1);
+        aio_free_deleted_handlers(ctx);
+    }
+    ctx->backend->cleanup(ctx);
+    close(ctx->notify_fd);
+    g_hash_table_destroy(ctx->fd_handlers);
+    g_free(ctx->name);
+    g_free(ctx);
+}
+
+const char *aio_context_name(AioContext *ctx)
+{
+    return ctx->name;
+}
+
+const char *aio_context_backend_name(AioContext *ctx)
+{
+    return ctx->backend->name;
+}
+
+bool aio_context_uses_io_uring(AioContext *ctx)
+{
+    return ctx->backend == &aio_uring_backend;
+}
+
+void aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
+                                 int64_t grow, int64_t shrink)
+{
+    ctx->poll_max_ns = MAX(max_ns, 0);
+    ctx->poll_grow = grow > 1 ? grow : 2;
+    ctx->poll_shrink = shrink > 1 ? shrink : 2;
+    ctx->poll_ns = MIN(ctx->poll_ns, ctx->poll_max_ns);
+}
+
+int64_t aio_context_get_poll_max_ns(AioContext *ctx)
+{
+    return ctx->poll_max_ns;
+}
