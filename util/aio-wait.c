@@ -9,9 +9,27 @@
 
 AioWait global_aio_wait;
 
+/*
+ * One persistent bottom half on the main context: scheduling it while it is
+ * pending does nothing, so a burst of kicks (one per request completion
+ * under I/O) costs no allocation.  Created and deleted by the main loop.
+ */
+static AioBH *kick_bh;
+
 static void aio_wait_bh(void *opaque)
 {
     /* Nothing to do: running makes the waiter's aio_poll() return. */
+}
+
+void aio_wait_init(AioContext *main_ctx)
+{
+    kick_bh = aio_bh_new(main_ctx, aio_wait_bh, NULL);
+}
+
+void aio_wait_cleanup(void)
+{
+    aio_bh_delete(kick_bh);
+    kick_bh = NULL;
 }
 
 void aio_wait_kick(void)
@@ -22,6 +40,6 @@ void aio_wait_kick(void)
      */
     smp_mb();
     if (qatomic_read(&global_aio_wait.num_waiters)) {
-        aio_bh_schedule_oneshot(main_context(), aio_wait_bh, NULL);
+        aio_bh_schedule(kick_bh);
     }
 }

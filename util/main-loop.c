@@ -9,6 +9,7 @@
 #include "util/osdep.h"
 
 #include "util/aio.h"
+#include "util/aio-wait.h"
 #include "util/coroutine.h"
 #include "util/main-loop.h"
 
@@ -60,6 +61,7 @@ void main_loop_init(void) TSA_NO_TSA
     bql_lock();
     main_ctx = aio_context_new("main", &error_fatal);
     aio_context_set_current(main_ctx);
+    aio_wait_init(main_ctx);
 }
 
 void main_loop_cleanup(void) TSA_NO_TSA
@@ -68,6 +70,7 @@ void main_loop_cleanup(void) TSA_NO_TSA
         return;
     }
     assert(in_main_thread());
+    aio_wait_cleanup();
     /* Let pending bottom halves (e.g. final kicks) run and be freed. */
     while (aio_poll(main_ctx, false)) {
         /* nothing */

@@ -57,6 +57,10 @@ extern AioWait global_aio_wait;
     waited_;                                                                \
 })
 
+/* Set up / tear down the wake-up bottom half; main_loop_init/cleanup. */
+void aio_wait_init(AioContext *main_ctx);
+void aio_wait_cleanup(void);
+
 /*
  * Wake the main loop if an AIO_WAIT_WHILE() is waiting there.  Call after
  * every change to a condition someone may wait for.  Any thread.
