@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The graph rwlock (see include/block/graph-lock.h for the protocol).
+ *
+ * State:
+ *  - has_writer (atomic): a writer holds or is taking the lock.
+ *  - one BdrvGraphRWlock per AioContext, in the context's
+ *    AIO_SLOT_GRAPH_LOCK slot: reader_count, written only by coroutines
+ *    running in that context's home thread (atomic stores, so the writer
+ *    can sum them from the main thread); all of them on a list under
+ *    aio_context_list_lock.
+ *  - orphaned_reader_count: the counts of destroyed contexts (under
+ *    aio_context_list_lock).
+ *  - reader_queue: readers that found a writer, waiting for it to finish
+ *    (under aio_context_list_lock).
+ *
+ * The reader's fast path touches only its own context's counter and reads
+ * has_writer: no shared cache line is written.
+ */
+#include "util/osdep.h"
+
+#include "block/block-global-state.h"
+#include "block/block_int.h"
+#include "util/aio-wait.h"
+#include "util/atomic.h"
+#include "util/co-lock.h"
+#include "util/coroutine.h"
+#include "util/main-loop.h"
+#include "util/queue.h"
+
+BdrvGraphLock graph_lock;
+
+typedef struct BdrvGraphRWlock {
+    /* Readers that locked in this context minus those that unlocked
+     * here: may be negative.  Home thread writes; atomic. */
+    int reader_count;
+    QLIST_ENTRY(BdrvGraphRWlock) next_aio;  /* aio_context_list_lock */
+} BdrvGraphRWlock;
+
+static BdMutex aio_context_list_lock;
+static QLIST_HEAD(, BdrvGraphRWlock) aio_context_list
+    TSA_GUARDED_BY(aio_context_list_lock) = QLIST_HEAD_INITIALIZER;
+static int orphaned_reader_count TSA_GUARDED_BY(aio_context_list_lock);
+static CoQueue reader_queue;        /* aio_context_list_lock */
+static int waiting_readers;         /* in reader_queue; atomic for tests */
+
+static int has_writer;              /* atomic */
+
+static void graph_ctx_created(AioContext *ctx)
+{
+    BdrvGraphRWlock *g = g_new0(BdrvGraphRWlock, 1);
+
+    aio_context_set_slot(ctx, AIO_SLOT_GRAPH_LOCK, g);
+    bd_mutex_lock(&aio_context_list_lock);
+    QLIST_INSERT_HEAD(&aio_context_list, g, next_aio);
+    bd_mutex_unlock(&aio_context_list_lock);
+}
+
+static void graph_ctx_destroying(AioContext *ctx)
+{
+    BdrvGraphRWlock *g = aio_context_get_slot(ctx, AIO_SLOT_GRAPH_LOCK);
+
+    if (!g) {
+        return;     /* created before bdrv_graph_init() */
+    }
+    bd_mutex_lock(&aio_context_list_lock);
+    /* A coroutine may have locked here and unlocked elsewhere (or the
+     * reverse): keep its count so that the sum stays right. */
+    orphaned_reader_count += qatomic_read(&g->reader_count);
+    QLIST_REMOVE(g, next_aio);
+    bd_mutex_unlock(&aio_context_list_lock);
+    aio_context_set_slot(ctx, AIO_SLOT_GRAPH_LOCK, NULL);
+    g_free(g);
+}
+
+static const AioContextHooks graph_lock_hooks = {
+    .created = graph_ctx_created,
+    .destroying = graph_ctx_destroying,
+};
+
+void bdrv_graph_init(void)
+{
+    AioContext *main_ctx = main_context();
+
+    GLOBAL_STATE_CODE();
+    bd_mutex_init(&aio_context_list_lock);
+    co_queue_init(&reader_queue);
+    aio_context_add_hooks(&graph_lock_hooks);
+    /* The main context predates the hooks. */
+    if (main_ctx && !aio_context_get_slot(main_ctx, AIO_SLOT_GRAPH_LOCK)) {
+        graph_ctx_created(main_ctx);
+    }
+}
+
+static int reader_count_locked(void) TSA_REQUIRES(aio_context_list_lock)
+{
+    BdrvGraphRWlock *g;
+    int rd = orphaned_reader_count;
+
+    QLIST_FOREACH(g, &aio_context_list, next_aio) {
+        /*
+         * Acquire: pairs with the store-release in bdrv_graph_co_rdunlock(),
+         * so that a reader's accesses happen before the writer's changes.
+         */
+        rd += qatomic_load_acquire(&g->reader_count);
+    }
+    assert(rd >= 0);
+    return rd;
+}
+
+int bdrv_graph_waiting_readers(void)
+{
+    return qatomic_read(&waiting_readers);
+}
+
+int bdrv_graph_reader_count(void)
+{
+    int rd;
+
+    bd_mutex_lock(&aio_context_list_lock);
+    rd = reader_count_locked();
+    bd_mutex_unlock(&aio_context_list_lock);
+    return rd;
+}
+
+static void graph_wait_for_readers(void)
+{
+    do {
+        /*
+         * Let callbacks that run while we poll take read locks (they may
+         * be what the readers we wait for are waiting on), then keep new
+         * readers out and look again.
+         */
+        qatomic_set(&has_writer, 0);
+        AIO_WAIT_WHILE(NULL, bdrv_graph_reader_count() > 0);
+        qatomic_set(&has_writer, 1);
+        /*
+         * Pairs with smp_mb() in bdrv_graph_co_rdlock(): either a reader
+         * sees has_writer and backs off, or we see its count.
+         */
+        smp_mb();
+    } while (bdrv_graph_reader_count() > 0);
+}
+
+void bdrv_graph_wrlock(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(!in_coroutine());
+    assert(!qatomic_read(&has_writer));
+
+    /*
+     * Quiesce without polling, so that a stream of new requests cannot
+     * keep the reader count from reaching zero; requests already inside
+     * the lock finish while we poll.
+     */
+    bdrv_drain_all_begin_nopoll();
+    graph_wait_for_readers();
+    bdrv_drain_all_end();
+}
+
+void bdrv_graph_wrlock_drained(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(!in_coroutine());
+    assert(!qatomic_read(&has_writer));
+    graph_wait_for_readers();
+}
+
+void bdrv_graph_wrunlock(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(qatomic_read(&has_writer));
+
+    bd_mutex_lock(&aio_context_list_lock);
+    /*
+     * Readers re-check has_writer under aio_context_list_lock before they
+     * wait, so clearing it under the lock and restarting them cannot lose
+     * a wake-up.
+     */
+    qatomic_store_release(&has_writer, 0);
+    co_queue_restart_all(&reader_queue);
+    bd_mutex_unlock(&aio_context_list_lock);
+
+    /* Close what lost its last reference while we held the lock. */
+    bdrv_run_pending_unrefs();
+}
+
+static BdrvGraphRWlock *current_graph_rwlock(void)
+{
+    AioContext *ctx = aio_get_current_context();
+    BdrvGraphRWlock *g;
+
+    assert(ctx);
+    g = aio_context_get_slot(ctx, AIO_SLOT_GRAPH_LOCK);
+    assert(g);
+    return g;
+}
+
+void coroutine_fn bdrv_graph_co_rdlock(void)
+{
+    BdrvGraphRWlock *g;
+
+    assert(in_coroutine());
+    for (;;) {
+        /* Re-read after every wait: we may have moved to another thread. */
+        g = current_graph_rwlock();
+        qatomic_set(&g->reader_count, g->reader_count + 1);
+        /* Pairs with smp_mb() in graph_wait_for_readers(). */
+        smp_mb();
+        /*
+         * Acquire: pairs with the store-release in bdrv_graph_wrunlock(),
+         * so that what the last writer changed is visible to us.  (The
+         * fence above orders our count against has_writer; it does not
+         * make us see the writer's graph changes.)
+         */
+        if (!qatomic_load_acquire(&has_writer)) {
+            return;
+        }
+
+        /* A writer is active or waiting: back off and wait for it. */
+        qatomic_set(&g->reader_count, g->reader_count - 1);
+        bd_mutex_lock(&aio_context_list_lock);
+        /* The writer may be polling for our count to drop. */
+        aio_wait_kick();
+        if (qatomic_read(&has_writer)) {
+            qatomic_inc(&waiting_readers);
+            co_queue_wait_bd(&reader_queue, &aio_context_list_lock);
+            qatomic_dec(&waiting_readers);
+        }
+        bd_mutex_unlock(&aio_context_list_lock);
+    }
+}
+
+void coroutine_fn bdrv_graph_co_rdunlock(void)
+{
+    BdrvGraphRWlock *g = current_graph_rwlock();
+
+    assert(in_coroutine());
+    qatomic_store_release(&g->reader_count, g->reader_count - 1);
+    /*
+     * A writer waiting for the count to drop polls the main loop: wake it.
+     * Always, not only when has_writer is set: the writer clears has_writer
+     * while it polls.  aio_wait_kick() has the full barrier that orders our
+     * decrement before its read of num_waiters.
+     */
+    aio_wait_kick();
+}
+
+void bdrv_graph_rdlock_main_loop(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(!in_coroutine());
+}
+
+void bdrv_graph_rdunlock_main_loop(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(!in_coroutine());
+}
+
+void assert_bdrv_graph_readable(void)
+{
+#ifndef NDEBUG
+    /* The main loop may always read; others must hold a read lock. */
+    if (!in_main_thread()) {
+        assert(in_coroutine());
+        assert(qatomic_read(&current_graph_rwlock()->reader_count) != 0 ||
+               bdrv_graph_reader_count() > 0);
+    }
+#endif
+}
+
+void assert_bdrv_graph_writable(void)
+{
+#ifndef NDEBUG
+    assert(in_main_thread());
+    assert(qatomic_read(&has_writer));
+#endif
+}
+
+GraphLockable *graph_lockable_auto_lock(GraphLockable *x)
+{
+    bdrv_graph_co_rdlock();
+    return x;
+}
+
+void graph_lockable_auto_unlock(GraphLockable **x)
+{
+    if (*x) {
+        bdrv_graph_co_rdunlock();
+    }
+}
+
+GraphLockable *graph_lockable_auto_lock_main_loop(GraphLockable *x)
+{
+    bdrv_graph_rdlock_main_loop();
+    return x;
+}
+
+void graph_lockable_auto_unlock_main_loop(GraphLockable **x)
+{
+    if (*x) {
+        bdrv_graph_rdunlock_main_loop();
+    }
+}

@@ -1,0 +1,1240 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The generic request path: every read, write, write-zeroes, discard,
+ * flush, block-status and truncate on a node passes through here before
+ * its driver sees it.
+ *
+ * Layers, top to bottom:
+ *  1. Checking (bdrv_check_request): node open, flags known for the
+ *     operation, range within the node, node writable.  A driver never sees
+ *     a request that fails these checks.
+ *  2. Accounting: every request counts in bs->in_flight from its first
+ *     instruction to its last, so a drain that sees in_flight == 0 knows
+ *     nothing of the node is running.
+ *  3. Serialisation (tracked requests, below): a write that is not aligned
+ *     to bl.request_alignment is done as read-modify-write of its head and
+ *     tail blocks and excludes every overlapping request for its duration.
+ *  4. Padding: unaligned reads read the aligned range (the padding goes to
+ *     a scratch buffer); unaligned writes merge the caller's data with the
+ *     blocks they read back.
+ *  5. Splitting to bl.max_transfer (and to bounded chunks for bounces and
+ *     explicit zeroes), bouncing buffers that the node cannot take
+ *     (bl.min_mem_alignment, for O_DIRECT), emulating FUA with a flush.
+ *
+ * Invariants:
+ *  - Drivers only see requests aligned to bl.request_alignment, within
+ *    max_transfer, with buffers aligned to bl.min_mem_alignment.
+ *  - write_gen is incremented after every driver call that may have
+ *    changed data (whatever its result), before the request completes;
+ *    flushed_gen only ever grows, only to a generation a successful flush
+ *    read before it flushed.
+ *  - No BdMutex is held across a yield (reqs_lock is dropped by
+ *    co_queue_wait_bd() while a request waits).
+ *
+ * Callers hold the graph read lock; everything here runs in coroutines in
+ * any AioContext, except the atomic accessors at the end.
+ */
+#include "util/osdep.h"
+
+#include "block/block-io.h"
+#include "block/block_int.h"
+#include "util/aio-wait.h"
+#include "util/atomic.h"
+#include "util/co-lock.h"
+#include "util/coroutine.h"
+#include "util/main-loop.h"
+
+/*
+ * Bounce buffers and the zero buffer of the write-zeroes fallback are
+ * allocated per chunk of at most this size, whatever the request's size.
+ */
+#define BDRV_BOUNCE_CHUNK   (1 << 20)
+
+/* The operations the checking layer knows, for their flags and checks. */
+typedef enum BdrvReqType {
+    BDRV_REQ_TYPE_READ,
+    BDRV_REQ_TYPE_WRITE,
+    BDRV_REQ_TYPE_ZERO,
+    BDRV_REQ_TYPE_DISCARD,
+} BdrvReqType;
+
+/*
+ * Flags a caller may pass, per operation.  The internal flags
+ * (BDRV_REQ_SERIALISING, BDRV_REQ_ZERO_WRITE) are never accepted from
+ * outside: io.c sets them itself.
+ */
+static const BdrvRequestFlags bdrv_valid_flags[] = {
+    [BDRV_REQ_TYPE_READ]    = 0,
+    [BDRV_REQ_TYPE_WRITE]   = BDRV_REQ_FUA,
+    [BDRV_REQ_TYPE_ZERO]    = BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP |
+                              BDRV_REQ_NO_FALLBACK,
+    [BDRV_REQ_TYPE_DISCARD] = 0,
+};
+
+/* --- In-flight accounting ------------------------------------------------ */
+
+void bdrv_inc_in_flight(BlockDriverState *bs)
+{
+    IO_CODE();
+    qatomic_inc(&bs->in_flight);
+}
+
+void bdrv_dec_in_flight(BlockDriverState *bs)
+{
+    IO_CODE();
+    qatomic_dec(&bs->in_flight);
+    /*
+     * The decrement is a full barrier, and aio_wait_kick() issues another
+     * smp_mb() before it reads num_waiters: together they pair with the
+     * smp_mb() after num_waiters++ in AIO_WAIT_WHILE().  A drain polling
+     * in_flight in the main loop either reads the new count or is woken.
+     */
+    aio_wait_kick();
+}
+
+/* --- Small helpers -------------------------------------------------------- */
+
+static bool is_power_of_2(uint64_t x)
+{
+    return x && !(x & (x - 1));
+}
+
+/* bl.request_alignment, a power of two (1 when the node has none). */
+static uint32_t bdrv_req_align(BlockDriverState *bs)
+{
+    uint32_t align = MAX(bs->bl.request_alignment, 1);
+
+    assert(is_power_of_2(align));
+    return align;
+}
+
+/* Alignment of buffers the driver needs; 1 when it takes any buffer. */
+static size_t bdrv_mem_align(BlockDriverState *bs)
+{
+    size_t align = MAX(bs->bl.min_mem_alignment, 1);
+
+    assert(is_power_of_2(align));
+    return align;
+}
+
+/*
+ * True if @v cannot go to the driver as it is: with O_DIRECT, every
+ * element must start at a multiple of min_mem_alignment and be a multiple
+ * of request_alignment long (statx's dio_mem_align / dio_offset_align).
+ */
+static bool bdrv_needs_bounce(BlockDriverState *bs, const IOVec *v)
+{
+    size_t mem_align = bdrv_mem_align(bs);
+    size_t len_align = bdrv_req_align(bs);
+
+    if (mem_align == 1) {
+        return false;
+    }
+    for (int i = 0; i < v->niov; i++) {
+        if ((uintptr_t)v->iov[i].iov_base % mem_align ||
+            v->iov[i].iov_len % len_align) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool bdrv_is_aligned(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes)
+{
+    uint32_t align = bdrv_req_align(bs);
+
+    return IS_ALIGNED(offset, align) && IS_ALIGNED(bytes, align);
+}
+
+/*
+ * Largest piece sent to the driver in one call: bl.max_transfer (or
+ * @limit if smaller, 0 for none) rounded down to the request alignment,
+ * never less than one aligned block.
+ */
+static int64_t bdrv_max_chunk(BlockDriverState *bs, uint64_t limit)
+{
+    uint32_t align = bdrv_req_align(bs);
+    uint64_t max = BDRV_REQUEST_MAX_BYTES;
+
+    if (bs->bl.max_transfer) {
+        max = MIN(max, bs->bl.max_transfer);
+    }
+    if (limit) {
+        max = MIN(max, limit);
+    }
+    return MAX(ROUND_DOWN(max, (uint64_t)align), align);
+}
+
+/* Round to a multiple of @align, which need not be a power of two. */
+static int64_t round_up_any(int64_t n, int64_t align)
+{
+    return DIV_ROUND_UP(n, align) * align;
+}
+
+static int64_t round_down_any(int64_t n, int64_t align)
+{
+    return n / align * align;
+}
+
+/* A driver call that may have changed data has returned: see flush. */
+static void bdrv_data_changed(BlockDriverState *bs)
+{
+    qatomic_inc(&bs->write_gen);
+}
+
+/* --- Checking layer --------------------------------------------------------- */
+
+/*
+ * The checks every request passes before it reaches serialisation or a
+ * driver.  Returns 0 or -errno:
+ *   -ENOMEDIUM  the node has no driver;
+ *   -EINVAL     a flag the operation does not take, or a buffer shorter
+ *               than the request;
+ *   -EPERM      a write, write-zeroes or discard on a read-only node;
+ *   -EIO        a negative offset or length, a read or write longer than
+ *               BDRV_REQUEST_MAX_BYTES, or a range that ends past the
+ *               node's size (as QEMU).
+ */
+static int bdrv_check_request(BlockDriverState *bs, int64_t offset,
+                              int64_t bytes, const IOVec *qiov,
+                              BdrvRequestFlags flags, BdrvReqType type)
+{
+    bool is_rw = type == BDRV_REQ_TYPE_READ || type == BDRV_REQ_TYPE_WRITE;
+    int64_t max_bytes = is_rw ? BDRV_REQUEST_MAX_BYTES : BDRV_MAX_LENGTH;
+
+    if (!bs->drv) {
+        return -ENOMEDIUM;
+    }
+    if (flags & ~bdrv_valid_flags[type]) {
+        return -EINVAL;
+    }
+    if (is_rw && bytes > 0 && (!qiov || qiov->size < (uint64_t)bytes)) {
+        return -EINVAL;
+    }
+    if (type != BDRV_REQ_TYPE_READ && bs->read_only) {
+        return -EPERM;
+    }
+    if (offset < 0 || bytes < 0 || bytes > max_bytes ||
+        offset > bdrv_get_total_bytes(bs) - bytes) {
+        return -EIO;
+    }
+    return 0;
+}
+
+/* --- Serialisation: tracked requests -------------------------------------- */
+
+/*
+ * Why: a write that is not aligned to request_alignment reads its head and
+ * tail blocks, merges its data and writes whole blocks back.  If another
+ * write to the same blocks completed between that read and that write,
+ * the merge would put old data back over it: a lost write.  So such a
+ * read-modify-write is a "serialising" request: it must not run alongside
+ * any request on its aligned range.
+ *
+ * What is tracked: a request is on bs->tracked_requests (reqs_lock) from
+ * before it may touch data until it has finished.  Its range for conflicts
+ * is its own rounded out to request_alignment (overlap_offset/bytes).
+ *  - Serialising requests (padded writes and write-zeroes, truncate) are
+ *    always tracked, and count in bs->serialising_in_flight.
+ *  - Every other request that changes data (aligned writes, write-zeroes,
+ *    discard) is always tracked too.  It has to be: a read-modify-write
+ *    that starts while such a write is already in flight must wait for it,
+ *    and can only find it on the list.  (A lock-free fast path for writes
+ *    would need a second counter of untracked writes, paired with
+ *    serialising_in_flight Dekker-style; BlockDriverState has none.)
+ *  - Reads change nothing a read-modify-write could lose (the merge
+ *    writes back the very bytes it read outside its own range), so a
+ *    serialising request never needs to wait for a read.  A read is
+ *    tracked only if serialising_in_flight was non-zero when it started,
+ *    so that it waits for the read-modify-writes it overlaps; otherwise it
+ *    takes no lock at all.  That read of the counter is relaxed and has
+ *    no partner barrier on purpose: a read that misses a serialising
+ *    request starting at the same time is concurrent with it, which
+ *    allows either order; a read issued after the serialising request
+ *    began (the caller saw it begin) sees the increment by coherence.
+ *    The same holds against a truncate: a read that started before it
+ *    shrank the node may read zeroes past the new end, as a read racing
+ *    with a truncate may.
+ *
+ * Who waits for whom: two tracked requests conflict if their ranges
+ * overlap and at least one of them is serialising.  A request waits, when
+ * it starts, for every conflicting request that started before it, and
+ * for no other.  New requests go to the head of the list under reqs_lock,
+ * so "started before" is exactly "further down the list", and a request
+ * only ever scans the part of the list behind itself.  Every conflicting
+ * pair is thus ordered (the younger waits for the older), and every wait
+ * goes from a younger to an older request: the waits-for graph has no
+ * cycle, so there is no deadlock, and a request is never overtaken by one
+ * that started after it.  Waiting requests count in in_flight (they are
+ * requests); what they wait for needs no drain to finish.
+ *
+ * A request waits on the wait_queue of the request it conflicts with,
+ * with co_queue_wait_bd(), which drops reqs_lock while it sleeps.  The
+ * finishing request takes itself off the list and wakes all its waiters
+ * under reqs_lock; each rescans from its own place, because the next
+ * older conflict may still be running.
+ */
+
+typedef enum BdrvTrackKind {
+    BDRV_TRACK_READ,            /* tracked only if serialising in flight */
+    BDRV_TRACK_WRITE,           /* always tracked */
+    BDRV_TRACK_SERIALISING,     /* always tracked, excludes overlaps */
+} BdrvTrackKind;
+
+static bool tracked_conflict(const BdrvTrackedRequest *a,
+                             const BdrvTrackedRequest *b)
+{
+    if (!a->serialising && !b->serialising) {
+        return false;
+    }
+    return a->overlap_offset < b->overlap_offset + b->overlap_bytes &&
+           b->overlap_offset < a->overlap_offset + a->overlap_bytes;
+}
+
+/* A conflicting request older than @req (further down the list), or NULL. */
+static BdrvTrackedRequest *tracked_find_older_conflict(BlockDriverState *bs,
+                                                      BdrvTrackedRequest *req)
+    TSA_REQUIRES(&bs->reqs_lock)
+{
+    BdrvTrackedRequest *other;
+
+    for (other = QLIST_NEXT(req, list); other;
+         other = QLIST_NEXT(other, list)) {
+        if (tracked_conflict(req, other)) {
+            return other;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Start tracking @req for [offset, offset + bytes) and wait for the older
+ * requests it conflicts with.  @bytes may reach to INT64_MAX (truncate).
+ * An untracked read leaves req->bs NULL.
+ */
+static void coroutine_fn tracked_request_begin(BdrvTrackedRequest *req,
+                                               BlockDriverState *bs,
+                                               int64_t offset, int64_t bytes,
+                                               BdrvTrackKind kind)
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t start = ROUND_DOWN(offset, align);
+    int64_t end = bytes > INT64_MAX - offset - align ?
+                  INT64_MAX : ROUND_UP(offset + bytes, align);
+    BdrvTrackedRequest *other;
+
+    *req = (BdrvTrackedRequest) {
+        .offset = offset,
+        .bytes = bytes,
+        .serialising = kind == BDRV_TRACK_SERIALISING,
+        .overlap_offset = start,
+        .overlap_bytes = end - start,
+        .co = co_self(),
+    };
+    /* See "What is tracked" above: no barrier needed here. */
+    if (kind == BDRV_TRACK_READ &&
+        !qatomic_read(&bs->serialising_in_flight)) {
+        return;
+    }
+    req->bs = bs;
+    co_queue_init(&req->wait_queue);
+
+    bd_mutex_lock(&bs->reqs_lock);
+    if (req->serialising) {
+        qatomic_inc(&bs->serialising_in_flight);
+    }
+    QLIST_INSERT_HEAD(&bs->tracked_requests, req, list);
+    while ((other = tracked_find_older_conflict(bs, req))) {
+        co_queue_wait_bd(&other->wait_queue, &bs->reqs_lock);
+    }
+    bd_mutex_unlock(&bs->reqs_lock);
+}
+
+static void coroutine_fn tracked_request_end(BdrvTrackedRequest *req)
+{
+    BlockDriverState *bs = req->bs;
+
+    if (!bs) {
+        return;
+    }
+    bd_mutex_lock(&bs->reqs_lock);
+    QLIST_REMOVE(req, list);
+    if (req->serialising) {
+        qatomic_dec(&bs->serialising_in_flight);
+    }
+    /* Woken coroutines run only after we drop the lock and yield. */
+    co_queue_restart_all(&req->wait_queue);
+    bd_mutex_unlock(&bs->reqs_lock);
+}
+
+/* --- Driver calls: sub-ranges and bounce buffers --------------------------- */
+
+/*
+ * The buffer a driver call gets for [qoff, qoff + bytes) of @qiov: @qiov
+ * itself when it is exactly that and suitably aligned, a sub-vector of it
+ * when only the range differs, or a bounce buffer aligned to
+ * min_mem_alignment.
+ */
+typedef struct DriverBuf {
+    IOVec local;
+    IOVec *v;           /* what the driver gets */
+    void *bounce;       /* blockd_memalign()ed, or NULL */
+} DriverBuf;
+
+static void driver_buf_prepare(BlockDriverState *bs, DriverBuf *b,
+                               IOVec *qiov, size_t qoff, int64_t bytes,
+                               bool is_write)
+{
+    b->bounce = NULL;
+    b->v = qiov;
+    if (qoff != 0 || qiov->size != (uint64_t)bytes) {
+        iovec_init(&b->local, qiov->niov);
+        iovec_concat(&b->local, qiov, qoff, bytes);
+        b->v = &b->local;
+    }
+    if (!bdrv_needs_bounce(bs, b->v)) {
+        return;
+    }
+    b->bounce = blockd_memalign(bdrv_mem_align(bs), bytes);
+    if (is_write) {
+        iovec_to_buf(qiov, qoff, b->bounce, bytes);
+    }
+    if (b->v == &b->local) {
+        iovec_destroy(&b->local);
+    }
+    iovec_init_buf(&b->local, b->bounce, bytes);
+    b->v = &b->local;
+}
+
+static void driver_buf_finish(DriverBuf *b, IOVec *qiov, size_t qoff,
+                              int64_t bytes, bool copy_out)
+{
+    if (b->bounce && copy_out) {
+        iovec_from_buf(qiov, qoff, b->bounce, bytes);
+    }
+    if (b->v == &b->local) {
+        iovec_destroy(&b->local);
+    }
+    if (b->bounce) {
+        blockd_vfree(b->bounce);
+    }
+}
+
+static int coroutine_fn bdrv_driver_preadv(BlockDriverState *bs,
+                                           int64_t offset, int64_t bytes,
+                                           IOVec *qiov, size_t qoff)
+    GRAPH_RDLOCK
+{
+    const BlockDriver *drv = bs->drv;
+    DriverBuf b;
+    int ret;
+
+    if (!drv->bdrv_co_preadv) {
+        return -ENOTSUP;
+    }
+    driver_buf_prepare(bs, &b, qiov, qoff, bytes, false);
+    ret = drv->bdrv_co_preadv(bs, offset, bytes, b.v, 0);
+    driver_buf_finish(&b, qiov, qoff, bytes, ret >= 0);
+    return MIN(ret, 0);
+}
+
+static int coroutine_fn bdrv_driver_pwritev(BlockDriverState *bs,
+                                            int64_t offset, int64_t bytes,
+                                            IOVec *qiov, size_t qoff,
+                                            BdrvRequestFlags flags)
+    GRAPH_RDLOCK
+{
+    const BlockDriver *drv = bs->drv;
+    DriverBuf b;
+    int ret;
+
+    if (!drv->bdrv_co_pwritev) {
+        return -ENOTSUP;
+    }
+    driver_buf_prepare(bs, &b, qiov, qoff, bytes, true);
+    ret = drv->bdrv_co_pwritev(bs, offset, bytes, b.v, flags);
+    bdrv_data_changed(bs);
+    driver_buf_finish(&b, qiov, qoff, bytes, false);
+    return MIN(ret, 0);
+}
+
+/* --- Reads ------------------------------------------------------------------ */
+
+/*
+ * Read an aligned range into [qoff, qoff + bytes) of @qiov, in pieces of
+ * at most max_transfer.  Past the last (partial) block of the node, the
+ * buffer is zero-filled: padding of a node whose size is not aligned.
+ * No checks, no serialisation: the callers did both.
+ */
+static int coroutine_fn bdrv_aligned_preadv(BlockDriverState *bs,
+                                            int64_t offset, int64_t bytes,
+                                            IOVec *qiov, size_t qoff)
+    GRAPH_RDLOCK
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t end_of_data = ROUND_UP(bdrv_get_total_bytes(bs), align);
+    int64_t max = MAX(end_of_data - offset, 0);
+    int64_t chunk;
+
+    assert(bdrv_is_aligned(bs, offset, bytes));
+    if (bytes > max) {
+        iovec_memset(qiov, qoff + max, 0, bytes - max);
+        bytes = max;
+    }
+    chunk = bdrv_max_chunk(bs, bdrv_needs_bounce(bs, qiov) ?
+                               BDRV_BOUNCE_CHUNK : 0);
+    while (bytes > 0) {
+        int64_t n = MIN(bytes, chunk);
+        int ret = bdrv_driver_preadv(bs, offset, n, qiov, qoff);
+
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        qoff += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
+/*
+ * Unaligned read: read the aligned range, with the bytes before and after
+ * the request going to a scratch buffer.  (If the combined vector does
+ * not suit the node's buffer alignment, the driver call bounces it.)
+ */
+static int coroutine_fn bdrv_padded_preadv(BlockDriverState *bs,
+                                           int64_t offset, int64_t bytes,
+                                           IOVec *qiov)
+    GRAPH_RDLOCK
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t start = ROUND_DOWN(offset, align);
+    int64_t end = ROUND_UP(offset + bytes, align);
+    int64_t head = offset - start;
+    int64_t tail = end - (offset + bytes);
+    uint8_t *scratch = blockd_memalign(bdrv_mem_align(bs), 2 * align);
+    IOVec v;
+    int ret;
+
+    iovec_init(&v, qiov->niov + 2);
+    if (head) {
+        iovec_add(&v, scratch, head);
+    }
+    iovec_concat(&v, qiov, 0, bytes);
+    if (tail) {
+        iovec_add(&v, scratch + align, tail);
+    }
+    ret = bdrv_aligned_preadv(bs, start, end - start, &v, 0);
+    iovec_destroy(&v);
+    blockd_vfree(scratch);
+    return ret;
+}
+
+int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,
+                                int64_t bytes, IOVec *qiov,
+                                BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child->bs;
+    BdrvTrackedRequest req;
+    int ret;
+
+    IO_CODE();
+    bdrv_inc_in_flight(bs);
+    ret = bdrv_check_request(bs, offset, bytes, qiov, flags,
+                             BDRV_REQ_TYPE_READ);
+    if (ret < 0 || bytes == 0) {
+        goto out;
+    }
+    tracked_request_begin(&req, bs, offset, bytes, BDRV_TRACK_READ);
+    if (bdrv_is_aligned(bs, offset, bytes)) {
+        ret = bdrv_aligned_preadv(bs, offset, bytes, qiov, 0);
+    } else {
+        ret = bdrv_padded_preadv(bs, offset, bytes, qiov);
+    }
+    tracked_request_end(&req);
+out:
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* --- Writes: aligned data and zeroes --------------------------------------- */
+
+/*
+ * The write helpers below report through *@need_flush that the caller
+ * asked for FUA and some driver call could not honour it: the top of the
+ * write path then flushes once at the end.
+ */
+
+static int coroutine_fn bdrv_write_data_aligned(BlockDriverState *bs,
+                                                int64_t offset, int64_t bytes,
+                                                IOVec *qiov, size_t qoff,
+                                                BdrvRequestFlags flags,
+                                                bool *need_flush)
+    GRAPH_RDLOCK
+{
+    BdrvRequestFlags dflags = flags & BDRV_REQ_FUA &
+                              bs->drv->supported_write_flags;
+    int64_t chunk = bdrv_max_chunk(bs, bdrv_needs_bounce(bs, qiov) ?
+                                       BDRV_BOUNCE_CHUNK : 0);
+
+    assert(bdrv_is_aligned(bs, offset, bytes));
+    if ((flags & BDRV_REQ_FUA) && !(dflags & BDRV_REQ_FUA)) {
+        *need_flush = true;
+    }
+    while (bytes > 0) {
+        int64_t n = MIN(bytes, chunk);
+        int ret = bdrv_driver_pwritev(bs, offset, n, qiov, qoff, dflags);
+
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        qoff += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
+/* Write-zeroes fallback: explicit zero buffers, one bounded chunk reused. */
+static int coroutine_fn bdrv_write_zero_buffers(BlockDriverState *bs,
+                                                int64_t offset, int64_t bytes,
+                                                BdrvRequestFlags flags,
+                                                bool *need_flush)
+    GRAPH_RDLOCK
+{
+    int64_t chunk = MIN(bytes, bdrv_max_chunk(bs, BDRV_BOUNCE_CHUNK));
+    void *buf = blockd_memalign(bdrv_mem_align(bs), chunk);
+    int ret = 0;
+
+    memset(buf, 0, chunk);
+    while (bytes > 0 && ret == 0) {
+        int64_t n = MIN(bytes, chunk);
+        IOVec v;
+
+        iovec_init_buf(&v, buf, n);
+        ret = bdrv_write_data_aligned(bs, offset, n, &v, 0,
+                                      flags & BDRV_REQ_FUA, need_flush);
+        offset += n;
+        bytes -= n;
+    }
+    blockd_vfree(buf);
+    return ret;
+}
+
+/*
+ * Next piece of an aligned write-zeroes at @offset: at most
+ * max_pwrite_zeroes, and cut at pwrite_zeroes_alignment boundaries so that
+ * the unaligned head and tail go to the driver on their own (it may well
+ * refuse them with -ENOTSUP, and they then fall back to explicit zeroes).
+ */
+static int64_t bdrv_zero_piece(BlockDriverState *bs, int64_t offset,
+                               int64_t bytes)
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t zalign = MAX(bs->bl.pwrite_zeroes_alignment, align);
+    int64_t n = MIN(bytes, bdrv_max_chunk(bs, bs->bl.max_pwrite_zeroes));
+
+    if (offset % zalign) {
+        return MIN(n, zalign - offset % zalign);
+    }
+    if (n > zalign) {
+        return round_down_any(n, zalign);
+    }
+    return n;
+}
+
+static int coroutine_fn bdrv_write_zeroes_aligned(BlockDriverState *bs,
+                                                  int64_t offset,
+                                                  int64_t bytes,
+                                                  BdrvRequestFlags flags,
+                                                  bool *need_flush)
+    GRAPH_RDLOCK
+{
+    const BlockDriver *drv = bs->drv;
+    BdrvRequestFlags zflags = flags & drv->supported_zero_flags &
+        (BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK);
+
+    assert(bdrv_is_aligned(bs, offset, bytes));
+    while (bytes > 0) {
+        int64_t n = bdrv_zero_piece(bs, offset, bytes);
+        int ret = -ENOTSUP;
+
+        if (drv->bdrv_co_pwrite_zeroes) {
+            ret = drv->bdrv_co_pwrite_zeroes(bs, offset, n, zflags);
+            bdrv_data_changed(bs);
+            if (ret == 0 && (flags & BDRV_REQ_FUA) &&
+                !(zflags & BDRV_REQ_FUA)) {
+                *need_flush = true;
+            }
+        }
+        if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
+            ret = bdrv_write_zero_buffers(bs, offset, n, flags, need_flush);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
+static int coroutine_fn bdrv_write_aligned(BlockDriverState *bs,
+                                           int64_t offset, int64_t bytes,
+                                           IOVec *qiov, size_t qoff,
+                                           BdrvRequestFlags flags,
+                                           bool *need_flush)
+    GRAPH_RDLOCK
+{
+    if (flags & BDRV_REQ_ZERO_WRITE) {
+        return bdrv_write_zeroes_aligned(bs, offset, bytes, flags,
+                                         need_flush);
+    }
+    return bdrv_write_data_aligned(bs, offset, bytes, qiov, qoff, flags,
+                                   need_flush);
+}
+
+/* Read / write one aligned block of @bs through a plain buffer. */
+static int coroutine_fn bdrv_read_block(BlockDriverState *bs, int64_t offset,
+                                        void *buf, int64_t len)
+    GRAPH_RDLOCK
+{
+    IOVec v;
+
+    iovec_init_buf(&v, buf, len);
+    return bdrv_aligned_preadv(bs, offset, len, &v, 0);
+}
+
+static int coroutine_fn bdrv_write_block(BlockDriverState *bs, int64_t offset,
+                                         void *buf, int64_t len,
+                                         BdrvRequestFlags flags,
+                                         bool *need_flush)
+    GRAPH_RDLOCK
+{
+    IOVec v;
+
+    iovec_init_buf(&v, buf, len);
+    return bdrv_write_data_aligned(bs, offset, len, &v, 0, flags, need_flush);
+}
+
+/*
+ * Read-modify-write of an unaligned write or write-zeroes.  The caller
+ * tracks it as a serialising request, so nothing else touches the blocks
+ * between the read and the write.
+ */
+static int coroutine_fn bdrv_write_padded(BlockDriverState *bs,
+                                          int64_t offset, int64_t bytes,
+                                          IOVec *qiov, BdrvRequestFlags flags,
+                                          bool *need_flush)
+    GRAPH_RDLOCK
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t start = ROUND_DOWN(offset, align);
+    int64_t end = ROUND_UP(offset + bytes, align);
+    int64_t head = offset - start;
+    int64_t tail = end - (offset + bytes);
+    bool one_block = end - start == align;
+    uint8_t *pad = blockd_memalign(bdrv_mem_align(bs), 2 * align);
+    uint8_t *tail_buf = one_block ? pad : pad + align;
+    BdrvRequestFlags data_flags = flags & BDRV_REQ_FUA;
+    int ret = 0;
+
+    /* Middle first: with NO_FALLBACK it may fail before we touch data. */
+    if ((flags & BDRV_REQ_ZERO_WRITE) && !one_block) {
+        int64_t mid_start = head ? start + align : start;
+        int64_t mid_end = tail ? end - align : end;
+
+        if (mid_end > mid_start) {
+            ret = bdrv_write_zeroes_aligned(bs, mid_start,
+                                            mid_end - mid_start, flags,
+                                            need_flush);
+        }
+    }
+    if (ret == 0 && (head || one_block)) {
+        ret = bdrv_read_block(bs, start, pad, align);
+    }
+    if (ret == 0 && tail && !one_block) {
+        ret = bdrv_read_block(bs, end - align, tail_buf, align);
+    }
+    if (ret < 0) {
+        goto out;
+    }
+
+    if (!(flags & BDRV_REQ_ZERO_WRITE)) {
+        IOVec v;
+
+        iovec_init(&v, qiov->niov + 2);
+        if (head) {
+            iovec_add(&v, pad, head);
+        }
+        iovec_concat(&v, qiov, 0, bytes);
+        if (tail) {
+            iovec_add(&v, tail_buf + align - tail, tail);
+        }
+        ret = bdrv_write_data_aligned(bs, start, end - start, &v, 0, flags,
+                                      need_flush);
+        iovec_destroy(&v);
+    } else if (one_block) {
+        memset(pad + head, 0, bytes);
+        ret = bdrv_write_block(bs, start, pad, align, data_flags,
+                               need_flush);
+    } else {
+        if (head) {
+            memset(pad + head, 0, align - head);
+            ret = bdrv_write_block(bs, start, pad, align, data_flags,
+                                   need_flush);
+        }
+        if (ret == 0 && tail) {
+            memset(tail_buf, 0, align - tail);
+            ret = bdrv_write_block(bs, end - align, tail_buf, align,
+                                   data_flags, need_flush);
+        }
+    }
+out:
+    blockd_vfree(pad);
+    return ret;
+}
+
+/*
+ * Every write (@type BDRV_REQ_TYPE_WRITE) and write-zeroes
+ * (BDRV_REQ_TYPE_ZERO, @qiov NULL) ends here, with the caller's @flags.
+ */
+static int coroutine_fn bdrv_co_do_pwritev(BlockDriverState *bs,
+                                           int64_t offset, int64_t bytes,
+                                           IOVec *qiov,
+                                           BdrvRequestFlags flags,
+                                           BdrvReqType type)
+    GRAPH_RDLOCK
+{
+    BdrvTrackedRequest req;
+    bool need_flush = false;
+    bool aligned;
+    int ret;
+
+    bdrv_inc_in_flight(bs);
+    ret = bdrv_check_request(bs, offset, bytes, qiov, flags, type);
+    if (ret < 0 || bytes == 0) {
+        goto out;
+    }
+    if (type == BDRV_REQ_TYPE_ZERO) {
+        flags |= BDRV_REQ_ZERO_WRITE;
+        qiov = NULL;
+    }
+    if (!(flags & BDRV_REQ_ZERO_WRITE) &&
+        bs->detect_zeroes != BDRV_DETECT_ZEROES_OFF &&
+        iovec_is_zero(qiov, 0, bytes)) {
+        flags |= BDRV_REQ_ZERO_WRITE;
+        if (bs->detect_zeroes == BDRV_DETECT_ZEROES_UNMAP &&
+            (bs->open_flags & BDRV_O_UNMAP)) {
+            flags |= BDRV_REQ_MAY_UNMAP;
+        }
+        qiov = NULL;
+    }
+    if ((flags & BDRV_REQ_NO_FALLBACK) &&
+        (!bs->drv->bdrv_co_pwrite_zeroes ||
+         !(bs->drv->supported_zero_flags & BDRV_REQ_NO_FALLBACK))) {
+        /* The driver cannot promise not to fall back to slow zeroing. */
+        ret = -ENOTSUP;
+        goto out;
+    }
+
+    aligned = bdrv_is_aligned(bs, offset, bytes);
+    tracked_request_begin(&req, bs, offset, bytes,
+                          aligned ? BDRV_TRACK_WRITE
+                                  : BDRV_TRACK_SERIALISING);
+    if (aligned) {
+        ret = bdrv_write_aligned(bs, offset, bytes, qiov, 0, flags,
+                                 &need_flush);
+    } else {
+        ret = bdrv_write_padded(bs, offset, bytes, qiov, flags, &need_flush);
+    }
+    tracked_request_end(&req);
+    if (ret == 0 && need_flush) {
+        /* Emulated FUA: write_gen already counts this write. */
+        ret = bdrv_co_flush(bs);
+    }
+out:
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
+                                 int64_t bytes, IOVec *qiov,
+                                 BdrvRequestFlags flags)
+{
+    IO_CODE();
+    return bdrv_co_do_pwritev(child->bs, offset, bytes, qiov, flags,
+                              BDRV_REQ_TYPE_WRITE);
+}
+
+int coroutine_fn bdrv_co_pwrite_zeroes(BdrvChild *child, int64_t offset,
+                                       int64_t bytes, BdrvRequestFlags flags)
+{
+    BlockDriverState *bs = child->bs;
+
+    IO_CODE();
+    if (!(bs->open_flags & BDRV_O_UNMAP)) {
+        flags &= ~BDRV_REQ_MAY_UNMAP;
+    }
+    return bdrv_co_do_pwritev(bs, offset, bytes, NULL, flags,
+                              BDRV_REQ_TYPE_ZERO);
+}
+
+/* --- Discard ---------------------------------------------------------------- */
+
+/*
+ * Discard is advisory: without discard=unmap, or when the driver cannot,
+ * it succeeds without doing anything; the parts of the range that are not
+ * aligned to pdiscard_alignment are skipped.
+ */
+int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
+                                  int64_t bytes)
+{
+    BlockDriverState *bs = child->bs;
+    const BlockDriver *drv = bs->drv;
+    BdrvTrackedRequest req;
+    int64_t align, start, end, max;
+    int ret;
+
+    IO_CODE();
+    bdrv_inc_in_flight(bs);
+    ret = bdrv_check_request(bs, offset, bytes, NULL, 0,
+                             BDRV_REQ_TYPE_DISCARD);
+    if (ret < 0 || !(bs->open_flags & BDRV_O_UNMAP) ||
+        !drv->bdrv_co_pdiscard) {
+        goto out;
+    }
+    align = MAX(bs->bl.pdiscard_alignment, bdrv_req_align(bs));
+    start = round_up_any(offset, align);
+    end = round_down_any(offset + bytes, align);
+    if (start >= end) {
+        goto out;
+    }
+    max = bs->bl.max_pdiscard ?
+          MAX(round_down_any(MIN(bs->bl.max_pdiscard, BDRV_MAX_LENGTH),
+                             align), align) :
+          end - start;
+
+    tracked_request_begin(&req, bs, start, end - start, BDRV_TRACK_WRITE);
+    while (start < end) {
+        int64_t n = MIN(end - start, max);
+
+        ret = drv->bdrv_co_pdiscard(bs, start, n);
+        bdrv_data_changed(bs);
+        if (ret == -ENOTSUP) {
+            ret = 0;
+            break;
+        }
+        if (ret < 0) {
+            break;
+        }
+        ret = 0;
+        start += n;
+    }
+    tracked_request_end(&req);
+out:
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* --- Flush -------------------------------------------------------------------- */
+
+/*
+ * Generations: write_gen counts driver calls that may have changed data;
+ * flushed_gen is the largest generation g such that a flush which read g
+ * at its start has succeeded.  Both are compared with serial-number
+ * arithmetic, so wrap-around is harmless.
+ *
+ * A flush reads write_gen first: every write that completed before the
+ * flush started is counted in that value (the increment happens before
+ * the write completes, and the caller's completion happens-before the
+ * flush, so even a relaxed read sees it).  If flushed_gen already equals
+ * it, a successful flush has covered all of those writes: return at once.
+ * Otherwise flush (this node's caches to the OS, the OS to the disk unless
+ * cache.no-flush, then every child) and, only on success, raise
+ * flushed_gen to the generation read at the start, never lower it: a
+ * slower flush that started earlier cannot claim writes that only a later
+ * one covered, and a failed flush leaves flushed_gen alone, so the next
+ * flush calls the driver again.  Concurrent flushes need no mutual
+ * exclusion: each covers what it read at its start.
+ */
+static bool gen_after(unsigned a, unsigned b)
+{
+    return (int)(a - b) > 0;
+}
+
+static void bdrv_flushed_up_to(BlockDriverState *bs, unsigned gen)
+{
+    unsigned cur = qatomic_read(&bs->flushed_gen);
+
+    while (gen_after(gen, cur)) {
+        unsigned seen = qatomic_cmpxchg(&bs->flushed_gen, cur, gen);
+
+        if (seen == cur) {
+            break;
+        }
+        cur = seen;
+    }
+}
+
+int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
+{
+    const BlockDriver *drv = bs->drv;
+    unsigned gen;
+    BdrvChild *c;
+    int ret = 0;
+
+    IO_CODE();
+    if (!drv) {
+        return -ENOMEDIUM;
+    }
+    bdrv_inc_in_flight(bs);
+    gen = qatomic_read(&bs->write_gen);
+    if (bs->read_only || gen == qatomic_read(&bs->flushed_gen)) {
+        goto out;
+    }
+    if (drv->bdrv_co_flush_to_os) {
+        ret = drv->bdrv_co_flush_to_os(bs);
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    if (!(bs->open_flags & BDRV_O_NO_FLUSH) && drv->bdrv_co_flush_to_disk) {
+        ret = drv->bdrv_co_flush_to_disk(bs);
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    QLIST_FOREACH(c, &bs->children, next) {
+        ret = bdrv_co_flush(c->bs);
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    bdrv_flushed_up_to(bs, gen);
+    ret = 0;
+out:
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* --- Block status ------------------------------------------------------------ */
+
+/*
+ * The driver said BDRV_BLOCK_RECURSE: its data is in @file at @map, and
+ * @file knows better whether it reads as zero.  Take DATA and ZERO from
+ * @file and clip *@pnum to what @file's answer covers.  Beyond @file's
+ * end the data reads as zero.  If @file cannot tell, keep the driver's
+ * answer, as data.
+ */
+static int coroutine_fn bdrv_block_status_recurse(BlockDriverState *file,
+                                                  bool want_zero, int ret,
+                                                  int64_t map, int64_t *pnum)
+    GRAPH_RDLOCK
+{
+    int64_t file_pnum;
+    int ret2;
+
+    ret &= ~BDRV_BLOCK_RECURSE;
+    ret2 = bdrv_co_block_status(file, want_zero, map, *pnum, &file_pnum,
+                                NULL, NULL);
+    if (ret2 < 0) {
+        return (ret & BDRV_BLOCK_ZERO) ? ret : ret | BDRV_BLOCK_DATA;
+    }
+    if (file_pnum == 0) {
+        return (ret & ~BDRV_BLOCK_DATA) | BDRV_BLOCK_ZERO;
+    }
+    *pnum = MIN(*pnum, file_pnum);
+    return (ret & ~(BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) |
+           (ret2 & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO));
+}
+
+int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, bool want_zero,
+                                      int64_t offset, int64_t bytes,
+                                      int64_t *pnum, int64_t *map,
+                                      BlockDriverState **file)
+{
+    const BlockDriver *drv = bs->drv;
+    BlockDriverState *local_file = NULL;
+    int64_t local_map = 0;
+    int64_t total;
+    int ret;
+
+    IO_CODE();
+    *pnum = 0;
+    if (map) {
+        *map = 0;
+    }
+    if (file) {
+        *file = NULL;
+    }
+    if (!drv) {
+        return -ENOMEDIUM;
+    }
+    if (offset < 0 || bytes < 0) {
+        return -EIO;
+    }
+    total = bdrv_get_total_bytes(bs);
+    if (bytes == 0 || offset >= total) {
+        return 0;
+    }
+    bytes = MIN(bytes, total - offset);
+
+    bdrv_inc_in_flight(bs);
+    if (!drv->bdrv_co_block_status) {
+        *pnum = bytes;
+        ret = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+        if (!drv->has_file_child && !drv->is_filter) {
+            /* A protocol node: its data is where it says. */
+            ret |= BDRV_BLOCK_OFFSET_VALID;
+            local_map = offset;
+            local_file = bs;
+        }
+        goto out;
+    }
+    ret = drv->bdrv_co_block_status(bs, want_zero, offset, bytes, pnum,
+                                    &local_map, &local_file);
+    if (ret < 0) {
+        *pnum = 0;
+        goto out;
+    }
+    /* Checking layer: a driver must describe at least one byte. */
+    assert(*pnum > 0 && *pnum <= bytes);
+    if (ret & BDRV_BLOCK_RECURSE) {
+        if (local_file && local_file != bs) {
+            ret = bdrv_block_status_recurse(local_file, want_zero, ret,
+                                            local_map, pnum);
+        } else {
+            ret = (ret & ~BDRV_BLOCK_RECURSE) | BDRV_BLOCK_DATA;
+        }
+    }
+    /* Reading data or zeroes from this layer means it is allocated here. */
+    if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
+        ret |= BDRV_BLOCK_ALLOCATED;
+    }
+out:
+    if (ret >= 0 && (ret & BDRV_BLOCK_OFFSET_VALID)) {
+        if (map) {
+            *map = local_map;
+        }
+        if (file) {
+            *file = local_file;
+        }
+    }
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
+/* --- Truncate -------------------------------------------------------------- */
+
+/*
+ * Tell @bs's parents that its size changed.  Their resize callbacks are
+ * main-loop code: a coroutine elsewhere goes there and comes back.
+ */
+static void coroutine_fn bdrv_co_parents_resized(BlockDriverState *bs)
+    GRAPH_RDLOCK
+{
+    AioContext *home = aio_get_current_context();
+    bool move = home != main_context();
+    BdrvChild *c;
+
+    if (move) {
+        aio_co_reschedule_self(main_context());
+    }
+    QLIST_FOREACH(c, &bs->parents, next_parent) {
+        if (c->klass->resize) {
+            c->klass->resize(c);
+        }
+    }
+    if (move) {
+        aio_co_reschedule_self(home);
+    }
+}
+
+int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
+                                  bool exact, Error **errp)
+{
+    BlockDriverState *bs = child->bs;
+    const BlockDriver *drv = bs->drv;
+    BdrvTrackedRequest req;
+    int64_t old_size, start;
+    int ret;
+
+    IO_CODE();
+    if (!drv) {
+        error_setg(errp, "Node has no medium");
+        return -ENOMEDIUM;
+    }
+    if (offset < 0) {
+        error_setg(errp, "Image size cannot be negative");
+        return -EINVAL;
+    }
+    if (offset > BDRV_MAX_LENGTH) {
+        error_setg(errp, "Image size too large; max %" PRId64,
+                   (int64_t)BDRV_MAX_LENGTH);
+        return -EFBIG;
+    }
+    if (bs->read_only) {
+        error_setg(errp, "Node '%s' is read-only", bs->node_name);
+        return -EPERM;
+    }
+    if (!drv->bdrv_co_truncate) {
+        error_setg(errp, "Driver '%s' does not support resize",
+                   drv->format_name);
+        return -ENOTSUP;
+    }
+
+    bdrv_inc_in_flight(bs);
+    /*
+     * Exclude every request from the first byte that changes to the end:
+     * none of them may see half a resize (a read-modify-write of the old
+     * last block, above all).
+     */
+    old_size = bdrv_get_total_bytes(bs);
+    start = MIN(old_size, offset);
+    tracked_request_begin(&req, bs, start, INT64_MAX - start,
+                          BDRV_TRACK_SERIALISING);
+    old_size = bdrv_get_total_bytes(bs);
+    ret = drv->bdrv_co_truncate(bs, offset, exact, errp);
+    if (ret == 0) {
+        int64_t len = drv->bdrv_co_getlength ?
+                      drv->bdrv_co_getlength(bs) : -ENOTSUP;
+
+        if (len >= 0) {
+            qatomic_set(&bs->total_bytes, len);
+        } else if (bdrv_get_total_bytes(bs) == old_size) {
+            qatomic_set(&bs->total_bytes, offset);
+        }
+    }
+    bdrv_data_changed(bs);
+    tracked_request_end(&req);
+    if (ret == 0 && bdrv_get_total_bytes(bs) != old_size) {
+        bdrv_co_parents_resized(bs);
+    }
+    bdrv_dec_in_flight(bs);
+    return MIN(ret, 0);
+}
+
+/* --- Atomic accessors ----------------------------------------------------- */
+
+int64_t bdrv_co_getlength(BlockDriverState *bs)
+{
+    IO_CODE();
+    if (!bs->drv) {
+        return -ENOMEDIUM;
+    }
+    return bdrv_get_total_bytes(bs);
+}
+
+int64_t bdrv_get_total_bytes(BlockDriverState *bs)
+{
+    IO_CODE();
+    return qatomic_read(&bs->total_bytes);
+}
+
+AioContext *bdrv_get_aio_context_io(BlockDriverState *bs)
+{
+    IO_CODE();
+    return qatomic_read(&bs->aio_context);
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Block layer API of the main loop ("global state").
+ *
+ * Everything here runs in the main thread with the BQL held
+ * (GLOBAL_STATE_CODE), outside coroutines unless said otherwise, and may
+ * call anything: drain, poll, take the graph write lock.  Functions marked
+ * GRAPH_UNLOCKED take the graph lock themselves and must be called without
+ * it; GRAPH_RDLOCK ones read the graph (bdrv_graph_rdlock_main_loop() is
+ * enough in the main loop).
+ */
+#ifndef BLOCK_GLOBAL_STATE_H
+#define BLOCK_GLOBAL_STATE_H
+
+#include "block/block-common.h"
+
+/* Register the drivers and the graph lock hooks.  Once, at start-up. */
+void bdrv_init(void);
+
+/*
+ * Open a node from a blockdev definition (QMP blockdev-add arguments:
+ * driver, node-name, common and driver options; children as node names or
+ * nested definitions).  @options is checked and normalised (see opts.h);
+ * with @strict_types, strings are not converted (QMP input).  The new node
+ * has one reference, owned by the caller (the monitor for blockdev-add).
+ * On failure nothing is left behind.
+ */
+BlockDriverState *bdrv_open(struct json_object *options, bool strict_types,
+                            Error **errp) GRAPH_UNLOCKED;
+
+void bdrv_ref(BlockDriverState *bs);
+/* Drop a reference; the last one closes the node and its children. */
+void bdrv_unref(BlockDriverState *bs) GRAPH_UNLOCKED;
+
+BlockDriverState *bdrv_find_node(const char *node_name);
+/* Iterate over all nodes: bs = bdrv_next_node(NULL) ... */
+BlockDriverState *bdrv_next_node(BlockDriverState *bs);
+/* Nodes opened by blockdev-add (the monitor's references). */
+bool bdrv_is_monitor_owned(BlockDriverState *bs);
+void bdrv_set_monitor_owned(BlockDriverState *bs, bool owned);
+/* True if @bs has parents other than the monitor's reference. */
+bool bdrv_has_parents(BlockDriverState *bs) GRAPH_RDLOCK;
+
+/*
+ * Attach @child_bs under a parent.  @perm/@shared are the parent's
+ * permissions on the edge (a BlockBackend's own; for node parents they are
+ * computed by the driver's bdrv_child_perm).  Refused, with a message
+ * naming both users, if another parent of @child_bs does not share what
+ * this one takes.  Takes a reference to @child_bs.
+ */
+BdrvChild *bdrv_root_attach_child(BlockDriverState *child_bs,
+                                  const char *child_name,
+                                  const BdrvChildClass *child_class,
+                                  BdrvChildRole role, uint64_t perm,
+                                  uint64_t shared_perm, void *opaque,
+                                  Error **errp) GRAPH_WRLOCK;
+BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
+                             BlockDriverState *child_bs,
+                             const char *child_name, BdrvChildRole role,
+                             Error **errp) GRAPH_WRLOCK;
+/* Detach and drop the edge's reference to its node. */
+void bdrv_root_unref_child(BdrvChild *child) GRAPH_WRLOCK;
+void bdrv_unref_child(BlockDriverState *parent, BdrvChild *child)
+    GRAPH_WRLOCK;
+
+/* Change the permissions of one edge (e.g. a BlockBackend's). */
+int bdrv_child_try_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                            Error **errp) GRAPH_RDLOCK;
+/* "Conflicts with use by ... " description of a parent. */
+char *bdrv_child_user_desc(BdrvChild *c);
+
+/*
+ * Make every parent of @from point to @to instead (inserting or removing a
+ * filter, completing a mirror).  Checks permissions first; on failure
+ * nothing changes.  Drains @from and @to and takes the write lock.
+ */
+int bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
+                      Error **errp) GRAPH_UNLOCKED;
+
+/*
+ * Drained sections (see docs/locking.md).  begin quiesces @bs's parents up
+ * to their BlockBackends, exports and jobs, and waits until @bs and its
+ * parents have no request in flight; end lets them go on and never polls.
+ * Main loop; a coroutine caller is bounced to the main loop.  Never with
+ * the graph lock held.
+ */
+void bdrv_drained_begin(BlockDriverState *bs) GRAPH_UNLOCKED;
+void bdrv_drained_end(BlockDriverState *bs) GRAPH_UNLOCKED;
+/* begin without waiting; the caller polls (bdrv_drain_all_poll). */
+void bdrv_drained_begin_no_poll(BlockDriverState *bs);
+bool bdrv_drain_poll(BlockDriverState *bs) GRAPH_RDLOCK;
+void bdrv_drain_all_begin(void) GRAPH_UNLOCKED;
+void bdrv_drain_all_begin_nopoll(void);
+void bdrv_drain_all_end(void) GRAPH_UNLOCKED;
+
+/* Flush every node (shutdown).  Returns the first error. */
+int bdrv_flush_all(void) GRAPH_UNLOCKED;
+
+/*
+ * Move @bs, and every node and parent connected to it, to @ctx: drained,
+ * checked with every parent (which may refuse), under the write lock.
+ * @ignore_child is the edge through which the caller asks (it moves
+ * itself), or NULL.
+ */
+int bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
+                                BdrvChild *ignore_child, Error **errp)
+    GRAPH_UNLOCKED;
+
+/* Current size, or -errno; main loop. */
+int64_t bdrv_getlength(BlockDriverState *bs);
+/* Resize (block_resize): drained request through the I/O path. */
+int bdrv_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
+    GRAPH_UNLOCKED;
+
+/* BlockDeviceInfo-like description for query-named-block-nodes. */
+struct json_object *bdrv_query_info(BlockDriverState *bs) GRAPH_RDLOCK;
+
+bool bdrv_is_read_only(BlockDriverState *bs);
+const char *bdrv_get_node_name(BlockDriverState *bs);
+AioContext *bdrv_get_aio_context(BlockDriverState *bs);
+
+#endif /* BLOCK_GLOBAL_STATE_H */

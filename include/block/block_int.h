@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The structures of the block graph and the driver interface, for block/
+ * and its drivers.  Users of the block layer (exports, jobs, QMP) use the
+ * functions of block-global-state.h, block-io.h and block-backend.h.
+ *
+ * Who owns what (see docs/locking.md):
+ *  - Topology (children, parents, BdrvChild.bs): the graph lock; written
+ *    only under bdrv_graph_wrlock() by the main loop.
+ *  - Everything tagged BQL: main loop only.
+ *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
+ *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
+ */
+#ifndef BLOCK_INT_H
+#define BLOCK_INT_H
+
+#include "block/block-common.h"
+#include "util/co-lock.h"
+#include "util/opts.h"
+#include "util/queue.h"
+#include "util/thread.h"
+
+/* --- Children and their parents ----------------------------------------- */
+
+/*
+ * What a parent is: a node (child_of_bds), a BlockBackend (child_root), or
+ * a job.  Called in the main loop unless said otherwise.
+ */
+struct BdrvChildClass {
+    bool parent_is_bds;
+
+    /* "node 'disk0'", "export 'exp0'", "job 'job0'": for messages. */
+    char *(*get_parent_desc)(BdrvChild *c);
+
+    /*
+     * Drain, propagated up from the child: drained_begin stops the parent
+     * from issuing new requests (it must not poll); drained_poll returns
+     * true while the parent still has requests in flight on @c's node;
+     * drained_end lets it go on (it must not poll either).
+     */
+    void (*drained_begin)(BdrvChild *c);
+    bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR;
+    void (*drained_end)(BdrvChild *c);
+
+    /* The child's node changed size (any thread's truncate, BQL here). */
+    void (*resize)(BdrvChild *c);
+
+    /*
+     * Moving to another AioContext: change_aio_ctx checks whether the
+     * parent can follow the child to @ctx (false with @errp set if not,
+     * e.g. an export with fixed-iothread); set_aio_ctx makes it follow.
+     * Called drained, under the graph write lock.
+     */
+    bool (*can_set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited,
+                            Error **errp);
+    void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited);
+    AioContext *(*get_parent_aio_context)(BdrvChild *c);
+
+    /* Attached to / detached from the child's node; graph write lock. */
+    void (*attach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
+    void (*detach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
+};
+
+extern const BdrvChildClass child_of_bds;
+
+struct BdrvChild {
+    BlockDriverState *bs;           /* graph lock */
+    char *name;                     /* immutable: "file", "root", ... */
+    const BdrvChildClass *klass;    /* immutable */
+    BdrvChildRole role;             /* immutable */
+    void *opaque;                   /* immutable: the parent object */
+
+    uint64_t perm;                  /* BQL */
+    uint64_t shared_perm;           /* BQL */
+
+    /*
+     * This edge has called klass->drained_begin on the parent for the
+     * child's current quiesce; drained_end must be called once.  BQL
+     */
+    bool quiesced_parent;
+
+    QLIST_ENTRY(BdrvChild) next;        /* in parent's children; graph */
+    QLIST_ENTRY(BdrvChild) next_parent; /* in bs->parents; graph */
+};
+
+/* --- Nodes ---------------------------------------------------------------- */
+
+/* A request in flight that others may have to wait for. */
+typedef struct BdrvTrackedRequest {
+    BlockDriverState *bs;
+    int64_t offset;
+    int64_t bytes;
+    bool serialising;               /* read-modify-write: excludes overlaps */
+    int64_t overlap_offset;         /* range rounded to request_alignment */
+    int64_t overlap_bytes;
+    Coroutine *co;
+    CoQueue wait_queue;             /* requests waiting for this one */
+    QLIST_ENTRY(BdrvTrackedRequest) list;
+} BdrvTrackedRequest;
+
+struct BlockDriverState {
+    /* Immutable after bdrv_open() returns. */
+    const BlockDriver *drv;
+    void *opaque;                   /* drv->instance_size bytes */
+    char node_name[128];
+    char filename[4096];            /* the file's name, for query output */
+    bool implicit_name;             /* node_name was generated */
+    bool open_strict_types;         /* options came as QMP JSON; BQL */
+    const char *open_path;          /* key path while opening; BQL */
+
+    /* Options as given (normalised), for query-named-block-nodes.  BQL */
+    struct json_object *options;
+
+    int open_flags;                 /* BDRV_O_*; BQL */
+    bool read_only;                 /* BQL */
+    bool force_share;               /* immutable */
+    BlockdevDetectZeroes detect_zeroes; /* immutable */
+    BlockLimits bl;                 /* BQL, drained */
+
+    /*
+     * Size in bytes.  Written by open and truncate (I/O path, serialised
+     * by the truncate's request); read with qatomic_read anywhere.
+     */
+    int64_t total_bytes;
+
+    /* Home AioContext.  Written drained under the graph write lock, BQL;
+     * read with qatomic_read by I/O code. */
+    AioContext *aio_context;
+
+    int refcnt;                     /* BQL */
+    bool monitor_owned;             /* blockdev-add's reference; BQL */
+
+    /* Topology: graph lock. */
+    QLIST_HEAD(, BdrvChild) children;
+    QLIST_HEAD(, BdrvChild) parents;
+    BdrvChild *file;                /* the "file" child or NULL; graph */
+
+    /* Cumulative permissions taken on this node by its parents.  BQL */
+    uint64_t total_perm;
+    uint64_t total_shared;
+
+    /* Requests in flight in any thread.  atomic; decrement kicks waiters. */
+    unsigned in_flight;
+    /* Drained sections on this node.  Written in the main loop; atomic. */
+    int quiesce_counter;
+
+    /* Serialisation of overlapping read-modify-write requests. */
+    BdMutex reqs_lock;
+    QLIST_HEAD(, BdrvTrackedRequest) tracked_requests;  /* reqs_lock */
+    int serialising_in_flight;      /* atomic; fast path skips the list */
+
+    /*
+     * Flush bookkeeping: write_gen counts completed writes; a flush that
+     * started at generation g makes flushed_gen >= g.  A flush that finds
+     * write_gen == flushed_gen at its start has nothing to do.  atomic
+     */
+    unsigned write_gen;
+    unsigned flushed_gen;
+
+    QLIST_ENTRY(BlockDriverState) node_list;   /* all nodes; BQL */
+};
+
+/* --- Drivers -------------------------------------------------------------- */
+
+struct BlockDriver {
+    /* ---- Immutable description ---- */
+    const char *format_name;
+    size_t instance_size;
+    /* Driver options, beyond the common ones (see bdrv_common_opts). */
+    const OptDesc *opts;
+    /* Driver has a "file" child that holds its data. */
+    bool has_file_child;
+    bool is_filter;
+
+    /* ---- Global state: main loop, BQL ---- */
+
+    /*
+     * Open @bs from checked @options.  Drivers with a file child attach it
+     * with bdrv_open_child().  Fails with @errp set; on failure the generic
+     * code detaches whatever children were attached.
+     */
+    int (*bdrv_open)(BlockDriverState *bs, struct json_object *options,
+                     int flags, Error **errp) GRAPH_UNLOCKED_PTR;
+    void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR;
+
+    /* Permissions this node needs on @c, given what its parents take. */
+    void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,
+                            BdrvChildRole role, uint64_t parent_perm,
+                            uint64_t parent_shared, uint64_t *nperm,
+                            uint64_t *nshared) GRAPH_RDLOCK_PTR;
+    /*
+     * Permission update in two phases: check (may take locks, e.g. OFD
+     * image locks; fail with @errp), then set or abort.
+     */
+    int (*bdrv_check_perm)(BlockDriverState *bs, uint64_t perm,
+                           uint64_t shared, Error **errp) GRAPH_RDLOCK_PTR;
+    void (*bdrv_set_perm)(BlockDriverState *bs, uint64_t perm,
+                          uint64_t shared) GRAPH_RDLOCK_PTR;
+    void (*bdrv_abort_perm_update)(BlockDriverState *bs) GRAPH_RDLOCK_PTR;
+
+    void (*bdrv_refresh_limits)(BlockDriverState *bs, Error **errp)
+        GRAPH_RDLOCK_PTR;
+
+    /* Moving between AioContexts (drained, write lock). */
+    void (*bdrv_detach_aio_context)(BlockDriverState *bs);
+    void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx);
+
+    /* Bytes the image occupies on its storage, or -errno. */
+    int64_t (*bdrv_get_allocated_file_size)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR;
+
+    /* Driver-specific query fields (add to @info). */
+    void (*bdrv_query_info)(BlockDriverState *bs, struct json_object *info)
+        GRAPH_RDLOCK_PTR;
+
+    /* ---- I/O: coroutines in any AioContext; -errno on failure ---- */
+
+    int coroutine_fn (*bdrv_co_preadv)(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVec *qiov,
+                                       BdrvRequestFlags flags)
+        GRAPH_RDLOCK_PTR;
+    int coroutine_fn (*bdrv_co_pwritev)(BlockDriverState *bs, int64_t offset,
+                                        int64_t bytes, IOVec *qiov,
+                                        BdrvRequestFlags flags)
+        GRAPH_RDLOCK_PTR;
+    /* Flags the driver handles itself in writes (e.g. BDRV_REQ_FUA). */
+    BdrvRequestFlags supported_write_flags;
+    int coroutine_fn (*bdrv_co_pwrite_zeroes)(BlockDriverState *bs,
+                                              int64_t offset, int64_t bytes,
+                                              BdrvRequestFlags flags)
+        GRAPH_RDLOCK_PTR;
+    BdrvRequestFlags supported_zero_flags;
+    int coroutine_fn (*bdrv_co_pdiscard)(BlockDriverState *bs, int64_t offset,
+                                         int64_t bytes) GRAPH_RDLOCK_PTR;
+    /* Flush the driver's own caches to the OS / the OS's to the disk. */
+    int coroutine_fn (*bdrv_co_flush_to_os)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR;
+    int coroutine_fn (*bdrv_co_flush_to_disk)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR;
+    /*
+     * Status of [offset, offset + bytes): BDRV_BLOCK_* flags; *pnum bytes
+     * share it (at least 1, at most @bytes); *map and *file are set with
+     * BDRV_BLOCK_OFFSET_VALID.
+     */
+    int coroutine_fn (*bdrv_co_block_status)(BlockDriverState *bs,
+                                             bool want_zero, int64_t offset,
+                                             int64_t bytes, int64_t *pnum,
+                                             int64_t *map,
+                                             BlockDriverState **file)
+        GRAPH_RDLOCK_PTR;
+    int coroutine_fn (*bdrv_co_truncate)(BlockDriverState *bs, int64_t offset,
+                                         bool exact, Error **errp)
+        GRAPH_RDLOCK_PTR;
+    /* Current length, for drivers whose size can change underneath. */
+    int64_t coroutine_fn (*bdrv_co_getlength)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR;
+};
+
+/* Register a driver; main thread, before any node is opened. */
+void bdrv_register(const BlockDriver *drv);
+const BlockDriver *bdrv_find_driver(const char *name);
+/* Names of the registered drivers, for the QMP schema (NULL-terminated). */
+const char *const *bdrv_driver_names(void);
+
+/* Options every node takes (driver, node-name, read-only, cache, ...). */
+extern const OptDesc bdrv_common_opts[];
+
+/*
+ * Open (or reference) the child @name of @parent from @options' value for
+ * it: a node name (a new reference to that node) or an object (a nested
+ * definition, opened now, owned by the edge).  Main loop.
+ */
+BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
+                           BlockDriverState *parent, BdrvChildRole role,
+                           bool allow_none, Error **errp) GRAPH_UNLOCKED;
+
+/*
+ * Recompute the permissions of @bs and its subtree from its parents' edges,
+ * where @new_edge (may be NULL) asks for @perm/@shared instead of what it
+ * holds.  All or nothing: on failure nothing changed.  Main loop.
+ */
+int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
+                       uint64_t perm, uint64_t shared, Error **errp)
+    GRAPH_RDLOCK;
+
+/* Default permissions for the child of a node that passes I/O through. */
+void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
+                        BdrvChildRole role, uint64_t parent_perm,
+                        uint64_t parent_shared, uint64_t *nperm,
+                        uint64_t *nshared) GRAPH_RDLOCK;
+
+/*
+ * Drop a reference under the graph write lock: the unref runs when
+ * bdrv_graph_wrunlock() releases the lock (which calls
+ * bdrv_run_pending_unrefs()).  Main loop.
+ */
+void bdrv_schedule_unref(BlockDriverState *bs);
+void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
+
+/*
+ * Run @entry(opaque) in a coroutine in @ctx and wait for it, from the main
+ * loop (AIO_WAIT_WHILE).  The coroutine takes whatever locks it needs.
+ */
+void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
+    GRAPH_UNLOCKED;
+
+/* Counting of requests (block/io.c); any thread. */
+void bdrv_inc_in_flight(BlockDriverState *bs);
+void bdrv_dec_in_flight(BlockDriverState *bs);
+
+#endif /* BLOCK_INT_H */
