@@ -53,17 +53,16 @@ struct AioBH {
  */
 static BdMutex bh_registry_lock;
 static GHashTable *bh_registry TSA_GUARDED_BY(bh_registry_lock);
-static GOnce bh_registry_once = G_ONCE_INIT;
+static pthread_once_t bh_registry_once = PTHREAD_ONCE_INIT;
 
-static gpointer bh_registry_init(gpointer unused)
+static void bh_registry_init(void)
 {
     bd_mutex_init(&bh_registry_lock);
-    return NULL;
 }
 
 static void bh_registry_add(AioBH *bh)
 {
-    g_once(&bh_registry_once, bh_registry_init, NULL);
+    pthread_once(&bh_registry_once, bh_registry_init);
     bd_mutex_lock(&bh_registry_lock);
     if (!bh_registry) {
         bh_registry = g_hash_table_new(NULL, NULL);
@@ -614,9 +613,9 @@ bool aio_poll(AioContext *ctx, bool blocking)
  */
 static BdMutex backend_lock;
 static const AioBackend *default_backend TSA_GUARDED_BY(backend_lock);
-static GOnce backend_once = G_ONCE_INIT;
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 
-static gpointer backend_init(gpointer unused)
+static void backend_init(void)
 {
     const char *env = getenv("BLOCKD_AIO_BACKEND");
 
@@ -630,7 +629,6 @@ static gpointer backend_init(gpointer unused)
                     "using io_uring", env);
     }
     bd_mutex_unlock(&backend_lock);
-    return NULL;
 }
 
 /* Registered before any context exists; read-only afterwards. */
@@ -660,7 +658,7 @@ AioContext *aio_context_new(const char *name, Error **errp)
     const AioBackend *backend;
     Error *local_err = NULL;
 
-    g_once(&backend_once, backend_init, NULL);
+    pthread_once(&backend_once, backend_init);
     ctx->name = g_strdup(name);
     ctx->bh_ready_tail = &ctx->bh_ready_head;
     ctx->fd_handlers = g_hash_table_new(NULL, NULL);
@@ -737,7 +735,7 @@ static void check_bh_leaks(AioContext *ctx)
             g_free(bh);     /* cancelled oneshot */
         }
     }
-    g_once(&bh_registry_once, bh_registry_init, NULL);
+    pthread_once(&bh_registry_once, bh_registry_init);
     bd_mutex_lock(&bh_registry_lock);
     if (bh_registry) {
         g_hash_table_iter_init(&iter, bh_registry);

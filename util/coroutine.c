@@ -55,19 +55,18 @@ static BdMutex global_pool_lock;
 static Coroutine *global_pool TSA_GUARDED_BY(global_pool_lock);
 static unsigned global_pool_size;  /* written under the lock; atomic reads */
 static pthread_key_t thread_exit_key;
-static GOnce co_init_once = G_ONCE_INIT;
+static pthread_once_t co_init_once = PTHREAD_ONCE_INIT;
 
 static CoroutineStats stats;        /* atomic */
 
 static void thread_exit_cb(void *unused);
 
-static gpointer co_global_init(gpointer unused)
+static void co_global_init(void)
 {
     bd_mutex_init(&global_pool_lock);
     if (pthread_key_create(&thread_exit_key, thread_exit_cb)) {
         abort();
     }
-    return NULL;
 }
 
 /* --- Switching ----------------------------------------------------------- */
@@ -135,7 +134,7 @@ static Coroutine *get_leader_init(void)
     leader->tsan_fiber = __tsan_get_current_fiber();
 #endif
     set_leader(leader);
-    g_once(&co_init_once, co_global_init, NULL);
+    pthread_once(&co_init_once, co_global_init);
     /* A non-NULL value makes thread_exit_cb() run when the thread exits. */
     pthread_setspecific(thread_exit_key, leader);
     return leader;

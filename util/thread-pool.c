@@ -75,7 +75,7 @@ static BdMutex pool_lock;
 static BdCond pool_work_cond;
 /* Broadcast when the last worker reaches its exit path. */
 static BdCond pool_exit_cond;
-static GOnce pool_once = G_ONCE_INIT;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 static ThreadPoolRequest *pool_queue TSA_GUARDED_BY(pool_lock);
 static ThreadPoolRequest **pool_queue_tail TSA_GUARDED_BY(pool_lock) =
@@ -91,17 +91,16 @@ static bool pool_stopping TSA_GUARDED_BY(pool_lock);
 static pthread_t pool_last_exited TSA_GUARDED_BY(pool_lock);
 static bool pool_have_last_exited TSA_GUARDED_BY(pool_lock);
 
-static gpointer pool_init(gpointer unused)
+static void pool_init(void)
 {
     bd_mutex_init(&pool_lock);
     bd_cond_init(&pool_work_cond);
     bd_cond_init(&pool_exit_cond);
-    return NULL;
 }
 
 static void pool_ensure_init(void)
 {
-    g_once(&pool_once, pool_init, NULL);
+    pthread_once(&pool_once, pool_init);
 }
 
 /* --- Workers ------------------------------------------------------------- */
