@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP control commands (qmp/cmd-control.c): qmp_capabilities,
+ * query-version, query-commands and quit, and the hooks the daemon needs to
+ * wire them up.
+ *
+ * Everything here is main-loop code: call it under the BQL
+ * (GLOBAL_STATE_CODE).
+ */
+#ifndef QMP_CONTROL_H
+#define QMP_CONTROL_H
+
+#include <json-c/json.h>
+
+/* Register the control command table.  Start-up, once. */
+void qmp_control_init(void);
+
+/*
+ * Called by the quit command after it has succeeded, before its reply is
+ * sent.  The handler must only *request* shutdown (set a flag, kick the
+ * main loop): the reply goes out when the command returns, and the daemon
+ * then closes the monitors with monitor_cleanup(), which flushes it.
+ * Without a handler, quit fails.  NULL removes the handler.
+ */
+void qmp_set_quit_handler(void (*fn)(void));
+
+/*
+ * The util/opts.h flags the running command's arguments were checked with
+ * (OPTS_STRICT_TYPES for QMP JSON, 0 for keyval from the command line), for
+ * handlers that check nested parts of their arguments themselves (a nested
+ * blockdev definition) and must type them the same way.  Only meaningful
+ * inside a handler; 0 outside.  (It belongs with qmp_run_command() in
+ * qmp/qmp.h; it lives here until that header takes it.)
+ */
+unsigned qmp_current_opts_flags(void);
+
+/*
+ * QEMU's VersionInfo as blockd reports it, for query-version and the QMP
+ * greeting: {"qemu": {"major", "minor", "micro"}, "package": "blockd X.Y.Z"}.
+ * Returns a new reference.
+ */
+struct json_object *qmp_version_info(void);
+
+#endif /* QMP_CONTROL_H */

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * User-created objects (qmp/cmd-objects.c): the iothreads of object-add
+ * (qom-type "iothread"), object-del and query-iothreads, and the registry
+ * through which other commands and exports find an iothread by id and mark
+ * that they run in it, so that object-del cannot pull it from under them.
+ *
+ * An iothread is "in use", and object-del refuses to delete it, while any
+ * node or BlockBackend has its AioContext as home, or while a user holds a
+ * use reference (iothread_ref_use()).  Users whose work runs in an
+ * iothread without a node living there (an export spreading connections
+ * over several iothreads, a job) take such a reference.
+ *
+ * Everything here is main-loop code (GLOBAL_STATE_CODE).
+ */
+#ifndef QMP_OBJECTS_H
+#define QMP_OBJECTS_H
+
+#include "util/iothread.h"
+
+/* Register object-add, object-del and query-iothreads.  Start-up. */
+void qmp_objects_init(void);
+
+/* The iothread created with id @id, or NULL. */
+IOThread *iothread_find(const char *id);
+
+/*
+ * Mark / unmark a use of @iothread (which must be one of ours): while
+ * uses are held, object-del refuses to delete it.  Calls must balance.
+ */
+void iothread_ref_use(IOThread *iothread);
+void iothread_unref_use(IOThread *iothread);
+
+/*
+ * Stop and destroy every iothread (shutdown).  The caller has closed the
+ * nodes and exports that ran in them, or moved them back to the main
+ * loop: destroying a context that still has work registered aborts.
+ */
+void objects_cleanup(void);
+
+#endif /* QMP_OBJECTS_H */

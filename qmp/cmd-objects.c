@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP commands for user-created objects: object-add and object-del for
+ * qom-type "iothread" (the only type blockd has), and query-iothreads.
+ *
+ * The registry is a list of the iothreads in creation order, which is the
+ * order query-iothreads reports.  Invariants: ids are unique among them;
+ * an iothread leaves the list only when nothing runs in it, i.e. no node
+ * and no BlockBackend has its AioContext as home and no user holds a use
+ * reference (iothread_ref_use()).  QEMU lets object-del destroy an
+ * iothread that a node still runs in; blockd refuses, because the node's
+ * next request would be scheduled onto a dead event loop.
+ *
+ * poll-grow, poll-shrink and aio-max-batch are accepted and reported, as
+ * QEMU's, so that scripts that set them keep working; blockd's adaptive
+ * polling has fixed growth and shrink factors, and it batches submissions
+ * per loop iteration regardless (see docs/architecture.md).
+ *
+ * Main-loop code throughout (GLOBAL_STATE_CODE).
+ */
+#include "util/osdep.h"
+
+#include "block/block-backend.h"
+#include "block/block-global-state.h"
+#include "qmp/objects.h"
+#include "qmp/qmp.h"
+#include "util/main-loop.h"
+
+typedef struct UserIOThread {
+    IOThread *iothread;         /* immutable */
+    /* Accepted for QEMU compatibility, reported, not applied.  immutable */
+    int64_t poll_grow;
+    int64_t poll_shrink;
+    int64_t aio_max_batch;
+    unsigned uses;              /* BQL: iothread_ref_use() references */
+} UserIOThread;
+
+/* UserIOThread *, in creation order. */
+static GPtrArray *user_iothreads TSA_GUARDED_BY(bql);
+
+static GPtrArray *iothread_list(void)
+{
+    bql_assert_held();
+    if (!user_iothreads) {
+        user_iothreads = g_ptr_array_new();
+    }
+    return user_iothreads;
+}
+
+static UserIOThread *user_iothread_by_id(const char *id)
+{
+    GPtrArray *list = iothread_list();
+
+    for (guint i = 0; i < list->len; i++) {
+        UserIOThread *u = list->pdata[i];
+
+        if (!strcmp(iothread_get_id(u->iothread), id)) {
+            return u;
+        }
+    }
+    return NULL;
+}
+
+static UserIOThread *user_iothread_by_ptr(IOThread *iothread)
+{
+    GPtrArray *list = iothread_list();
+
+    for (guint i = 0; i < list->len; i++) {
+        UserIOThread *u = list->pdata[i];
+
+        if (u->iothread == iothread) {
+            return u;
+        }
+    }
+    return NULL;
+}
+
+IOThread *iothread_find(const char *id)
+{
+    UserIOThread *u;
+
+    GLOBAL_STATE_CODE();
+    u = user_iothread_by_id(id);
+    return u ? u->iothread : NULL;
+}
+
+void iothread_ref_use(IOThread *iothread)
+{
+    UserIOThread *u;
+
+    GLOBAL_STATE_CODE();
+    u = user_iothread_by_ptr(iothread);
+    assert(u);
+    u->uses++;
+}
+
+void iothread_unref_use(IOThread *iothread)
+{
+    UserIOThread *u;
+
+    GLOBAL_STATE_CODE();
+    u = user_iothread_by_ptr(iothread);
+    assert(u && u->uses > 0);
+    u->uses--;
+}
+
+/*
+ * Who runs in @u's context, for object-del's refusal; NULL if nobody.
+ * Returns a string to g_free().
+ */
+static char *user_iothread_user(UserIOThread *u)
+{
+    AioContext *ctx = iothread_get_aio_context(u->iothread);
+    BlockDriverState *bs;
+    BlockBackend *blk;
+
+    for (bs = bdrv_next_node(NULL); bs; bs = bdrv_next_node(bs)) {
+        if (bdrv_get_aio_context(bs) == ctx) {
+            return g_strdup_printf("node '%s' runs in it",
+                                   bdrv_get_node_name(bs));
+        }
+    }
+    for (blk = blk_next(NULL); blk; blk = blk_next(blk)) {
+        if (blk_get_aio_context(blk) == ctx) {
+            return g_strdup_printf("block backend '%s' runs in it",
+                                   blk_name(blk));
+        }
+    }
+    if (u->uses) {
+        return g_strdup_printf("%u user%s (exports or jobs) run%s in it",
+                               u->uses, u->uses == 1 ? "" : "s",
+                               u->uses == 1 ? "s" : "");
+    }
+    return NULL;
+}
+
+/* QEMU's rule for object ids: a letter, then letters, digits, -._ */
+static bool id_wellformed(const char *id)
+{
+    if (!g_ascii_isalpha(id[0])) {
+        return false;
+    }
+    for (const char *p = id + 1; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --- object-add ---------------------------------------------------------- */
+
+static const OptDesc object_add_args[] = {
+    { "qom-type", OPT_STRING, .required = true,
+      .help = "type of the object: 'iothread'" },
+    { "id", OPT_STRING, .required = true,
+      .help = "name of the object" },
+    { "poll-max-ns", OPT_INT, .def = G_STRINGIFY(IOTHREAD_POLL_MAX_NS_DEFAULT),
+      .min = 0, .max = INT64_MAX,
+      .help = "longest busy-poll before blocking, in ns (0: no polling)" },
+    { "poll-grow", OPT_INT, .def = "0", .min = 0, .max = INT64_MAX,
+      .help = "polling growth factor (accepted, not applied)" },
+    { "poll-shrink", OPT_INT, .def = "0", .min = 0, .max = INT64_MAX,
+      .help = "polling shrink divisor (accepted, not applied)" },
+    { "aio-max-batch", OPT_INT, .def = "0", .min = 0, .max = INT64_MAX,
+      .help = "largest submission batch (accepted, not applied)" },
+    { NULL }
+};
+
+static void qmp_object_add(struct json_object *args, struct json_object **ret,
+                           Error **errp)
+{
+    const char *type = opts_get_str(args, "qom-type");
+    const char *id = opts_get_str(args, "id");
+    UserIOThread *u;
+    IOThread *iothread;
+
+    GLOBAL_STATE_CODE();
+    if (strcmp(type, "iothread")) {
+        error_setg(errp, "Invalid parameter value for 'qom-type': '%s' is "
+                   "not a supported object type (blockd supports "
+                   "'iothread')", type);
+        return;
+    }
+    if (!id_wellformed(id)) {
+        /* QEMU's message (its hint says what an identifier is). */
+        error_setg(errp, "Parameter 'id' expects an identifier");
+        return;
+    }
+    if (user_iothread_by_id(id)) {
+        error_setg(errp, "An object with id '%s' already exists", id);
+        return;
+    }
+
+    iothread = iothread_create(id, opts_get_int(args, "poll-max-ns", 0), errp);
+    if (!iothread) {
+        return;
+    }
+    u = g_new0(UserIOThread, 1);
+    u->iothread = iothread;
+    u->poll_grow = opts_get_int(args, "poll-grow", 0);
+    u->poll_shrink = opts_get_int(args, "poll-shrink", 0);
+    u->aio_max_batch = opts_get_int(args, "aio-max-batch", 0);
+    g_ptr_array_add(iothread_list(), u);
+}
+
+/* --- object-del ---------------------------------------------------------- */
+
+static const OptDesc object_del_args[] = {
+    { "id", OPT_STRING, .required = true, .help = "name of the object" },
+    { NULL }
+};
+
+static void user_iothread_free(UserIOThread *u)
+{
+    iothread_destroy(u->iothread);
+    g_free(u);
+}
+
+static void qmp_object_del(struct json_object *args, struct json_object **ret,
+                           Error **errp)
+{
+    const char *id = opts_get_str(args, "id");
+    g_autofree char *user = NULL;
+    UserIOThread *u;
+
+    GLOBAL_STATE_CODE();
+    u = user_iothread_by_id(id);
+    if (!u) {
+        error_setg(errp, "object '%s' not found", id);
+        return;
+    }
+    user = user_iothread_user(u);
+    if (user) {
+        error_setg(errp, "object '%s' is in use, can not be deleted: %s",
+                   id, user);
+        return;
+    }
+    g_ptr_array_remove(iothread_list(), u);
+    user_iothread_free(u);
+}
+
+/* --- query-iothreads ----------------------------------------------------- */
+
+static void qmp_query_iothreads(struct json_object *args,
+                                struct json_object **ret, Error **errp)
+{
+    struct json_object *list = json_object_new_array();
+    GPtrArray *iothreads;
+
+    GLOBAL_STATE_CODE();
+    iothreads = iothread_list();
+    for (guint i = 0; i < iothreads->len; i++) {
+        UserIOThread *u = iothreads->pdata[i];
+        struct json_object *info = json_object_new_object();
+
+        json_object_object_add(info, "id", json_object_new_string(
+                                   iothread_get_id(u->iothread)));
+        json_object_object_add(info, "thread-id", json_object_new_int(
+                                   iothread_get_thread_id(u->iothread)));
+        json_object_object_add(info, "poll-max-ns", json_object_new_int64(
+                                   iothread_get_poll_max_ns(u->iothread)));
+        json_object_object_add(info, "poll-grow",
+                               json_object_new_int64(u->poll_grow));
+        json_object_object_add(info, "poll-shrink",
+                               json_object_new_int64(u->poll_shrink));
+        json_object_object_add(info, "aio-max-batch",
+                               json_object_new_int64(u->aio_max_batch));
+        json_object_array_add(list, info);
+    }
+    *ret = list;
+}
+
+/* --- Registration and shutdown ------------------------------------------- */
+
+static const QmpCommand objects_commands[] = {
+    { "object-add", object_add_args, qmp_object_add, 0,
+      "create an object (an iothread)" },
+    { "object-del", object_del_args, qmp_object_del, 0,
+      "delete an object that nothing uses" },
+    { "query-iothreads", NULL, qmp_query_iothreads, 0,
+      "list the iothreads" },
+    { NULL }
+};
+
+void qmp_objects_init(void)
+{
+    GLOBAL_STATE_CODE();
+    qmp_register_commands(objects_commands);
+}
+
+void objects_cleanup(void)
+{
+    GPtrArray *list;
+
+    GLOBAL_STATE_CODE();
+    bql_assert_held();
+    list = iothread_list();
+    /* Newest first: the reverse of creation. */
+    for (guint i = list->len; i-- > 0;) {
+        user_iothread_free(list->pdata[i]);
+    }
+    g_ptr_array_free(list, true);
+    user_iothreads = NULL;
+}

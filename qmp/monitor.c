@@ -1,0 +1,1110 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * QMP monitors: listening UNIX sockets and stdio, and the connections
+ * (clients) they serve, each speaking QEMU's wire protocol.
+ *
+ * A client's input is a stream of JSON texts parsed with json-c's
+ * incremental tokener.  Next to the tokener, a small scanner follows the
+ * same bytes (string quoting and bracket depth) so that, when the tokener
+ * rejects the input, the client can be resynchronised at a sensible point
+ * instead of throwing away whatever happened to share a read() with the
+ * bad bytes; the rules are in client_discard() and docs/qmp-protocol.md.
+ * A message larger than QMP_MAX_MESSAGE_BYTES (counting skipped garbage)
+ * closes that connection only.
+ *
+ * Output is never written with a blocking call: replies and events go to a
+ * per-client queue that is flushed at once as far as the socket takes it,
+ * and then from a write handler.  A client whose queue would grow beyond
+ * QMP_MAX_OUTPUT_BYTES has stopped reading and is dropped, so neither the
+ * main loop nor other clients ever wait for it.
+ *
+ * One command at a time: a command may run nested event-loop iterations
+ * (AIO_WAIT_WHILE), and must not find another command running inside it.
+ * While one runs (monitor_busy), a client whose input becomes readable
+ * stops watching it (read_deferred) until the command is over; output
+ * keeps flowing meanwhile.
+ *
+ * Lifetimes: a client is on monitor_clients, which holds one reference,
+ * until client_close(); whoever calls out to code that may close it (the
+ * read path, around command dispatch) holds another, so a closed client's
+ * memory stays valid until the last caller is done with it.  fd handlers
+ * are removed before their fd is closed.
+ *
+ * Main-loop code: everything here runs in the main thread under the BQL,
+ * including every callback.  Entry points open with GLOBAL_STATE_CODE(),
+ * or bql_assert_held() where they touch BQL-guarded globals.
+ */
+#include "util/osdep.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "qmp/control.h"
+#include "qmp/qmp.h"
+#include "util/aio.h"
+#include "util/log.h"
+#include "util/main-loop.h"
+#include "util/queue.h"
+
+/* Bytes read from a client per callback: one read per call, for fairness. */
+#define MONITOR_READ_CHUNK      (32 * 1024)
+/* JSON nesting limit; QMP arguments nest a handful of levels deep. */
+#define MONITOR_JSON_DEPTH      128
+#define MONITOR_BACKLOG         64
+/* Connections accepted per listener callback. */
+#define MONITOR_ACCEPT_BATCH    16
+/* How long a listener rests after accept() fails (EMFILE and the like). */
+#define MONITOR_ACCEPT_RETRY_NS (1000LL * 1000 * 1000)
+/* A queue that held more than this gets a fresh buffer once it empties. */
+#define MONITOR_OUT_SHRINK      (256 * 1024)
+
+/*
+ * What the scanner knows about the bytes of the current message: whether
+ * it is inside a string (and which quote opened it: json-c also takes
+ * single quotes, as QEMU does), and how many brackets are open.
+ */
+typedef struct JsonScan {
+    unsigned depth;
+    char quote;             /* '"' or '\'' inside a string, else 0 */
+    bool escape;            /* the previous byte was a backslash in a string */
+    bool line_start;        /* only blanks since the last newline */
+} JsonScan;
+
+typedef struct MonitorClient MonitorClient;
+
+struct MonitorClient {
+    unsigned refcnt;                /* BQL */
+    char *name;                     /* immutable: for log messages */
+    int in_fd, out_fd;              /* BQL; -1 once closed */
+    bool is_socket;                 /* immutable: in_fd == out_fd, send() */
+    bool is_stdio;                  /* immutable */
+    /* epoll cannot watch regular files: those run from pump_bh. */
+    bool in_pollable, out_pollable; /* immutable */
+    int saved_in_flags, saved_out_flags;  /* immutable: stdio's fcntl flags */
+    AioBH *pump_bh;                 /* BQL; NULL if both are pollable */
+
+    bool negotiated;                /* BQL: qmp_capabilities succeeded */
+    bool input_done;                /* BQL: EOF; close once output drained */
+    bool read_deferred;             /* BQL: input waits for monitor_busy */
+    bool closed;                    /* BQL */
+    bool read_armed, write_armed;   /* BQL: what the fd handlers watch */
+
+    /* Input: the tokener and the scanner follow the same bytes.  BQL */
+    struct json_tokener *tok;
+    JsonScan scan;
+    bool discarding;                /* skipping the rest of a bad message */
+    size_t msg_bytes;               /* bytes of the current message so far */
+    /* An incomplete UTF-8 sequence held back from the tokener. */
+    char utf8_tail[3];
+    size_t utf8_tail_len;
+
+    /* Output queue: bytes [out_head, out->len) are still to be written. */
+    GByteArray *out;                /* BQL */
+    size_t out_head;                /* BQL */
+
+    QLIST_ENTRY(MonitorClient) link;    /* BQL: on monitor_clients */
+};
+
+typedef struct MonitorListener MonitorListener;
+
+struct MonitorListener {
+    int fd;                         /* BQL */
+    char *path;                     /* immutable */
+    dev_t dev;                      /* immutable: the socket file we made, */
+    ino_t ino;                      /* so we never unlink someone else's */
+    AioTimer *retry_timer;          /* BQL: re-arms accept after a failure */
+    unsigned next_client;           /* BQL: numbers clients in log messages */
+    QLIST_ENTRY(MonitorListener) link;  /* BQL: on monitor_listeners */
+};
+
+static QLIST_HEAD(, MonitorClient) monitor_clients TSA_GUARDED_BY(bql) =
+    QLIST_HEAD_INITIALIZER;
+static QLIST_HEAD(, MonitorListener) monitor_listeners TSA_GUARDED_BY(bql) =
+    QLIST_HEAD_INITIALIZER;
+/* Commands running right now (nested loops may make it 1 deep).  BQL */
+static unsigned monitor_busy TSA_GUARDED_BY(bql);
+/* stdin/stdout serve at most one monitor in the life of the process.  BQL */
+static bool monitor_stdio_used TSA_GUARDED_BY(bql);
+/* Whether monitor_event_observer() is registered with qmp_dispatch.  BQL */
+static bool monitor_observing TSA_GUARDED_BY(bql);
+
+static void client_update_handlers(MonitorClient *c) TSA_REQUIRES(bql);
+static void client_close(MonitorClient *c, LogLevel level, const char *fmt,
+                         ...) TSA_REQUIRES(bql) PRINTF_FMT(3, 4);
+
+/* --- The resynchronisation scanner ---------------------------------------- */
+
+static bool json_is_space(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/*
+ * Bytes that no JSON text contains outside a string (ASCII control
+ * characters other than blanks) or anywhere (0xff is never UTF-8): after a
+ * parse error they reset the parser at once.  QEMU documents the same as
+ * the way for a client to force its parser back into a known state.
+ */
+static bool json_is_reset_byte(unsigned char ch)
+{
+    return (ch < 0x20 && !json_is_space(ch)) || ch == 0xff;
+}
+
+static void json_scan_byte(JsonScan *s, unsigned char ch)
+{
+    if (ch == '\n') {
+        s->line_start = true;
+    } else if (!json_is_space(ch)) {
+        s->line_start = false;
+    }
+    if (s->quote) {
+        if (s->escape) {
+            s->escape = false;
+        } else if (ch == '\\') {
+            s->escape = true;
+        } else if (ch == (unsigned char)s->quote) {
+            s->quote = 0;
+        }
+        return;
+    }
+    switch (ch) {
+    case '"':
+    case '\'':
+        s->quote = ch;
+        break;
+    case '{':
+    case '[':
+        s->depth++;
+        break;
+    case '}':
+    case ']':
+        if (s->depth) {
+            s->depth--;
+        }
+        break;
+    }
+}
+
+static void json_scan_bytes(JsonScan *s, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        json_scan_byte(s, buf[i]);
+    }
+}
+
+/* A new message starts: forget brackets and strings, keep line_start. */
+static void json_scan_reset(JsonScan *s)
+{
+    s->depth = 0;
+    s->quote = 0;
+    s->escape = false;
+}
+
+/* --- Output ------------------------------------------------------------------ */
+
+static size_t client_out_pending(MonitorClient *c)
+{
+    return c->out->len - c->out_head;
+}
+
+/*
+ * Write as much queued output as the fd takes without blocking.  May close
+ * @c (on a write error, or at the end of a half-closed client's output),
+ * which frees it unless the caller holds a reference.
+ */
+static void client_flush(MonitorClient *c) TSA_REQUIRES(bql)
+{
+    while (client_out_pending(c) > 0) {
+        const guint8 *p = c->out->data + c->out_head;
+        size_t len = client_out_pending(c);
+        ssize_t n;
+
+        n = c->is_socket ? send(c->out_fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                         : write(c->out_fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        if (n <= 0) {
+            client_close(c, LOG_LEVEL_DEBUG, "write failed: %s",
+                         n < 0 ? g_strerror(errno) : "wrote nothing");
+            return;
+        }
+        c->out_head += n;
+    }
+    if (client_out_pending(c) == 0) {
+        if (c->out->len > MONITOR_OUT_SHRINK) {
+            g_byte_array_unref(c->out);
+            c->out = g_byte_array_new();
+        } else {
+            g_byte_array_set_size(c->out, 0);
+        }
+        c->out_head = 0;
+        if (c->input_done) {
+            client_close(c, LOG_LEVEL_DEBUG, "disconnected");
+            return;
+        }
+    }
+    client_update_handlers(c);
+}
+
+/*
+ * Queue one message (@text, without line end) and start writing it.  A
+ * client that has not taken what was queued before and would go over
+ * QMP_MAX_OUTPUT_BYTES is dropped.  A single message larger than the limit
+ * still goes to a client that has kept up.  May close @c.
+ */
+static void client_send_text(MonitorClient *c, const char *text, size_t len)
+    TSA_REQUIRES(bql)
+{
+    size_t pending = client_out_pending(c);
+
+    if (c->closed) {
+        return;
+    }
+    if (pending > 0 && pending + len + 2 > QMP_MAX_OUTPUT_BYTES) {
+        client_close(c, LOG_LEVEL_WARNING,
+                     "not reading its output (%zu bytes queued); dropping it",
+                     pending);
+        return;
+    }
+    /* Drop what was written once it is most of the buffer. */
+    if (c->out_head > 64 * 1024 && c->out_head * 2 > c->out->len) {
+        g_byte_array_remove_range(c->out, 0, c->out_head);
+        c->out_head = 0;
+    }
+    g_byte_array_append(c->out, (const guint8 *)text, len);
+    /* QEMU ends every message with CR LF. */
+    g_byte_array_append(c->out, (const guint8 *)"\r\n", 2);
+    client_flush(c);
+}
+
+static const char *monitor_to_json(struct json_object *obj, size_t *len)
+{
+    return json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+}
+
+/* May close @c. */
+static void client_send(MonitorClient *c, struct json_object *obj)
+    TSA_REQUIRES(bql)
+{
+    size_t len;
+    const char *text = monitor_to_json(obj, &len);
+
+    client_send_text(c, text, len);
+}
+
+/* An error reply without id, for problems with the input stream. */
+static void client_send_error(MonitorClient *c, const char *fmt, ...)
+    TSA_REQUIRES(bql) PRINTF_FMT(2, 3);
+
+static void client_send_error(MonitorClient *c, const char *fmt, ...)
+{
+    struct json_object *rsp = json_object_new_object();
+    struct json_object *error = json_object_new_object();
+    g_autofree char *desc = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    desc = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    json_object_object_add(error, "class", json_object_new_string(
+                               error_class_name(ERROR_CLASS_GENERIC_ERROR)));
+    json_object_object_add(error, "desc", json_object_new_string(desc));
+    json_object_object_add(rsp, "error", error);
+    client_send(c, rsp);
+    json_object_put(rsp);
+}
+
+/* --- Life cycle of a client ------------------------------------------------ */
+
+static void client_ref(MonitorClient *c)
+{
+    c->refcnt++;
+}
+
+static void client_unref(MonitorClient *c)
+{
+    assert(c->refcnt > 0);
+    if (--c->refcnt > 0) {
+        return;
+    }
+    assert(c->closed);
+    json_tokener_free(c->tok);
+    g_byte_array_unref(c->out);
+    g_free(c->name);
+    g_free(c);
+}
+
+static bool client_wants_read(MonitorClient *c)
+{
+    return !c->closed && !c->input_done && !c->read_deferred;
+}
+
+static bool client_wants_write(MonitorClient *c)
+{
+    return !c->closed && client_out_pending(c) > 0;
+}
+
+static void client_read(void *opaque);
+static void client_write(void *opaque);
+
+/*
+ * Make the fd handlers (or the pump, for fds epoll cannot watch) match
+ * what the client wants now.  Only changes are passed to the loop.
+ */
+static void client_update_handlers(MonitorClient *c)
+{
+    AioContext *ctx = main_context();
+    bool want_read = client_wants_read(c) && c->in_pollable;
+    bool want_write = client_wants_write(c) && c->out_pollable;
+
+    if (c->in_fd >= 0 && c->in_fd == c->out_fd) {
+        if (want_read != c->read_armed || want_write != c->write_armed) {
+            aio_set_fd_handler_full(ctx, c->in_fd,
+                                    want_read ? client_read : NULL,
+                                    want_write ? client_write : NULL,
+                                    c, "qmp-client");
+        }
+    } else {
+        if (c->in_fd >= 0 && want_read != c->read_armed) {
+            aio_set_fd_handler_full(ctx, c->in_fd,
+                                    want_read ? client_read : NULL, NULL,
+                                    c, "qmp-stdin");
+        }
+        if (c->out_fd >= 0 && want_write != c->write_armed) {
+            aio_set_fd_handler_full(ctx, c->out_fd, NULL,
+                                    want_write ? client_write : NULL,
+                                    c, "qmp-stdout");
+        }
+    }
+    c->read_armed = want_read;
+    c->write_armed = want_write;
+    if (c->pump_bh &&
+        ((client_wants_read(c) && !c->in_pollable) ||
+         (client_wants_write(c) && !c->out_pollable))) {
+        aio_bh_schedule(c->pump_bh);
+    }
+}
+
+/*
+ * Disconnect @c: stop watching its fds, close them (stdio: give them back
+ * as they were), and drop the list's reference.  @fmt says why, at @level;
+ * NULL logs nothing.
+ */
+static void client_close(MonitorClient *c, LogLevel level, const char *fmt,
+                         ...)
+{
+    if (c->closed) {
+        return;
+    }
+    if (fmt && log_enabled(level)) {
+        g_autofree char *why = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        why = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        log_msg(level, "%s: %s", c->name, why);
+    }
+    c->closed = true;
+    client_update_handlers(c);      /* removes both handlers */
+    if (c->pump_bh) {
+        aio_bh_delete(c->pump_bh);
+        c->pump_bh = NULL;
+    }
+    if (c->is_stdio) {
+        /* Never close 0 and 1: the next open() would get them. */
+        fcntl(c->in_fd, F_SETFL, c->saved_in_flags);
+        fcntl(c->out_fd, F_SETFL, c->saved_out_flags);
+    } else {
+        close(c->in_fd);
+    }
+    c->in_fd = c->out_fd = -1;
+    QLIST_REMOVE(c, link);
+    client_unref(c);
+}
+
+/* --- Input ------------------------------------------------------------------- */
+
+/* Let clients whose input waited for a command read again. */
+static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
+{
+    MonitorClient *c;
+
+    QLIST_FOREACH(c, &monitor_clients, link) {
+        if (c->read_deferred) {
+            c->read_deferred = false;
+            client_update_handlers(c);
+        }
+    }
+}
+
+/*
+ * Run one request and queue its reply.  May close @c; the caller holds a
+ * reference.
+ */
+static void client_handle_request(MonitorClient *c, struct json_object *req)
+    TSA_REQUIRES(bql)
+{
+    struct json_object *rsp;
+
+    monitor_busy++;
+    rsp = qmp_dispatch(req, &c->negotiated);
+    monitor_busy--;
+    if (!monitor_busy) {
+        monitor_resume_deferred();
+    }
+    client_send(c, rsp);
+    json_object_put(rsp);
+}
+
+static void client_oversized(MonitorClient *c) TSA_REQUIRES(bql)
+{
+    /* One best-effort attempt to say why, then close. */
+    client_send_error(c, "Message too large: over %d bytes; closing the "
+                      "connection", QMP_MAX_MESSAGE_BYTES);
+    client_close(c, LOG_LEVEL_WARNING,
+                 "message larger than %d bytes; connection closed",
+                 QMP_MAX_MESSAGE_BYTES);
+}
+
+/* The current message is over (parsed, or skipped). */
+static void client_end_message(MonitorClient *c)
+{
+    json_tokener_reset(c->tok);
+    json_scan_reset(&c->scan);
+    c->discarding = false;
+    c->msg_bytes = 0;
+}
+
+/*
+ * Skip the rest of a malformed message.  Returns how many bytes of @buf
+ * were skipped; if the message is over, c->discarding is false and parsing
+ * resumes at buf[return value].  The message ends:
+ *  - after a reset byte (see json_is_reset_byte()), at once;
+ *  - at a '{' that begins a line: a human started over;
+ *  - once the brackets it opened are closed (strings respected);
+ *  - outside any bracket, at the end of the line or before the next '{'
+ *    or '[' (garbage between messages costs one error, not one per word).
+ */
+static size_t client_discard(MonitorClient *c, const char *buf, size_t len)
+{
+    JsonScan *s = &c->scan;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char ch = buf[i];
+
+        if (json_is_reset_byte(ch)) {
+            client_end_message(c);
+            return i + 1;
+        }
+        if (ch == '{' && s->line_start) {
+            client_end_message(c);
+            return i;
+        }
+        if (!s->depth && !s->quote) {
+            if (ch == '{' || ch == '[') {
+                client_end_message(c);
+                return i;
+            }
+            json_scan_byte(s, ch);
+            if (ch == '\n') {
+                client_end_message(c);
+                return i + 1;
+            }
+            continue;
+        }
+        json_scan_byte(s, ch);
+        if (!s->depth && !s->quote) {
+            client_end_message(c);
+            return i + 1;
+        }
+    }
+    c->msg_bytes += len;
+    return len;
+}
+
+/*
+ * The tokener rejected the message at buf[used] (@err): report it once and
+ * start skipping.  Returns the bytes of @buf consumed.
+ */
+static size_t client_parse_error(MonitorClient *c, const char *buf,
+                                 size_t used, size_t len,
+                                 enum json_tokener_error err)
+    TSA_REQUIRES(bql)
+{
+    size_t at = c->msg_bytes + used;
+    unsigned char ch;
+
+    json_scan_bytes(&c->scan, buf, used);
+    debug_report("%s: JSON parse error at byte %zu: %s", c->name, at,
+                 json_tokener_error_desc(err));
+    client_send_error(c, "JSON parse error, %s (at byte %zu of the message)",
+                      json_tokener_error_desc(err), at);
+    json_tokener_reset(c->tok);
+    c->msg_bytes = at;
+    c->discarding = true;
+    if (used >= len) {
+        return used;
+    }
+    ch = buf[used];
+    if (json_is_reset_byte(ch)) {
+        client_end_message(c);
+        return used + 1;
+    }
+    if (ch == '{' && c->scan.line_start && at > 0) {
+        client_end_message(c);
+        return used;
+    }
+    /* The offending byte belongs to the bad message. */
+    json_scan_byte(&c->scan, ch);
+    c->msg_bytes++;
+    return used + 1;
+}
+
+/*
+ * Feed bytes of the current message to the tokener, no more than the
+ * message limit allows.  Returns the bytes of @buf consumed.  May close @c.
+ */
+static size_t client_parse(MonitorClient *c, const char *buf, size_t len)
+    TSA_REQUIRES(bql)
+{
+    size_t chunk = MIN(len, (size_t)QMP_MAX_MESSAGE_BYTES + 1 - c->msg_bytes);
+    struct json_object *obj;
+    enum json_tokener_error err;
+    size_t used;
+
+    obj = json_tokener_parse_ex(c->tok, buf, chunk);
+    err = json_tokener_get_error(c->tok);
+    if (err == json_tokener_continue) {
+        json_scan_bytes(&c->scan, buf, chunk);
+        c->msg_bytes += chunk;
+        if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
+            client_oversized(c);
+        }
+        return chunk;
+    }
+    used = json_tokener_get_parse_end(c->tok);
+    if (err != json_tokener_success) {
+        return client_parse_error(c, buf, used, chunk, err);
+    }
+    json_scan_bytes(&c->scan, buf, used);
+    c->msg_bytes += used;
+    if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
+        json_object_put(obj);
+        client_oversized(c);
+        return used;
+    }
+    client_end_message(c);
+    /* obj is NULL for the JSON text "null": qmp_dispatch() refuses it. */
+    client_handle_request(c, obj);
+    json_object_put(obj);
+    return used;
+}
+
+/* Consume @len bytes of input.  May close @c; the caller holds a ref. */
+static void client_feed(MonitorClient *c, const char *buf, size_t len)
+    TSA_REQUIRES(bql)
+{
+    size_t off = 0;
+
+    while (off < len && !c->closed) {
+        if (c->discarding) {
+            off += client_discard(c, buf + off, len - off);
+            if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
+                client_oversized(c);
+            }
+        } else if (c->msg_bytes == 0 && json_is_space(buf[off])) {
+            /* Blanks between messages are not part of any message. */
+            json_scan_byte(&c->scan, buf[off]);
+            off++;
+        } else {
+            off += client_parse(c, buf + off, len - off);
+        }
+    }
+}
+
+static void client_input_eof(MonitorClient *c) TSA_REQUIRES(bql)
+{
+    if (c->msg_bytes > 0 && !c->discarding) {
+        debug_report("%s: input ended in the middle of a message", c->name);
+    }
+    c->input_done = true;
+    if (client_out_pending(c) == 0) {
+        client_close(c, LOG_LEVEL_DEBUG, "disconnected");
+    } else {
+        /* A half-closed socket still reads: send what is queued first. */
+        client_update_handlers(c);
+    }
+}
+
+/*
+ * How many bytes at the end of @buf are an incomplete UTF-8 sequence.
+ * json-c's UTF-8 validation (0.16) does not carry a sequence over from one
+ * json_tokener_parse_ex() call to the next, so the tokener only ever gets
+ * whole sequences.
+ */
+static size_t utf8_incomplete_tail(const char *buf, size_t len)
+{
+    for (size_t k = 1; k <= MIN(len, 3); k++) {
+        unsigned char b = buf[len - k];
+        size_t need;
+
+        if ((b & 0xc0) == 0x80) {
+            continue;                   /* a continuation byte */
+        }
+        if (b >= 0xf0 && b <= 0xf7) {
+            need = 4;
+        } else if (b >= 0xe0) {
+            need = b <= 0xef ? 3 : 1;
+        } else if (b >= 0xc0) {
+            need = 2;
+        } else {
+            need = 1;
+        }
+        return need > k ? k : 0;
+    }
+    return 0;
+}
+
+static void client_read(void *opaque)
+{
+    MonitorClient *c = opaque;
+    char buf[sizeof(c->utf8_tail) + MONITOR_READ_CHUNK];
+    size_t len, hold;
+    ssize_t n;
+
+    bql_assert_held();
+    if (monitor_busy) {
+        /* A command's nested loop: this input waits until it is done. */
+        c->read_deferred = true;
+        client_update_handlers(c);
+        return;
+    }
+    memcpy(buf, c->utf8_tail, c->utf8_tail_len);
+    n = read(c->in_fd, buf + c->utf8_tail_len, MONITOR_READ_CHUNK);
+    if (n < 0) {
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+            client_close(c, LOG_LEVEL_DEBUG, "read failed: %s",
+                         g_strerror(errno));
+        }
+        return;
+    }
+    if (n == 0) {
+        client_input_eof(c);
+        return;
+    }
+    len = c->utf8_tail_len + n;
+    hold = utf8_incomplete_tail(buf, len);
+    memcpy(c->utf8_tail, buf + len - hold, hold);
+    c->utf8_tail_len = hold;
+    client_ref(c);
+    client_feed(c, buf, len - hold);
+    client_unref(c);
+}
+
+static void client_write(void *opaque)
+{
+    MonitorClient *c = opaque;
+
+    bql_assert_held();
+    client_flush(c);
+}
+
+/* Reads and writes on fds that epoll cannot watch (regular files). */
+static void client_pump(void *opaque)
+{
+    MonitorClient *c = opaque;
+
+    bql_assert_held();
+    client_ref(c);
+    if (!c->in_pollable && client_wants_read(c)) {
+        client_read(c);
+    }
+    if (!c->out_pollable && client_wants_write(c)) {
+        client_flush(c);
+    }
+    if (!c->closed) {
+        client_update_handlers(c);  /* reschedules while there is work */
+    }
+    client_unref(c);
+}
+
+/* --- Events ---------------------------------------------------------------- */
+
+static void monitor_event_observer(const char *event, struct json_object *msg,
+                                   void *opaque)
+{
+    MonitorClient *c, *next;
+    const char *text = NULL;
+    size_t len = 0;
+
+    bql_assert_held();
+    QLIST_FOREACH_SAFE(c, &monitor_clients, link, next) {
+        if (!c->negotiated) {
+            continue;
+        }
+        if (!text) {
+            text = monitor_to_json(msg, &len);
+        }
+        client_send_text(c, text, len);
+    }
+}
+
+static void monitor_observe_events(void) TSA_REQUIRES(bql)
+{
+    if (!monitor_observing) {
+        qmp_add_event_observer(monitor_event_observer, NULL);
+        monitor_observing = true;
+    }
+}
+
+/* --- Starting a client ----------------------------------------------------- */
+
+static struct json_object *monitor_greeting(void)
+{
+    struct json_object *qmp = json_object_new_object();
+    struct json_object *greeting = json_object_new_object();
+
+    json_object_object_add(qmp, "version", qmp_version_info());
+    /* QEMU offers "oob"; blockd offers nothing to negotiate. */
+    json_object_object_add(qmp, "capabilities", json_object_new_array());
+    json_object_object_add(greeting, "QMP", qmp);
+    return greeting;
+}
+
+/* Whether epoll can watch @fd (it cannot watch regular files, /dev/null). */
+static bool monitor_fd_pollable(int fd)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    bool pollable;
+
+    if (epfd < 0) {
+        return true;
+    }
+    pollable = epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno != EPERM;
+    close(epfd);
+    return pollable;
+}
+
+static MonitorClient *client_new(int in_fd, int out_fd, char *name)
+    TSA_REQUIRES(bql)
+{
+    MonitorClient *c = g_new0(MonitorClient, 1);
+
+    c->refcnt = 1;                  /* monitor_clients' */
+    c->name = name;
+    c->in_fd = in_fd;
+    c->out_fd = out_fd;
+    c->is_socket = in_fd == out_fd;
+    c->in_pollable = c->out_pollable = true;
+    c->tok = json_tokener_new_ex(MONITOR_JSON_DEPTH);
+    json_tokener_set_flags(c->tok, JSON_TOKENER_VALIDATE_UTF8);
+    c->scan.line_start = true;
+    c->out = g_byte_array_new();
+    return c;
+}
+
+/* Put @c on the list, start reading, greet.  May close @c. */
+static void client_start(MonitorClient *c) TSA_REQUIRES(bql)
+{
+    struct json_object *greeting = monitor_greeting();
+
+    QLIST_INSERT_HEAD(&monitor_clients, c, link);
+    debug_report("%s: connected", c->name);
+    client_update_handlers(c);
+    client_send(c, greeting);
+    json_object_put(greeting);
+}
+
+/* --- UNIX socket listeners ------------------------------------------------- */
+
+static void listener_accept(void *opaque);
+
+static void listener_set_handler(MonitorListener *l, bool on)
+{
+    aio_set_fd_handler_full(main_context(), l->fd, on ? listener_accept : NULL,
+                            NULL, l, "qmp-listener");
+}
+
+static void listener_retry(void *opaque)
+{
+    MonitorListener *l = opaque;
+
+    GLOBAL_STATE_CODE();
+    listener_set_handler(l, true);
+}
+
+static void listener_accept(void *opaque)
+{
+    MonitorListener *l = opaque;
+
+    bql_assert_held();
+    for (int i = 0; i < MONITOR_ACCEPT_BATCH; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* Out of fds or memory: a level-triggered retry would spin. */
+                warn_report("QMP socket '%s': accept failed: %s; pausing for "
+                            "a second", l->path, g_strerror(errno));
+                listener_set_handler(l, false);
+                aio_timer_mod_ns(l->retry_timer,
+                                 get_clock_ns() + MONITOR_ACCEPT_RETRY_NS);
+            }
+            return;
+        }
+        client_start(client_new(fd, fd, g_strdup_printf(
+            "QMP client #%u on '%s'", ++l->next_client, l->path)));
+    }
+}
+
+/*
+ * Make sure nothing lives at @path: refuse a live server or a file that is
+ * not a socket; remove a stale socket (nobody accepts on it any more).
+ */
+static bool monitor_clear_path(const char *path,
+                               const struct sockaddr_un *addr, Error **errp)
+{
+    struct stat st;
+    int fd, ret;
+
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT) {
+            return true;
+        }
+        error_setg_errno(errp, errno, "Cannot use QMP socket '%s'", path);
+        return false;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        error_setg(errp, "Cannot use QMP socket '%s': the file exists and is "
+                   "not a socket", path);
+        return false;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Cannot create a socket");
+        return false;
+    }
+    ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+    if (ret < 0) {
+        ret = -errno;
+    }
+    close(fd);
+    /* EAGAIN: a live server whose backlog is full. */
+    if (ret == 0 || ret == -EAGAIN) {
+        error_setg(errp, "Cannot use QMP socket '%s': it is in use by a "
+                   "running server", path);
+        return false;
+    }
+    if (ret != -ECONNREFUSED) {
+        error_setg_errno(errp, -ret, "Cannot use QMP socket '%s'", path);
+        return false;
+    }
+    if (unlink(path) < 0 && errno != ENOENT) {
+        error_setg_errno(errp, errno, "Cannot remove stale QMP socket '%s'",
+                         path);
+        return false;
+    }
+    info_report("removed stale QMP socket '%s'", path);
+    return true;
+}
+
+/*
+ * Bind @fd to @addr with permissions @mode and nothing wider at any time:
+ * the socket inode's mode is set before bind (which applies the umask to
+ * it), and only afterwards widened to exactly @mode if the umask took bits
+ * away.
+ */
+static bool monitor_bind(int fd, const struct sockaddr_un *addr,
+                         const char *path, mode_t mode, struct stat *st,
+                         Error **errp)
+{
+    if (fchmod(fd, mode) < 0) {
+        error_setg_errno(errp, errno, "Cannot set the mode of QMP socket "
+                         "'%s'", path);
+        return false;
+    }
+    if (bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
+        if (errno == EADDRINUSE) {
+            error_setg(errp, "Cannot use QMP socket '%s': it is in use by a "
+                       "running server", path);
+        } else {
+            error_setg_errno(errp, errno, "Cannot bind QMP socket '%s'", path);
+        }
+        return false;
+    }
+    if (lstat(path, st) < 0) {
+        error_setg_errno(errp, errno, "Cannot stat QMP socket '%s'", path);
+        goto fail_unlink;
+    }
+    if ((st->st_mode & 07777) != mode && chmod(path, mode) < 0) {
+        error_setg_errno(errp, errno, "Cannot set the mode of QMP socket "
+                         "'%s'", path);
+        goto fail_unlink;
+    }
+    return true;
+
+fail_unlink:
+    unlink(path);
+    return false;
+}
+
+bool monitor_add_unix(const char *path, unsigned mode, Error **errp)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    MonitorListener *l;
+    struct stat st;
+    int fd;
+
+    bql_assert_held();
+    mode = mode ? mode : 0600;
+    if (mode & ~0777u) {
+        error_setg(errp, "Invalid mode %#o for QMP socket '%s'", mode, path);
+        return false;
+    }
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        error_setg(errp, "QMP socket path '%s' is too long (at most %zu "
+                   "bytes)", path, sizeof(addr.sun_path) - 1);
+        return false;
+    }
+    strcpy(addr.sun_path, path);
+    if (!monitor_clear_path(path, &addr, errp)) {
+        return false;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Cannot create a socket");
+        return false;
+    }
+    if (!monitor_bind(fd, &addr, path, mode, &st, errp)) {
+        close(fd);
+        return false;
+    }
+    if (listen(fd, MONITOR_BACKLOG) < 0) {
+        error_setg_errno(errp, errno, "Cannot listen on QMP socket '%s'",
+                         path);
+        unlink(path);
+        close(fd);
+        return false;
+    }
+    l = g_new0(MonitorListener, 1);
+    l->fd = fd;
+    l->path = g_strdup(path);
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->retry_timer = aio_timer_new_full(main_context(), listener_retry, l,
+                                        "qmp-listener-retry");
+    QLIST_INSERT_HEAD(&monitor_listeners, l, link);
+    listener_set_handler(l, true);
+    monitor_observe_events();
+    return true;
+}
+
+/* --- stdio ------------------------------------------------------------------ */
+
+/* Make @fd non-blocking if the loop can watch it; returns its old flags. */
+static bool monitor_prepare_stdio_fd(int fd, const char *what, bool *pollable,
+                                     int *saved_flags, Error **errp)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0) {
+        error_setg_errno(errp, errno, "Cannot use %s for QMP", what);
+        return false;
+    }
+    *saved_flags = flags;
+    *pollable = monitor_fd_pollable(fd);
+    if (*pollable && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        error_setg_errno(errp, errno, "Cannot use %s for QMP", what);
+        return false;
+    }
+    return true;
+}
+
+bool monitor_add_stdio(Error **errp)
+{
+    bool in_pollable, out_pollable;
+    int in_flags, out_flags;
+    MonitorClient *c;
+
+    bql_assert_held();
+    if (monitor_stdio_used) {
+        error_setg(errp, "stdio is already used by a QMP monitor");
+        return false;
+    }
+    if (!monitor_prepare_stdio_fd(STDIN_FILENO, "stdin", &in_pollable,
+                                  &in_flags, errp)) {
+        return false;
+    }
+    if (!monitor_prepare_stdio_fd(STDOUT_FILENO, "stdout", &out_pollable,
+                                  &out_flags, errp)) {
+        fcntl(STDIN_FILENO, F_SETFL, in_flags);
+        return false;
+    }
+    monitor_stdio_used = true;
+    c = client_new(STDIN_FILENO, STDOUT_FILENO, g_strdup("QMP on stdio"));
+    c->is_socket = false;
+    c->is_stdio = true;
+    c->in_pollable = in_pollable;
+    c->out_pollable = out_pollable;
+    c->saved_in_flags = in_flags;
+    c->saved_out_flags = out_flags;
+    if (!in_pollable || !out_pollable) {
+        c->pump_bh = aio_bh_new_full(main_context(), client_pump, c,
+                                     "qmp-stdio-pump");
+    }
+    monitor_observe_events();
+    client_start(c);
+    return true;
+}
+
+/* --- Shutting down --------------------------------------------------------- */
+
+void monitor_stop_listening(void)
+{
+    MonitorListener *l, *next;
+    struct stat st;
+
+    bql_assert_held();
+    QLIST_FOREACH_SAFE(l, &monitor_listeners, link, next) {
+        listener_set_handler(l, false);
+        aio_timer_free(l->retry_timer);
+        close(l->fd);
+        /* Only our own socket: someone may have replaced it since. */
+        if (lstat(l->path, &st) == 0 && st.st_dev == l->dev &&
+            st.st_ino == l->ino) {
+            unlink(l->path);
+        }
+        QLIST_REMOVE(l, link);
+        g_free(l->path);
+        g_free(l);
+    }
+}
+
+void monitor_cleanup(void)
+{
+    MonitorClient *c, *next;
+
+    bql_assert_held();
+    monitor_stop_listening();
+    QLIST_FOREACH_SAFE(c, &monitor_clients, link, next) {
+        /* What the fd takes now; nobody waits for a slow reader. */
+        client_ref(c);
+        client_flush(c);
+        client_close(c, LOG_LEVEL_DEBUG, "closed by the server");
+        client_unref(c);
+    }
+}

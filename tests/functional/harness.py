@@ -1,0 +1,429 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Captive blockd for functional tests.
+
+Each test gets a private temporary directory and owns the daemons it
+starts: their sockets, pid files and images live in that directory, so
+tests never race with each other or with a system daemon on ports or
+paths.  A daemon is ready when its QMP socket accepts a connection; the
+harness polls for that with a bounded number of tries and gives up with
+the daemon's stderr if it exits first.  Teardown kills and reaps whatever
+a test left running, and fails the test if a daemon it stopped did not
+exit as expected.
+
+QMP is spoken by scripts/blockctl's client class, loaded from the source
+tree, so the tests exercise the same client users run.
+
+Test scripts register functions with @test, call main(), and exit 0 if
+every test passed, 1 if any failed, 77 if the whole script was skipped
+(a tool is missing); they print "N passed, M failed" at the end.
+
+Environment (set by meson): BLOCKD (the binary), BLOCKD_SOURCE_ROOT,
+BLOCKD_BUILD_ROOT.
+"""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+EXIT_SKIP = 77
+
+# Readiness: try to connect this many times, this far apart (10 s in all;
+# ASan builds start slowly).
+READY_TRIES = 1000
+READY_INTERVAL = 0.01
+# How long a stopped daemon may take to exit.
+EXIT_TIMEOUT = 30
+
+
+class SkipTest(Exception):
+    """Raised to skip one test (or, before any test ran, the script)."""
+
+
+def skip(reason):
+    """Skip the whole script: a tool it needs is missing."""
+    print(f'SKIP: {reason}')
+    sys.exit(EXIT_SKIP)
+
+
+def source_root():
+    root = os.environ.get('BLOCKD_SOURCE_ROOT')
+    if root:
+        return root
+    return os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+
+
+def blockd_binary():
+    path = os.environ.get('BLOCKD')
+    if not path:
+        path = os.path.join(source_root(), 'build', 'daemon', 'blockd')
+    if not os.access(path, os.X_OK):
+        skip(f'blockd binary not found at {path} (set BLOCKD)')
+    return path
+
+
+def blockd_version():
+    """The project version from meson.build."""
+    with open(os.path.join(source_root(), 'meson.build')) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('version:'):
+                return line.split("'")[1]
+    raise AssertionError('no version in meson.build')
+
+
+_blockctl = None
+
+
+def blockctl_module():
+    """scripts/blockctl, imported as a module."""
+    global _blockctl
+    if _blockctl is None:
+        path = os.path.join(source_root(), 'scripts', 'blockctl')
+        if not os.path.exists(path):
+            skip(f'{path} is missing')
+        loader = importlib.machinery.SourceFileLoader('blockctl', path)
+        spec = importlib.util.spec_from_loader('blockctl', loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        _blockctl = module
+    return _blockctl
+
+
+def require_program(name):
+    path = shutil.which(name)
+    if not path:
+        skip(f'{name} is not installed')
+    return path
+
+
+# --- QMP --------------------------------------------------------------------
+
+class QMPError(Exception):
+    """A QMP command failed: .error_class and .desc as on the wire."""
+
+    def __init__(self, error_class, desc):
+        super().__init__(f'{error_class}: {desc}')
+        self.error_class = error_class
+        self.desc = desc
+
+
+class QMP:
+    """A negotiated QMP connection, through blockctl's client class."""
+
+    def __init__(self, path, negotiate=True):
+        module = blockctl_module()
+        self.client = module.QMPClient(path, timeout=EXIT_TIMEOUT)
+        self.greeting = self.client.greeting
+        if negotiate:
+            self.cmd('qmp_capabilities')
+
+    def cmd_raw(self, name, args=None):
+        """The whole response object."""
+        return self.client.execute_raw(name, args)
+
+    def cmd(self, name, **args):
+        """The return value, or QMPError.  Keys may use '_' for '-'."""
+        args = {k.replace('_', '-'): v for k, v in args.items()}
+        resp = self.cmd_raw(name, args or None)
+        if 'error' in resp:
+            raise QMPError(resp['error']['class'], resp['error']['desc'])
+        return resp['return']
+
+    def event(self, name, timeout=EXIT_TIMEOUT):
+        """Wait for event @name (earlier events are kept); its message."""
+        return self.client.wait_event(name, timeout)
+
+    def close(self):
+        self.client.close()
+
+
+# --- Daemons ----------------------------------------------------------------
+
+class Daemon:
+    """One captive blockd (or qemu-storage-daemon) process."""
+
+    def __init__(self, test_dir, args, binary=None, env=None):
+        self.test_dir = test_dir
+        self.args = list(args)
+        self.binary = binary or blockd_binary()
+        self.env = env
+        self.proc = None
+        self.stdout = None
+        self.stderr = None
+        self._out = None
+        self._err = None
+
+    def start(self):
+        self._out = tempfile.TemporaryFile(dir=self.test_dir)
+        self._err = tempfile.TemporaryFile(dir=self.test_dir)
+        self.proc = subprocess.Popen([self.binary] + self.args,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=self._err,
+                                     cwd=self.test_dir, env=self.env)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def _collect(self):
+        if self._err is not None:
+            self._out.seek(0)
+            self._err.seek(0)
+            self.stdout = self._out.read().decode(errors='replace')
+            self.stderr = self._err.read().decode(errors='replace')
+            self._out.close()
+            self._err.close()
+            self._out = self._err = None
+
+    def read_stderr(self):
+        """stderr so far (the daemon may still be running)."""
+        if self._err is None:
+            return self.stderr
+        self._err.seek(0)
+        return self._err.read().decode(errors='replace')
+
+    def wait_socket(self, path):
+        """Poll until @path accepts connections; fail if the daemon exits."""
+        for _ in range(READY_TRIES):
+            if self.proc.poll() is not None:
+                self._collect()
+                raise AssertionError(
+                    f'{self.binary} exited with {self.proc.returncode} '
+                    f'before {path} was ready: {self.stderr.strip()}')
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(path)
+                    return
+                except (FileNotFoundError, ConnectionRefusedError):
+                    pass
+            time.sleep(READY_INTERVAL)
+        raise AssertionError(f'{path} not ready after '
+                             f'{READY_TRIES * READY_INTERVAL:.0f} s')
+
+    def wait_pidfile(self, path):
+        """Poll until @path holds our pid: start-up is complete."""
+        want = f'{self.proc.pid}\n'
+        for _ in range(READY_TRIES):
+            if self.proc.poll() is not None:
+                self._collect()
+                raise AssertionError(
+                    f'{self.binary} exited with {self.proc.returncode}: '
+                    f'{self.stderr.strip()}')
+            try:
+                with open(path) as f:
+                    if f.read() == want:
+                        return
+            except FileNotFoundError:
+                pass
+            time.sleep(READY_INTERVAL)
+        raise AssertionError(f'{path} does not hold {want.strip()}')
+
+    def wait(self, expect_rc=0, timeout=EXIT_TIMEOUT):
+        """Reap the daemon and check its exit status."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f'daemon did not exit within {timeout} s')
+        self._collect()
+        if expect_rc is not None and self.proc.returncode != expect_rc:
+            raise AssertionError(
+                f'daemon exited with {self.proc.returncode}, expected '
+                f'{expect_rc}; stderr: {self.stderr.strip()}')
+        return self.proc.returncode
+
+    def stop(self, sig=signal.SIGTERM, expect_rc=0):
+        self.proc.send_signal(sig)
+        return self.wait(expect_rc)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._collect()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class TestEnv:
+    """What one test owns: a temporary directory and its daemons."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix=f'blockd-{name[:20]}-')
+        self.daemons = []
+        self.clients = []
+
+    def path(self, *names):
+        return os.path.join(self.dir, *names)
+
+    def daemon(self, args, binary=None, env=None):
+        """Start a daemon (not waiting for anything)."""
+        d = Daemon(self.dir, args, binary=binary, env=env).start()
+        self.daemons.append(d)
+        return d
+
+    def monitor_args(self, name='qmp.sock', chardev='qmp0'):
+        """The options for a QMP monitor on socket @name in the test dir."""
+        return ['--chardev',
+                f'socket,id={chardev},path={self.path(name)},'
+                'server=on,wait=off',
+                '--monitor', f'chardev={chardev}']
+
+    def start(self, args, sock='qmp.sock', binary=None, env=None):
+        """Start a daemon with a monitor on @sock and wait until ready."""
+        d = self.daemon(args + self.monitor_args(sock), binary=binary,
+                        env=env)
+        d.wait_socket(self.path(sock))
+        return d
+
+    def qmp(self, sock='qmp.sock', negotiate=True):
+        client = QMP(self.path(sock), negotiate=negotiate)
+        self.clients.append(client)
+        return client
+
+    def run(self, args, timeout=EXIT_TIMEOUT, binary=None):
+        """Run blockd to completion (for options that exit at once)."""
+        return subprocess.run([binary or blockd_binary()] + list(args),
+                              stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True,
+                              timeout=timeout, cwd=self.dir)
+
+    def files(self):
+        """What the test directory holds (daemon logs excluded)."""
+        return sorted(os.listdir(self.dir))
+
+    def make_image(self, name='disk.raw', size=64 * 1024 * 1024):
+        path = self.path(name)
+        with open(path, 'wb') as f:
+            f.truncate(size)
+        return path
+
+    def finish(self):
+        """After a test passed: stop what it left running, which must exit
+        cleanly."""
+        for d in self.daemons:
+            if d.running:
+                d.stop(signal.SIGTERM, expect_rc=0)
+
+    def cleanup(self):
+        for client in self.clients:
+            try:
+                client.close()
+            except Exception:
+                pass
+        for d in self.daemons:
+            d.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- Assertions -------------------------------------------------------------
+
+def assert_eq(actual, expected, what=''):
+    if actual != expected:
+        raise AssertionError(f'{what + ": " if what else ""}'
+                             f'expected {expected!r}, got {actual!r}')
+
+
+def assert_in(needle, haystack, what=''):
+    if needle not in haystack:
+        raise AssertionError(f'{what + ": " if what else ""}'
+                             f'{needle!r} not in {haystack!r}')
+
+
+def assert_fails(result, message, env=None):
+    """@result (env.run) failed with exit 1 and exactly @message on stderr."""
+    assert_eq(result.stderr, message + '\n', 'stderr')
+    assert_eq(result.returncode, 1, 'exit status')
+    assert_eq(result.stdout, '', 'stdout')
+    if env is not None:
+        assert_eq(env.files(), [], 'files left behind')
+
+
+def assert_qmp_error(fn, desc=None, error_class='GenericError'):
+    try:
+        fn()
+    except QMPError as e:
+        assert_eq(e.error_class, error_class, 'error class')
+        if desc is not None:
+            assert_eq(e.desc, desc, 'error desc')
+        return e
+    raise AssertionError('the command succeeded')
+
+
+def nbd_available(env):
+    """True if this blockd has nbd-server-start (asks a daemon)."""
+    d = env.start([], sock='probe.sock')
+    cmds = {c['name'] for c in env.qmp('probe.sock').cmd('query-commands')}
+    d.stop()
+    return 'nbd-server-start' in cmds
+
+
+def node_summary(nodes):
+    """query-named-block-nodes as {node-name: driver}."""
+    return {n['node-name']: n['drv'] for n in nodes}
+
+
+# --- Running tests ----------------------------------------------------------
+
+_tests = []
+
+
+def test(fn):
+    """Register @fn(env) as a test."""
+    _tests.append(fn)
+    return fn
+
+
+def main():
+    passed = failed = skipped = 0
+    only = sys.argv[1:]
+    for fn in _tests:
+        name = fn.__name__
+        if only and name not in only:
+            continue
+        env = TestEnv(name)
+        try:
+            fn(env)
+            env.finish()
+        except SkipTest as e:
+            skipped += 1
+            print(f'SKIP {name}: {e}')
+        except Exception:
+            failed += 1
+            print(f'FAIL {name}')
+            traceback.print_exc(file=sys.stdout)
+            for d in env.daemons:
+                d.kill()
+                if d.stderr:
+                    print(f'  daemon stderr: {d.stderr.strip()}')
+        else:
+            passed += 1
+            print(f'ok   {name}')
+        finally:
+            env.cleanup()
+        sys.stdout.flush()
+    print(f'{passed} passed, {failed} failed' +
+          (f', {skipped} skipped' if skipped else ''))
+    if failed:
+        sys.exit(1)
+    if passed == 0 and skipped:
+        sys.exit(EXIT_SKIP)
+    sys.exit(0)
+
+
+def dump(obj):
+    return json.dumps(obj, indent=2, sort_keys=True)
