@@ -494,6 +494,7 @@ static void bdrv_detach_children(BlockDriverState *bs)
 static void bdrv_free(BlockDriverState *bs)
 {
     bd_mutex_destroy(&bs->reqs_lock);
+    co_mutex_destroy(&bs->flush_lock);
     json_object_put(bs->options);
     g_free(bs->opaque);
     g_free(bs);
@@ -557,6 +558,7 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
     bs->quiesce_counter = bdrv_drain_all_count;
     bs->bl.request_alignment = 1;
     bd_mutex_init(&bs->reqs_lock);
+    co_mutex_init(&bs->flush_lock);
     QLIST_INIT(&bs->children);
     QLIST_INIT(&bs->parents);
     QLIST_INIT(&bs->tracked_requests);
@@ -743,7 +745,7 @@ int bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
 typedef struct RunCo {
     CoroutineEntry *entry;
     void *opaque;
-    int done;                   /* atomic */
+    int done;                   /* atomic: written last by the coroutine */
 } RunCo;
 
 static void coroutine_fn run_co_entry(void *opaque)
@@ -751,7 +753,12 @@ static void coroutine_fn run_co_entry(void *opaque)
     RunCo *r = opaque;
 
     r->entry(r->opaque);
-    qatomic_set(&r->done, 1);
+    /*
+     * Pairs with the load-acquire in bdrv_run_co(): what @entry wrote
+     * (results, an Error) is visible to the caller once it sees done.
+     */
+    qatomic_store_release(&r->done, 1);
+    /* @r may be gone now: the waiter can return as soon as it sees done. */
     aio_wait_kick();
 }
 
@@ -761,7 +768,7 @@ void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
 
     GLOBAL_STATE_CODE();
     aio_co_enter(ctx, co_create(run_co_entry, &r));
-    AIO_WAIT_WHILE(NULL, !qatomic_read(&r.done));
+    AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&r.done));
 }
 
 typedef struct FlushCo {

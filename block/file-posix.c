@@ -5,51 +5,38 @@
  * Requests go to the kernel in one of three ways, chosen per node with
  * aio=: io_uring SQEs on the ring of the thread that runs the request
  * (aio_co_submit_sqe(), the default), libaio with one io_context_t per
- * AioContext (aio=native, O_DIRECT only), or blocking calls on the thread
- * pool (aio=threads).  Whatever the mode, reads and writes go through one
- * loop (file_co_rw) that resubmits short transfers, zero-fills reads that
- * hit the end of the file, and bounces vectors that O_DIRECT cannot take.
- * Flushes and fallocate() use the ring in io_uring mode and the thread pool
- * otherwise; ftruncate() and BLKDISCARD always run on the thread pool.
+ * AioContext (aio=native, O_DIRECT only: linux-aio.c), or blocking calls
+ * on the thread pool (aio=threads).  Whatever the mode, reads and writes
+ * go through one loop (file_co_rw) that resubmits short transfers,
+ * zero-fills reads that hit the end of the file, and bounces vectors that
+ * O_DIRECT cannot take.  Flushes and fallocate() use the ring in io_uring
+ * mode and the thread pool otherwise; ftruncate() and BLKDISCARD always
+ * run on the thread pool.
  *
- * Image locking uses OFD byte-range locks on the image itself, on the same
- * bytes as QEMU's file driver, so that blockd and QEMU processes (and two
- * nodes of one process: OFD locks belong to the open file description)
- * see each other: a read lock on byte 100 + i means "I hold permission
- * 1 << i", one on byte 200 + i "I do not share permission 1 << i".  Only
- * read locks are ever taken; a conflict is detected by asking (F_OFD_GETLK)
- * whether a write lock could be taken.  Locks are taken before they are
- * tested, so of two racing processes at least one sees the other.
+ * Image locking (OFD byte-range locks, compatible with QEMU's) is the
+ * driver's permission callbacks, in file-lock.c; file-posix-int.h holds
+ * what the three files share.
  *
  * Invariants:
  *  - The fd and everything probed at open are immutable until close.
- *  - The lock bytes held on the fd are exactly those of (perm, shared_perm)
- *    outside a permission update, and a superset of them during one.
  *  - I/O functions return -errno and never allocate an Error.
  */
 #include "util/osdep.h"
 
 #include <fcntl.h>
-#include <libaio.h>
 #include <limits.h>
 #include <linux/fs.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "block/block_int.h"
 #include "block/drivers.h"
+#include "block/file-posix-int.h"
 #include "util/atomic.h"
 #include "util/log.h"
 #include "util/main-loop.h"
 #include "util/thread-pool.h"
-
-typedef enum FileAioMode {
-    FILE_AIO_THREADS,
-    FILE_AIO_NATIVE,
-    FILE_AIO_IO_URING,
-} FileAioMode;
 
 static const char *const file_aio_names[] = {
     "threads", "native", "io_uring", NULL
@@ -63,57 +50,7 @@ typedef enum FileLocking {
 
 static const char *const file_locking_names[] = { "auto", "on", "off", NULL };
 
-/* Lock bytes, shared with QEMU's file driver (see the head comment). */
-#define FILE_LOCK_PERM_BASE     100
-#define FILE_LOCK_SHARED_BASE   200
-
-typedef struct BDRVFileState {
-    int fd;                     /* immutable */
-    char *filename;             /* immutable */
-    FileAioMode aio;            /* immutable */
-    bool is_blockdev;           /* immutable */
-    bool use_direct;            /* immutable: opened with O_DIRECT */
-    uint32_t req_align;         /* immutable: O_DIRECT offset/length unit */
-    uint32_t buf_align;         /* immutable: O_DIRECT memory alignment */
-
-    /* Image locking.  BQL */
-    bool use_lock;              /* immutable */
-    uint64_t perm;              /* committed permissions */
-    uint64_t shared_perm;       /* committed shared mask */
-
-    /* Features found missing at run time.  atomic, any thread */
-    bool no_zero_range;         /* FALLOC_FL_ZERO_RANGE unsupported */
-    bool no_punch_hole;         /* FALLOC_FL_PUNCH_HOLE unsupported */
-    /*
-     * A flush failed: the kernel may have dropped dirty pages that it
-     * could not write, so a later successful fdatasync() would prove
-     * nothing.  Every later flush fails.  atomic
-     */
-    bool flush_failed;
-} BDRVFileState;
-
 /* --- One kernel operation, in any of the three modes ------------------- */
-
-typedef enum FileOp {
-    FILE_OP_READ,
-    FILE_OP_WRITE,
-    FILE_OP_FLUSH,
-    FILE_OP_FALLOCATE,
-    FILE_OP_BLKDISCARD,
-    FILE_OP_TRUNCATE,
-} FileOp;
-
-/* One operation; lives on the stack of the coroutine that waits for it. */
-typedef struct FileIo {
-    FileOp op;
-    int fd;
-    int64_t offset;
-    int64_t len;                /* fallocate, discard, truncate */
-    int mode;                   /* fallocate mode */
-    int rw_flags;               /* RWF_* for reads and writes */
-    struct iovec *iov;
-    int niov;
-} FileIo;
 
 /* Blocking form, for the thread pool: returns bytes or 0, or -errno. */
 static int file_worker(void *opaque)
@@ -174,161 +111,6 @@ static void file_prep_sqe(struct io_uring_sqe *sqe, void *opaque)
         break;
     default:
         g_assert_not_reached();
-    }
-}
-
-/* --- aio=native: libaio, one io_context_t per AioContext ---------------- */
-
-#define LAIO_MAX_EVENTS 256
-
-/*
- * The libaio state of one AioContext, created on first use there and
- * stored in its AIO_SLOT_LINUX_AIO slot.  Every field is touched only in
- * that context's home thread.
- */
-typedef struct LaioState {
-    AioContext *ctx;
-    io_context_t io_ctx;
-    int efd;                    /* eventfd the kernel signals completions on */
-    unsigned in_flight;         /* submitted, not yet completed */
-    CoQueue slot_waiters;       /* requests waiting for in_flight to drop */
-} LaioState;
-
-typedef struct LaioReq {
-    struct iocb iocb;
-    Coroutine *co;
-    long ret;
-} LaioReq;
-
-static void laio_completion_cb(void *opaque)
-{
-    LaioState *s = opaque;
-    struct io_event events[64];
-    struct timespec no_wait = { 0 };
-    uint64_t count;
-    int n;
-
-    /* Consume the count first: a completion after this re-arms it. */
-    if (read(s->efd, &count, sizeof(count)) != sizeof(count)) {
-        return;     /* EAGAIN: already consumed by an earlier call */
-    }
-    do {
-        n = io_getevents(s->io_ctx, 0, G_N_ELEMENTS(events), events,
-                         &no_wait);
-        for (int i = 0; i < n; i++) {
-            LaioReq *req = container_of(events[i].obj, LaioReq, iocb);
-
-            req->ret = (long)events[i].res;
-            s->in_flight--;
-            co_queue_next(&s->slot_waiters);
-            aio_co_wake(req->co);
-        }
-    } while (n == G_N_ELEMENTS(events) || n == -EINTR);
-}
-
-static void laio_free(LaioState *s)
-{
-    aio_set_fd_handler(s->ctx, s->efd, NULL, NULL, NULL);
-    io_destroy(s->io_ctx);
-    close(s->efd);
-    g_free(s);
-}
-
-/* The calling thread's libaio state, created if need be.  Home thread. */
-static int laio_get(AioContext *ctx, LaioState **out)
-{
-    LaioState *s = aio_context_get_slot(ctx, AIO_SLOT_LINUX_AIO);
-    int ret;
-
-    if (s) {
-        *out = s;
-        return 0;
-    }
-    s = g_new0(LaioState, 1);
-    s->ctx = ctx;
-    co_queue_init(&s->slot_waiters);
-    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->efd < 0) {
-        ret = -errno;
-        g_free(s);
-        return ret;
-    }
-    ret = io_setup(LAIO_MAX_EVENTS, &s->io_ctx);
-    if (ret < 0) {
-        close(s->efd);
-        g_free(s);
-        return ret;
-    }
-    aio_set_fd_handler(ctx, s->efd, laio_completion_cb, NULL, s);
-    aio_context_set_slot(ctx, AIO_SLOT_LINUX_AIO, s);
-    *out = s;
-    return 0;
-}
-
-static int coroutine_fn laio_co_submit(FileIo *io)
-{
-    LaioReq req = { .co = co_self() };
-    struct iocb *iocbs[1] = { &req.iocb };
-    LaioState *s;
-    int ret;
-
-    ret = laio_get(aio_get_current_context(), &s);
-    if (ret < 0) {
-        return ret;
-    }
-    while (s->in_flight >= LAIO_MAX_EVENTS) {
-        /* Every user of the queue runs in this thread: no lock. */
-        co_queue_wait(&s->slot_waiters, NULL);
-    }
-    if (io->op == FILE_OP_READ) {
-        io_prep_preadv2(&req.iocb, io->fd, io->iov, io->niov, io->offset,
-                        io->rw_flags);
-    } else {
-        io_prep_pwritev2(&req.iocb, io->fd, io->iov, io->niov, io->offset,
-                         io->rw_flags);
-    }
-    io_set_eventfd(&req.iocb, s->efd);
-    do {
-        ret = io_submit(s->io_ctx, 1, iocbs);
-    } while (ret == -EINTR);
-    if (ret != 1) {
-        return ret < 0 ? ret : -EIO;
-    }
-    s->in_flight++;
-    co_yield();         /* woken by laio_completion_cb() */
-    return req.ret;
-}
-
-static void laio_context_created(AioContext *ctx)
-{
-    /* Nothing: the state is created on first use in the context. */
-}
-
-static void laio_context_destroying(AioContext *ctx)
-{
-    LaioState *s = aio_context_get_slot(ctx, AIO_SLOT_LINUX_AIO);
-
-    if (s) {
-        /* Contexts die drained: a request in flight would be a bug. */
-        assert(s->in_flight == 0);
-        laio_free(s);
-        aio_context_set_slot(ctx, AIO_SLOT_LINUX_AIO, NULL);
-    }
-}
-
-static const AioContextHooks laio_hooks = {
-    .created = laio_context_created,
-    .destroying = laio_context_destroying,
-};
-
-void bdrv_file_init(void)
-{
-    static bool done;
-
-    GLOBAL_STATE_CODE();
-    if (!done) {
-        done = true;
-        aio_context_add_hooks(&laio_hooks);
     }
 }
 
@@ -714,155 +496,6 @@ static int64_t GRAPH_RDLOCK file_get_allocated_file_size(BlockDriverState *bs)
         return -errno;
     }
     return (int64_t)st.st_blocks * 512;
-}
-
-/* --- Image locking -------------------------------------------------------- */
-
-static int file_lock_byte(int fd, int byte, short type)
-{
-    struct flock fl = {
-        .l_whence = SEEK_SET, .l_start = byte, .l_len = 1, .l_type = type,
-    };
-
-    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
-/* 1 if another open file description holds a lock on @byte, 0 if not. */
-static int file_lock_byte_taken(int fd, int byte)
-{
-    struct flock fl = {
-        .l_whence = SEEK_SET, .l_start = byte, .l_len = 1, .l_type = F_WRLCK,
-    };
-
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
-        return -errno;
-    }
-    return fl.l_type != F_UNLCK;
-}
-
-/*
- * Take the lock bytes that say "holds @perm, does not share what @shared
- * lacks"; with @release, release every other byte too.
- */
-static int file_apply_locks(BDRVFileState *s, uint64_t perm, uint64_t shared,
-                            bool release, Error **errp)
-{
-    for (int i = 0; i < BLK_PERM_COUNT; i++) {
-        uint64_t bit = 1ULL << i;
-        struct { int byte; bool want; } bytes[2] = {
-            { FILE_LOCK_PERM_BASE + i, perm & bit },
-            { FILE_LOCK_SHARED_BASE + i, !(shared & bit) },
-        };
-
-        for (int j = 0; j < 2; j++) {
-            int ret;
-
-            if (!bytes[j].want && !release) {
-                continue;
-            }
-            ret = file_lock_byte(s->fd, bytes[j].byte,
-                                 bytes[j].want ? F_RDLCK : F_UNLCK);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Could not %s byte %d of '%s'",
-                                 bytes[j].want ? "lock" : "unlock",
-                                 bytes[j].byte, s->filename);
-                return ret;
-            }
-        }
-    }
-    return 0;
-}
-
-/* Fail if another process keeps us from taking @perm or denying ~@shared. */
-static int file_check_locks(BDRVFileState *s, uint64_t perm, uint64_t shared,
-                            Error **errp)
-{
-    for (int i = 0; i < BLK_PERM_COUNT; i++) {
-        uint64_t bit = 1ULL << i;
-        int ret;
-
-        if (perm & bit) {
-            ret = file_lock_byte_taken(s->fd, FILE_LOCK_SHARED_BASE + i);
-            if (ret != 0) {
-                goto conflict;
-            }
-        }
-        if (!(shared & bit)) {
-            ret = file_lock_byte_taken(s->fd, FILE_LOCK_PERM_BASE + i);
-            if (ret != 0) {
-                goto conflict;
-            }
-        }
-        continue;
-
-conflict:
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not test the locks of '%s'",
-                             s->filename);
-            return ret;
-        }
-        error_setg(errp, "Failed to get %s\"%s\" lock on '%s': another "
-                   "process holds a conflicting lock (is qemu-storage-daemon "
-                   "or another blockd using the image?)",
-                   (perm & bit) ? "" : "exclusive ", bdrv_perm_name(bit),
-                   s->filename);
-        return -EAGAIN;
-    }
-    return 0;
-}
-
-static int GRAPH_RDLOCK file_check_perm(BlockDriverState *bs, uint64_t perm,
-                                        uint64_t shared, Error **errp)
-{
-    BDRVFileState *s = bs->opaque;
-    int ret;
-
-    GLOBAL_STATE_CODE();
-    if (!s->use_lock) {
-        return 0;
-    }
-    /* Lock first, then test: see the head comment. */
-    ret = file_apply_locks(s, s->perm | perm, s->shared_perm & shared, false,
-                           errp);
-    if (ret == 0) {
-        ret = file_check_locks(s, perm, shared, errp);
-    }
-    if (ret < 0) {
-        file_apply_locks(s, s->perm, s->shared_perm, true, NULL);
-    }
-    return ret;
-}
-
-static void GRAPH_RDLOCK file_set_perm(BlockDriverState *bs, uint64_t perm,
-                                       uint64_t shared)
-{
-    BDRVFileState *s = bs->opaque;
-    Error *local_err = NULL;
-
-    GLOBAL_STATE_CODE();
-    if (s->use_lock &&
-        file_apply_locks(s, perm, shared, true, &local_err) < 0) {
-        /* Only releases can fail here: we keep more locked than needed. */
-        warn_report_err(local_err);
-    }
-    s->perm = perm;
-    s->shared_perm = shared;
-}
-
-static void GRAPH_RDLOCK file_abort_perm_update(BlockDriverState *bs)
-{
-    BDRVFileState *s = bs->opaque;
-
-    GLOBAL_STATE_CODE();
-    if (s->use_lock) {
-        file_apply_locks(s, s->perm, s->shared_perm, true, NULL);
-    }
-}
-
-/* True if the file system supports OFD locks on @fd. */
-static bool file_ofd_locks_work(int fd)
-{
-    return file_lock_byte_taken(fd, FILE_LOCK_PERM_BASE) >= 0;
 }
 
 /* --- Open and limits -------------------------------------------------------- */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The generic request path: every read, write, write-zeroes, discard,
- * flush, block-status and truncate on a node passes through here before
- * its driver sees it.
+ * The generic request path for data: every read, write, write-zeroes and
+ * discard on a node passes through here before its driver sees it.  The
+ * other requests have files of their own: flush.c, block-status.c and
+ * truncate.c; the serialisation of overlapping requests is
+ * tracked-requests.c (with io-int.h, their shared internals).
  *
  * Layers, top to bottom:
  *  1. Checking (bdrv_check_request): node open, flags known for the
@@ -11,9 +13,10 @@
  *  2. Accounting: every request counts in bs->in_flight from its first
  *     instruction to its last, so a drain that sees in_flight == 0 knows
  *     nothing of the node is running.
- *  3. Serialisation (tracked requests, below): a write that is not aligned
- *     to bl.request_alignment is done as read-modify-write of its head and
- *     tail blocks and excludes every overlapping request for its duration.
+ *  3. Serialisation (tracked requests, tracked-requests.c): a write that
+ *     is not aligned to bl.request_alignment is done as read-modify-write
+ *     of its head and tail blocks and excludes every overlapping request
+ *     for its duration.
  *  4. Padding: unaligned reads read the aligned range (the padding goes to
  *     a scratch buffer); unaligned writes merge the caller's data with the
  *     blocks they read back.
@@ -25,23 +28,21 @@
  *  - Drivers only see requests aligned to bl.request_alignment, within
  *    max_transfer, with buffers aligned to bl.min_mem_alignment.
  *  - write_gen is incremented after every driver call that may have
- *    changed data (whatever its result), before the request completes;
- *    flushed_gen only ever grows, only to a generation a successful flush
- *    read before it flushed.
+ *    changed data (whatever its result), before the request completes
+ *    (flush.c relies on it).
  *  - No BdMutex is held across a yield (reqs_lock is dropped by
  *    co_queue_wait_bd() while a request waits).
  *
  * Callers hold the graph read lock; everything here runs in coroutines in
- * any AioContext, except the atomic accessors at the end.
+ * any AioContext, except the accounting and the atomic accessor.
  */
 #include "util/osdep.h"
 
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "block/io-int.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
-#include "util/co-lock.h"
-#include "util/coroutine.h"
 #include "util/main-loop.h"
 
 /*
@@ -93,20 +94,6 @@ void bdrv_dec_in_flight(BlockDriverState *bs)
 }
 
 /* --- Small helpers -------------------------------------------------------- */
-
-static bool is_power_of_2(uint64_t x)
-{
-    return x && !(x & (x - 1));
-}
-
-/* bl.request_alignment, a power of two (1 when the node has none). */
-static uint32_t bdrv_req_align(BlockDriverState *bs)
-{
-    uint32_t align = MAX(bs->bl.request_alignment, 1);
-
-    assert(is_power_of_2(align));
-    return align;
-}
 
 /* Alignment of buffers the driver needs; 1 when it takes any buffer. */
 static size_t bdrv_mem_align(BlockDriverState *bs)
@@ -177,12 +164,6 @@ static int64_t round_down_any(int64_t n, int64_t align)
     return n / align * align;
 }
 
-/* A driver call that may have changed data has returned: see flush. */
-static void bdrv_data_changed(BlockDriverState *bs)
-{
-    qatomic_inc(&bs->write_gen);
-}
-
 /* --- Checking layer --------------------------------------------------------- */
 
 /*
@@ -222,150 +203,16 @@ static int bdrv_check_request(BlockDriverState *bs, int64_t offset,
     return 0;
 }
 
-/* --- Serialisation: tracked requests -------------------------------------- */
-
 /*
- * Why: a write that is not aligned to request_alignment reads its head and
- * tail blocks, merges its data and writes whole blocks back.  If another
- * write to the same blocks completed between that read and that write,
- * the merge would put old data back over it: a lost write.  So such a
- * read-modify-write is a "serialising" request: it must not run alongside
- * any request on its aligned range.
- *
- * What is tracked: a request is on bs->tracked_requests (reqs_lock) from
- * before it may touch data until it has finished.  Its range for conflicts
- * is its own rounded out to request_alignment (overlap_offset/bytes).
- *  - Serialising requests (padded writes and write-zeroes, truncate) are
- *    always tracked, and count in bs->serialising_in_flight.
- *  - Every other request that changes data (aligned writes, write-zeroes,
- *    discard) is always tracked too.  It has to be: a read-modify-write
- *    that starts while such a write is already in flight must wait for it,
- *    and can only find it on the list.  (A lock-free fast path for writes
- *    would need a second counter of untracked writes, paired with
- *    serialising_in_flight Dekker-style; BlockDriverState has none.)
- *  - Reads change nothing a read-modify-write could lose (the merge
- *    writes back the very bytes it read outside its own range), so a
- *    serialising request never needs to wait for a read.  A read is
- *    tracked only if serialising_in_flight was non-zero when it started,
- *    so that it waits for the read-modify-writes it overlaps; otherwise it
- *    takes no lock at all.  That read of the counter is relaxed and has
- *    no partner barrier on purpose: a read that misses a serialising
- *    request starting at the same time is concurrent with it, which
- *    allows either order; a read issued after the serialising request
- *    began (the caller saw it begin) sees the increment by coherence.
- *    The same holds against a truncate: a read that started before it
- *    shrank the node may read zeroes past the new end, as a read racing
- *    with a truncate may.
- *
- * Who waits for whom: two tracked requests conflict if their ranges
- * overlap and at least one of them is serialising.  A request waits, when
- * it starts, for every conflicting request that started before it, and
- * for no other.  New requests go to the head of the list under reqs_lock,
- * so "started before" is exactly "further down the list", and a request
- * only ever scans the part of the list behind itself.  Every conflicting
- * pair is thus ordered (the younger waits for the older), and every wait
- * goes from a younger to an older request: the waits-for graph has no
- * cycle, so there is no deadlock, and a request is never overtaken by one
- * that started after it.  Waiting requests count in in_flight (they are
- * requests); what they wait for needs no drain to finish.
- *
- * A request waits on the wait_queue of the request it conflicts with,
- * with co_queue_wait_bd(), which drops reqs_lock while it sleeps.  The
- * finishing request takes itself off the list and wakes all its waiters
- * under reqs_lock; each rescans from its own place, because the next
- * older conflict may still be running.
+ * The range check again, once the request is tracked: it may have waited
+ * behind a truncate that shrank the node since bdrv_check_request() saw
+ * the old size.  The truncate stored the new size before it stopped
+ * excluding us, and reqs_lock orders that store before this read.
  */
-
-typedef enum BdrvTrackKind {
-    BDRV_TRACK_READ,            /* tracked only if serialising in flight */
-    BDRV_TRACK_WRITE,           /* always tracked */
-    BDRV_TRACK_SERIALISING,     /* always tracked, excludes overlaps */
-} BdrvTrackKind;
-
-static bool tracked_conflict(const BdrvTrackedRequest *a,
-                             const BdrvTrackedRequest *b)
+static int bdrv_check_range_tracked(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes)
 {
-    if (!a->serialising && !b->serialising) {
-        return false;
-    }
-    return a->overlap_offset < b->overlap_offset + b->overlap_bytes &&
-           b->overlap_offset < a->overlap_offset + a->overlap_bytes;
-}
-
-/* A conflicting request older than @req (further down the list), or NULL. */
-static BdrvTrackedRequest *tracked_find_older_conflict(BlockDriverState *bs,
-                                                      BdrvTrackedRequest *req)
-    TSA_REQUIRES(&bs->reqs_lock)
-{
-    BdrvTrackedRequest *other;
-
-    for (other = QLIST_NEXT(req, list); other;
-         other = QLIST_NEXT(other, list)) {
-        if (tracked_conflict(req, other)) {
-            return other;
-        }
-    }
-    return NULL;
-}
-
-/*
- * Start tracking @req for [offset, offset + bytes) and wait for the older
- * requests it conflicts with.  @bytes may reach to INT64_MAX (truncate).
- * An untracked read leaves req->bs NULL.
- */
-static void coroutine_fn tracked_request_begin(BdrvTrackedRequest *req,
-                                               BlockDriverState *bs,
-                                               int64_t offset, int64_t bytes,
-                                               BdrvTrackKind kind)
-{
-    uint32_t align = bdrv_req_align(bs);
-    int64_t start = ROUND_DOWN(offset, align);
-    int64_t end = bytes > INT64_MAX - offset - align ?
-                  INT64_MAX : ROUND_UP(offset + bytes, align);
-    BdrvTrackedRequest *other;
-
-    *req = (BdrvTrackedRequest) {
-        .offset = offset,
-        .bytes = bytes,
-        .serialising = kind == BDRV_TRACK_SERIALISING,
-        .overlap_offset = start,
-        .overlap_bytes = end - start,
-        .co = co_self(),
-    };
-    /* See "What is tracked" above: no barrier needed here. */
-    if (kind == BDRV_TRACK_READ &&
-        !qatomic_read(&bs->serialising_in_flight)) {
-        return;
-    }
-    req->bs = bs;
-    co_queue_init(&req->wait_queue);
-
-    bd_mutex_lock(&bs->reqs_lock);
-    if (req->serialising) {
-        qatomic_inc(&bs->serialising_in_flight);
-    }
-    QLIST_INSERT_HEAD(&bs->tracked_requests, req, list);
-    while ((other = tracked_find_older_conflict(bs, req))) {
-        co_queue_wait_bd(&other->wait_queue, &bs->reqs_lock);
-    }
-    bd_mutex_unlock(&bs->reqs_lock);
-}
-
-static void coroutine_fn tracked_request_end(BdrvTrackedRequest *req)
-{
-    BlockDriverState *bs = req->bs;
-
-    if (!bs) {
-        return;
-    }
-    bd_mutex_lock(&bs->reqs_lock);
-    QLIST_REMOVE(req, list);
-    if (req->serialising) {
-        qatomic_dec(&bs->serialising_in_flight);
-    }
-    /* Woken coroutines run only after we drop the lock and yield. */
-    co_queue_restart_all(&req->wait_queue);
-    bd_mutex_unlock(&bs->reqs_lock);
+    return offset > bdrv_get_total_bytes(bs) - bytes ? -EIO : 0;
 }
 
 /* --- Driver calls: sub-ranges and bounce buffers --------------------------- */
@@ -843,10 +690,11 @@ static int coroutine_fn bdrv_co_do_pwritev(BlockDriverState *bs,
     tracked_request_begin(&req, bs, offset, bytes,
                           aligned ? BDRV_TRACK_WRITE
                                   : BDRV_TRACK_SERIALISING);
-    if (aligned) {
+    ret = bdrv_check_range_tracked(bs, offset, bytes);
+    if (ret == 0 && aligned) {
         ret = bdrv_write_aligned(bs, offset, bytes, qiov, 0, flags,
                                  &need_flush);
-    } else {
+    } else if (ret == 0) {
         ret = bdrv_write_padded(bs, offset, bytes, qiov, flags, &need_flush);
     }
     tracked_request_end(&req);
@@ -917,7 +765,8 @@ int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
           end - start;
 
     tracked_request_begin(&req, bs, start, end - start, BDRV_TRACK_WRITE);
-    while (start < end) {
+    ret = bdrv_check_range_tracked(bs, offset, bytes);
+    while (ret == 0 && start < end) {
         int64_t n = MIN(end - start, max);
 
         ret = drv->bdrv_co_pdiscard(bs, start, n);
@@ -938,300 +787,7 @@ out:
     return ret;
 }
 
-/* --- Flush -------------------------------------------------------------------- */
-
-/*
- * Generations: write_gen counts driver calls that may have changed data;
- * flushed_gen is the largest generation g such that a flush which read g
- * at its start has succeeded.  Both are compared with serial-number
- * arithmetic, so wrap-around is harmless.
- *
- * A flush reads write_gen first: every write that completed before the
- * flush started is counted in that value (the increment happens before
- * the write completes, and the caller's completion happens-before the
- * flush, so even a relaxed read sees it).  If flushed_gen already equals
- * it, a successful flush has covered all of those writes: return at once.
- * Otherwise flush (this node's caches to the OS, the OS to the disk unless
- * cache.no-flush, then every child) and, only on success, raise
- * flushed_gen to the generation read at the start, never lower it: a
- * slower flush that started earlier cannot claim writes that only a later
- * one covered, and a failed flush leaves flushed_gen alone, so the next
- * flush calls the driver again.  Concurrent flushes need no mutual
- * exclusion: each covers what it read at its start.
- */
-static bool gen_after(unsigned a, unsigned b)
-{
-    return (int)(a - b) > 0;
-}
-
-static void bdrv_flushed_up_to(BlockDriverState *bs, unsigned gen)
-{
-    unsigned cur = qatomic_read(&bs->flushed_gen);
-
-    while (gen_after(gen, cur)) {
-        unsigned seen = qatomic_cmpxchg(&bs->flushed_gen, cur, gen);
-
-        if (seen == cur) {
-            break;
-        }
-        cur = seen;
-    }
-}
-
-int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
-{
-    const BlockDriver *drv = bs->drv;
-    unsigned gen;
-    BdrvChild *c;
-    int ret = 0;
-
-    IO_CODE();
-    if (!drv) {
-        return -ENOMEDIUM;
-    }
-    bdrv_inc_in_flight(bs);
-    gen = qatomic_read(&bs->write_gen);
-    if (bs->read_only || gen == qatomic_read(&bs->flushed_gen)) {
-        goto out;
-    }
-    if (drv->bdrv_co_flush_to_os) {
-        ret = drv->bdrv_co_flush_to_os(bs);
-        if (ret < 0) {
-            goto out;
-        }
-    }
-    if (!(bs->open_flags & BDRV_O_NO_FLUSH) && drv->bdrv_co_flush_to_disk) {
-        ret = drv->bdrv_co_flush_to_disk(bs);
-        if (ret < 0) {
-            goto out;
-        }
-    }
-    QLIST_FOREACH(c, &bs->children, next) {
-        ret = bdrv_co_flush(c->bs);
-        if (ret < 0) {
-            goto out;
-        }
-    }
-    bdrv_flushed_up_to(bs, gen);
-    ret = 0;
-out:
-    bdrv_dec_in_flight(bs);
-    return ret;
-}
-
-/* --- Block status ------------------------------------------------------------ */
-
-/*
- * The driver said BDRV_BLOCK_RECURSE: its data is in @file at @map, and
- * @file knows better whether it reads as zero.  Take DATA and ZERO from
- * @file and clip *@pnum to what @file's answer covers.  Beyond @file's
- * end the data reads as zero.  If @file cannot tell, keep the driver's
- * answer, as data.
- */
-static int coroutine_fn bdrv_block_status_recurse(BlockDriverState *file,
-                                                  bool want_zero, int ret,
-                                                  int64_t map, int64_t *pnum)
-    GRAPH_RDLOCK
-{
-    int64_t file_pnum;
-    int ret2;
-
-    ret &= ~BDRV_BLOCK_RECURSE;
-    ret2 = bdrv_co_block_status(file, want_zero, map, *pnum, &file_pnum,
-                                NULL, NULL);
-    if (ret2 < 0) {
-        return (ret & BDRV_BLOCK_ZERO) ? ret : ret | BDRV_BLOCK_DATA;
-    }
-    if (file_pnum == 0) {
-        return (ret & ~BDRV_BLOCK_DATA) | BDRV_BLOCK_ZERO;
-    }
-    *pnum = MIN(*pnum, file_pnum);
-    return (ret & ~(BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) |
-           (ret2 & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO));
-}
-
-int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, bool want_zero,
-                                      int64_t offset, int64_t bytes,
-                                      int64_t *pnum, int64_t *map,
-                                      BlockDriverState **file)
-{
-    const BlockDriver *drv = bs->drv;
-    BlockDriverState *local_file = NULL;
-    int64_t local_map = 0;
-    int64_t total;
-    int ret;
-
-    IO_CODE();
-    *pnum = 0;
-    if (map) {
-        *map = 0;
-    }
-    if (file) {
-        *file = NULL;
-    }
-    if (!drv) {
-        return -ENOMEDIUM;
-    }
-    if (offset < 0 || bytes < 0) {
-        return -EIO;
-    }
-    total = bdrv_get_total_bytes(bs);
-    if (bytes == 0 || offset >= total) {
-        return 0;
-    }
-    bytes = MIN(bytes, total - offset);
-
-    bdrv_inc_in_flight(bs);
-    if (!drv->bdrv_co_block_status) {
-        *pnum = bytes;
-        ret = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
-        if (!drv->has_file_child && !drv->is_filter) {
-            /* A protocol node: its data is where it says. */
-            ret |= BDRV_BLOCK_OFFSET_VALID;
-            local_map = offset;
-            local_file = bs;
-        }
-        goto out;
-    }
-    ret = drv->bdrv_co_block_status(bs, want_zero, offset, bytes, pnum,
-                                    &local_map, &local_file);
-    if (ret < 0) {
-        *pnum = 0;
-        goto out;
-    }
-    /* Checking layer: a driver must describe at least one byte. */
-    assert(*pnum > 0 && *pnum <= bytes);
-    if (ret & BDRV_BLOCK_RECURSE) {
-        if (local_file && local_file != bs) {
-            ret = bdrv_block_status_recurse(local_file, want_zero, ret,
-                                            local_map, pnum);
-        } else {
-            ret = (ret & ~BDRV_BLOCK_RECURSE) | BDRV_BLOCK_DATA;
-        }
-    }
-    /* Reading data or zeroes from this layer means it is allocated here. */
-    if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
-        ret |= BDRV_BLOCK_ALLOCATED;
-    }
-out:
-    if (ret >= 0 && (ret & BDRV_BLOCK_OFFSET_VALID)) {
-        if (map) {
-            *map = local_map;
-        }
-        if (file) {
-            *file = local_file;
-        }
-    }
-    bdrv_dec_in_flight(bs);
-    return ret;
-}
-
-/* --- Truncate -------------------------------------------------------------- */
-
-/*
- * Tell @bs's parents that its size changed.  Their resize callbacks are
- * main-loop code: a coroutine elsewhere goes there and comes back.
- */
-static void coroutine_fn bdrv_co_parents_resized(BlockDriverState *bs)
-    GRAPH_RDLOCK
-{
-    AioContext *home = aio_get_current_context();
-    bool move = home != main_context();
-    BdrvChild *c;
-
-    if (move) {
-        aio_co_reschedule_self(main_context());
-    }
-    QLIST_FOREACH(c, &bs->parents, next_parent) {
-        if (c->klass->resize) {
-            c->klass->resize(c);
-        }
-    }
-    if (move) {
-        aio_co_reschedule_self(home);
-    }
-}
-
-int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
-                                  bool exact, Error **errp)
-{
-    BlockDriverState *bs = child->bs;
-    const BlockDriver *drv = bs->drv;
-    BdrvTrackedRequest req;
-    int64_t old_size, start;
-    int ret;
-
-    IO_CODE();
-    if (!drv) {
-        error_setg(errp, "Node has no medium");
-        return -ENOMEDIUM;
-    }
-    if (offset < 0) {
-        error_setg(errp, "Image size cannot be negative");
-        return -EINVAL;
-    }
-    if (offset > BDRV_MAX_LENGTH) {
-        error_setg(errp, "Image size too large; max %" PRId64,
-                   (int64_t)BDRV_MAX_LENGTH);
-        return -EFBIG;
-    }
-    if (bs->read_only) {
-        error_setg(errp, "Node '%s' is read-only", bs->node_name);
-        return -EPERM;
-    }
-    if (!drv->bdrv_co_truncate) {
-        error_setg(errp, "Driver '%s' does not support resize",
-                   drv->format_name);
-        return -ENOTSUP;
-    }
-
-    bdrv_inc_in_flight(bs);
-    /*
-     * Exclude every request from the first byte that changes to the end:
-     * none of them may see half a resize (a read-modify-write of the old
-     * last block, above all).
-     */
-    old_size = bdrv_get_total_bytes(bs);
-    start = MIN(old_size, offset);
-    tracked_request_begin(&req, bs, start, INT64_MAX - start,
-                          BDRV_TRACK_SERIALISING);
-    old_size = bdrv_get_total_bytes(bs);
-    ret = drv->bdrv_co_truncate(bs, offset, exact, errp);
-    if (ret == 0) {
-        int64_t len = drv->bdrv_co_getlength ?
-                      drv->bdrv_co_getlength(bs) : -ENOTSUP;
-
-        if (len >= 0) {
-            qatomic_set(&bs->total_bytes, len);
-        } else if (bdrv_get_total_bytes(bs) == old_size) {
-            qatomic_set(&bs->total_bytes, offset);
-        }
-    }
-    bdrv_data_changed(bs);
-    tracked_request_end(&req);
-    if (ret == 0 && bdrv_get_total_bytes(bs) != old_size) {
-        bdrv_co_parents_resized(bs);
-    }
-    bdrv_dec_in_flight(bs);
-    return MIN(ret, 0);
-}
-
 /* --- Atomic accessors ----------------------------------------------------- */
-
-int64_t bdrv_co_getlength(BlockDriverState *bs)
-{
-    IO_CODE();
-    if (!bs->drv) {
-        return -ENOMEDIUM;
-    }
-    return bdrv_get_total_bytes(bs);
-}
-
-int64_t bdrv_get_total_bytes(BlockDriverState *bs)
-{
-    IO_CODE();
-    return qatomic_read(&bs->total_bytes);
-}
 
 AioContext *bdrv_get_aio_context_io(BlockDriverState *bs)
 {

@@ -10,6 +10,7 @@
  *  - Everything tagged BQL: main loop only.
  *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
+ *  - Flushes reaching the driver: flush_lock (a CoMutex).
  */
 #ifndef BLOCK_INT_H
 #define BLOCK_INT_H
@@ -152,10 +153,17 @@ struct BlockDriverState {
     /*
      * Flush bookkeeping: write_gen counts completed writes; a flush that
      * started at generation g makes flushed_gen >= g.  A flush that finds
-     * write_gen == flushed_gen at its start has nothing to do.  atomic
+     * write_gen == flushed_gen at its start has nothing to do.  atomic;
+     * flushed_gen is written only under flush_lock.
      */
     unsigned write_gen;
     unsigned flushed_gen;
+    /*
+     * Flushes of this node reach the driver one at a time (block/io.c
+     * says why).  Held across the driver's flush and the children's, so
+     * taken parent before child.
+     */
+    CoMutex flush_lock;
 
     QLIST_ENTRY(BlockDriverState) node_list;   /* all nodes; BQL */
 };

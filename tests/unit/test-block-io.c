@@ -1126,6 +1126,65 @@ static void test_flush_covers_only_earlier_writes(void)
     node_close(&t);
 }
 
+/*
+ * A flush must not answer while an earlier flush of the same writes is
+ * still in the driver.  On Linux only one of two concurrent fdatasync()
+ * calls on a file learns that a writeback failed; the other reports
+ * success for writes that may be lost.  So the second flush waits, and
+ * asks the driver again once the first has failed (the file driver then
+ * fails it, as it fails every flush after a failed one: modelled here by
+ * failing two).
+ */
+static void test_flush_waits_for_flush_in_driver(void)
+{
+    TestNode t;
+    uint8_t buf[512] = { 1 };
+    IoReq f1 = { .t = &t, .op = OP_FLUSH };
+    IoReq f2 = { .t = &t, .op = OP_FLUSH };
+
+    node_open(&t, "{\"driver\": \"test-mem\"}");
+    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+    qatomic_set(&t.mem->hold, HOLD_FLUSH);
+    io_start(&f1);
+    tm_wait_held(t.mem);
+    io_start(&f2);
+    settle();
+    g_assert_false(io_done(&f2));
+    g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 1);
+
+    qatomic_set(&t.mem->fail_flush, 2);
+    tm_release(t.mem);
+    g_assert_cmpint(io_wait(&f1), ==, -EIO);
+    g_assert_cmpint(io_wait(&f2), ==, -EIO);
+    g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 2);
+    node_close(&t);
+}
+
+/*
+ * A flush that waited behind a successful flush which covered all of its
+ * writes has nothing left to do.
+ */
+static void test_flush_behind_covering_flush_skipped(void)
+{
+    TestNode t;
+    uint8_t buf[512] = { 1 };
+    IoReq f1 = { .t = &t, .op = OP_FLUSH };
+    IoReq f2 = { .t = &t, .op = OP_FLUSH };
+
+    node_open(&t, "{\"driver\": \"test-mem\"}");
+    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+    qatomic_set(&t.mem->hold, HOLD_FLUSH);
+    io_start(&f1);
+    tm_wait_held(t.mem);
+    io_start(&f2);
+    settle();
+    tm_release(t.mem);
+    g_assert_cmpint(io_wait(&f1), ==, 0);
+    g_assert_cmpint(io_wait(&f2), ==, 0);
+    g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 1);
+    node_close(&t);
+}
+
 static void test_flush_recurses_into_children(void)
 {
     TestNode t;
@@ -1285,6 +1344,78 @@ static void test_truncate_updates_size(void)
     node_close(&t);
 }
 
+/*
+ * Requests that waited behind a truncate shrinking the node were checked
+ * against the old size: they must fail once it is done, not reach the
+ * driver past the new end.  W0 holds the truncate back; a write and a
+ * write-zeroes beyond the new end queue up behind the truncate.
+ */
+static void test_write_behind_shrinking_truncate_eio(void)
+{
+    TestNode t;
+    uint8_t a[4096], b[4096];
+    IoReq w0 = { .t = &t, .op = OP_WRITE, .offset = 48 * KIB,
+                 .bytes = 4096, .buf = a };
+    IoReq tr = { .t = &t, .op = OP_TRUNCATE, .offset = 32 * KIB };
+    IoReq w1 = { .t = &t, .op = OP_WRITE, .offset = 40 * KIB,
+                 .bytes = 4096, .buf = b };
+    IoReq z1 = { .t = &t, .op = OP_ZERO, .offset = 28 * KIB,
+                 .bytes = 8 * KIB };
+
+    memset(a, 'A', sizeof(a));
+    memset(b, 'B', sizeof(b));
+    node_open(&t, "{\"driver\": \"test-mem\"}");
+    qatomic_set(&t.mem->hold, HOLD_WRITE);
+    io_start(&w0);
+    tm_wait_held(t.mem);
+    io_start(&tr);
+    io_start(&w1);
+    io_start(&z1);
+    settle();
+    g_assert_false(io_done(&tr));
+    g_assert_false(io_done(&w1));
+    g_assert_false(io_done(&z1));
+
+    tm_release(t.mem);
+    g_assert_cmpint(io_wait(&w0), ==, 0);
+    g_assert_cmpint(io_wait(&tr), ==, 0);
+    g_assert_cmpint(io_wait(&w1), ==, -EIO);
+    g_assert_cmpint(io_wait(&z1), ==, -EIO);
+    g_assert_cmpint(bdrv_get_total_bytes(t.bs), ==, 32 * KIB);
+    g_assert_cmpint(qatomic_read(&t.mem->n_write), ==, 1);
+    g_assert_cmpint(qatomic_read(&t.mem->n_zero), ==, 0);
+    node_close(&t);
+}
+
+/* The same for a discard: it fails rather than reach past the end. */
+static void test_discard_behind_shrinking_truncate_eio(void)
+{
+    TestNode t;
+    uint8_t a[4096];
+    IoReq w0 = { .t = &t, .op = OP_WRITE, .offset = 48 * KIB,
+                 .bytes = 4096, .buf = a };
+    IoReq tr = { .t = &t, .op = OP_TRUNCATE, .offset = 32 * KIB };
+    IoReq d1 = { .t = &t, .op = OP_DISCARD, .offset = 36 * KIB,
+                 .bytes = 8 * KIB };
+
+    memset(a, 'A', sizeof(a));
+    node_open(&t, "{\"driver\": \"test-mem\", \"discard\": \"unmap\"}");
+    qatomic_set(&t.mem->hold, HOLD_WRITE);
+    io_start(&w0);
+    tm_wait_held(t.mem);
+    io_start(&tr);
+    io_start(&d1);
+    settle();
+    g_assert_false(io_done(&d1));
+
+    tm_release(t.mem);
+    g_assert_cmpint(io_wait(&w0), ==, 0);
+    g_assert_cmpint(io_wait(&tr), ==, 0);
+    g_assert_cmpint(io_wait(&d1), ==, -EIO);
+    g_assert_cmpint(qatomic_read(&t.mem->n_discard), ==, 0);
+    node_close(&t);
+}
+
 /* --- In-flight accounting ----------------------------------------------------- */
 
 static void test_in_flight_counted(void)
@@ -1307,6 +1438,63 @@ static void test_in_flight_counted(void)
     g_assert_cmpint(io_sync(&t, OP_READ, -1, 512, buf, 0), ==, -EIO);
     g_assert_cmpuint(qatomic_read(&t.bs->in_flight), ==, 0);
     node_close(&t);
+}
+
+/* --- Synchronous calls from the main loop --------------------------------- */
+
+/* Keeps the main loop busy: AIO_WAIT_WHILE() re-reads its condition often. */
+typedef struct Spinner {
+    AioBH *bh;
+    int on;                 /* atomic */
+} Spinner;
+
+static void spinner_cb(void *opaque)
+{
+    Spinner *sp = opaque;
+
+    if (qatomic_read(&sp->on)) {
+        aio_bh_schedule(sp->bh);
+    }
+}
+
+typedef struct PublishRes {
+    int64_t a, b;           /* written by the coroutine, read by the test */
+} PublishRes;
+
+static void coroutine_fn publish_entry(void *opaque)
+{
+    PublishRes *r = opaque;
+
+    r->a = 42;
+    r->b = 43;
+}
+
+/*
+ * bdrv_run_co() returns what its coroutine wrote in another thread
+ * (bdrv_flush_all()'s results, block_resize's error): the coroutine's
+ * writes must happen before the caller's reads, even when the main loop
+ * sees the coroutine finish before any wake-up reaches it.  Checked by
+ * ThreadSanitizer (the stress suite runs under it); the main loop spins
+ * to make that case the usual one.
+ */
+static void test_run_co_publishes_results(void)
+{
+    IOThread *io = iothread_create("pub", 0, &error_abort);
+    Spinner sp = { .on = 1 };
+
+    sp.bh = aio_bh_new(main_context(), spinner_cb, &sp);
+    aio_bh_schedule(sp.bh);
+    for (int i = 0; i < 2000 * stress_iterations(); i++) {
+        PublishRes r = { 0 };
+
+        bdrv_run_co(iothread_get_aio_context(io), publish_entry, &r);
+        g_assert_cmpint(r.a, ==, 42);
+        g_assert_cmpint(r.b, ==, 43);
+    }
+    qatomic_set(&sp.on, 0);
+    settle();
+    aio_bh_delete(sp.bh);
+    iothread_destroy(io);
 }
 
 /* --- Stress: read-modify-write from three threads ---------------------------- */
@@ -1479,6 +1667,10 @@ int main(int argc, char **argv)
                     test_flush_error_not_success);
     g_test_add_func("/block-io/flush-covers-only-earlier-writes",
                     test_flush_covers_only_earlier_writes);
+    g_test_add_func("/block-io/flush-waits-for-flush-in-driver",
+                    test_flush_waits_for_flush_in_driver);
+    g_test_add_func("/block-io/flush-behind-covering-flush-skipped",
+                    test_flush_behind_covering_flush_skipped);
     g_test_add_func("/block-io/flush-recurses-into-children",
                     test_flush_recurses_into_children);
     g_test_add_func("/block-io/discard-ignored-without-unmap",
@@ -1491,7 +1683,13 @@ int main(int argc, char **argv)
                     test_block_status_default_and_eof);
     g_test_add_func("/block-io/truncate-updates-size",
                     test_truncate_updates_size);
+    g_test_add_func("/block-io/write-behind-shrinking-truncate-eio",
+                    test_write_behind_shrinking_truncate_eio);
+    g_test_add_func("/block-io/discard-behind-shrinking-truncate-eio",
+                    test_discard_behind_shrinking_truncate_eio);
     g_test_add_func("/block-io/in-flight-counted", test_in_flight_counted);
+    g_test_add_func("/block-io/run-co-publishes-results",
+                    test_run_co_publishes_results);
     g_test_add_func("/block-io/rmw-stress-2-iothreads", test_rmw_stress);
     return g_test_run();
 }
