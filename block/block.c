@@ -107,6 +107,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_file);
     bdrv_register(&bdrv_raw);
     bdrv_register(&bdrv_null_co);
+    bdrv_register(&bdrv_blkdebug);
 }
 
 /* --- Node registry ------------------------------------------------------- */

@@ -11,6 +11,7 @@
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_null_co;
+extern const BlockDriver bdrv_blkdebug;
 
 /*
  * Register the file driver's per-AioContext hooks (the libaio state of
