@@ -32,6 +32,7 @@
 #include "block/block-global-state.h"
 #include "daemon/daemon.h"
 #include "qmp/block.h"
+#include "qmp/job.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
 #include "util/aio.h"
@@ -141,12 +142,12 @@ static void shutdown_stop_nbd_server(void)
 }
 
 /*
- * Hook: cancel every block job and wait for them to finish, once jobs
- * exist (the jobs issue): call QEMU's equivalent of job_cancel_sync_all()
- * here.  Nothing to do until then.
+ * Cancel every job and wait for each to finish: before the exports and
+ * nodes they use go away.
  */
 static void shutdown_cancel_jobs(void)
 {
+    job_cancel_sync_all();
 }
 
 /* Drop the monitor's nodes; anything left is somebody's leak. */
@@ -179,8 +180,8 @@ void daemon_teardown(const char *reason)
     shutdown_signals_cleanup();
 
     monitor_stop_listening();
-    shutdown_stop_nbd_server();
     shutdown_cancel_jobs();
+    shutdown_stop_nbd_server();
 
     bdrv_drain_all_begin();
     ret = bdrv_flush_all();

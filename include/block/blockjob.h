@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * BlockJob: a Job that does I/O on block nodes.  It is a parent in the
+ * graph through one BlockBackend per node it uses (request queuing
+ * disabled: the job's own coroutine must finish its requests for a drain
+ * to end), whose dev ops pause the job while any of its nodes is drained
+ * and resume it after.  It sends QEMU's block-job events (BLOCK_JOB_READY,
+ * BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED, BLOCK_JOB_PENDING,
+ * BLOCK_JOB_ERROR) and applies on-source-error / on-target-error.
+ *
+ * Creation and teardown are main-loop code; block_job_error_action() runs
+ * in the job's coroutine.  A block job type's JobDriver must set
+ * .free = block_job_free.
+ */
+#ifndef BLOCK_BLOCKJOB_H
+#define BLOCK_BLOCKJOB_H
+
+#include "block/block-backend.h"
+#include "block/block-global-state.h"
+#include "block/job-driver.h"
+#include "block/job-monitor.h"
+
+/* QEMU's BlockdevOnError. */
+typedef enum BlockdevOnError {
+    BLOCKDEV_ON_ERROR_REPORT,
+    BLOCKDEV_ON_ERROR_IGNORE,
+    BLOCKDEV_ON_ERROR_ENOSPC,       /* treated as report (no ENOSPC stop) */
+    BLOCKDEV_ON_ERROR_STOP,
+    BLOCKDEV_ON_ERROR_AUTO,         /* report, for jobs */
+    BLOCKDEV_ON_ERROR__MAX,
+} BlockdevOnError;
+
+/* NULL-terminated wire names, for OPT_ENUM. */
+extern const char *const blockdev_on_error_names[];
+
+typedef enum BlockErrorAction {
+    BLOCK_ERROR_ACTION_IGNORE,
+    BLOCK_ERROR_ACTION_REPORT,
+    BLOCK_ERROR_ACTION_STOP,
+} BlockErrorAction;
+
+typedef struct BlockJob {
+    Job job;                        /* first */
+    BlockBackend *blk;              /* immutable: the main node's backend */
+    /* Further nodes' backends (block_job_add_bdrv()).  BQL */
+    GSList *extra_blks;
+    bool iostatus_failed;           /* job_mutex: an error stopped the job */
+} BlockJob;
+
+/*
+ * Create a block job on @bs: a Job (see job_create(); @job_id NULL means
+ * the node name), a BlockBackend on @bs taking @perm and sharing
+ * @shared_perm, and @speed.  Main loop.
+ */
+void *block_job_create(const char *job_id, const JobDriver *driver,
+                       JobTxn *txn, BlockDriverState *bs, uint64_t perm,
+                       uint64_t shared_perm, int64_t speed, int flags,
+                       JobCompletionFunc *cb, void *opaque, Error **errp)
+    GRAPH_UNLOCKED;
+
+/* Use another node too (its drains pause the job as well).  Main loop. */
+bool block_job_add_bdrv(BlockJob *job, const char *name,
+                        BlockDriverState *bs, uint64_t perm,
+                        uint64_t shared_perm, Error **errp) GRAPH_UNLOCKED;
+
+/* The JobDriver.free of every block job type. */
+void block_job_free(Job *job);
+
+/* The block job for @job, or NULL if @job is not one. */
+BlockJob *block_job_from_job(Job *job);
+/* The block job with id @id, or NULL. */
+BlockJob *block_job_get_locked(const char *id) TSA_REQUIRES(job_mutex);
+
+/*
+ * An I/O error @error (positive errno) in the job: decide by @on_err,
+ * send BLOCK_JOB_ERROR and, for "stop", pause the job as if by the user
+ * (job-resume goes on).  Returns the action.  Any thread (the job's
+ * coroutine).
+ */
+BlockErrorAction block_job_error_action(BlockJob *job, BlockdevOnError on_err,
+                                        bool is_read, int error)
+    TSA_EXCLUDES(job_mutex);
+
+/* QEMU's BlockJobInfo for query-block-jobs (new reference). */
+struct json_object *block_job_query_locked(BlockJob *job)
+    TSA_REQUIRES(job_mutex);
+
+#endif /* BLOCK_BLOCKJOB_H */
