@@ -262,6 +262,28 @@ static void child_of_bds_drained_end(BdrvChild *c)
     bdrv_do_drained_end(c->opaque);
 }
 
+/* The child's size changed: the parent may follow, and tell its parents. */
+static void GRAPH_RDLOCK child_of_bds_resize(BdrvChild *c)
+{
+    BlockDriverState *parent = c->opaque;
+    int64_t old_size = bdrv_get_total_bytes(parent);
+    BdrvChild *p;
+
+    GLOBAL_STATE_CODE();
+    if (!parent->drv->bdrv_child_resized) {
+        return;
+    }
+    parent->drv->bdrv_child_resized(parent, c);
+    if (bdrv_get_total_bytes(parent) == old_size) {
+        return;
+    }
+    QLIST_FOREACH(p, &parent->parents, next_parent) {
+        if (p->klass->resize) {
+            p->klass->resize(p);
+        }
+    }
+}
+
 static AioContext *child_of_bds_get_parent_ctx(BdrvChild *c)
 {
     BlockDriverState *parent = c->opaque;
@@ -275,6 +297,7 @@ const BdrvChildClass child_of_bds = {
     .drained_begin = child_of_bds_drained_begin,
     .drained_poll = child_of_bds_drained_poll,
     .drained_end = child_of_bds_drained_end,
+    .resize = child_of_bds_resize,
     .get_parent_aio_context = child_of_bds_get_parent_ctx,
 };
 

@@ -38,9 +38,16 @@ static int raw_open(BlockDriverState *bs, struct json_object *options,
     s->has_size = opts_get_int(options, "size", -1) >= 0;
     s->size = s->has_size ? opts_get_int(options, "size", 0) : 0;
 
+    /*
+     * raw has no metadata of its own: it passes its users' permissions
+     * through, as a filter when it shows the whole child, as a plain data
+     * user when it shows a window of it (as QEMU's raw does).  Claiming
+     * METADATA would make it refuse to share write on its child.
+     */
     bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_IMAGE | BDRV_CHILD_PRIMARY, false,
-                               errp);
+                               (s->offset || s->has_size ?
+                                BDRV_CHILD_DATA : BDRV_CHILD_FILTERED) |
+                               BDRV_CHILD_PRIMARY, false, errp);
     if (!bs->file) {
         return -EINVAL;
     }
@@ -77,11 +84,25 @@ static void GRAPH_RDLOCK raw_refresh_limits(BlockDriverState *bs,
     GLOBAL_STATE_CODE();
     bs->bl = *child;
     /*
-     * A window that starts off the child's alignment shifts every request
-     * off it too: padding here would not help, so let the child pad.
+     * raw forwards byte ranges: let the child pad.  Padding here would
+     * forward a range past our end whenever the size is not a multiple of
+     * the child's alignment (an O_DIRECT file of odd size), which only the
+     * bottom driver can read (the kernel stops at end of file); and with a
+     * window that starts off the child's alignment it would not help.
      */
-    if (!IS_ALIGNED(s->offset, (uint64_t)child->request_alignment)) {
-        bs->bl.request_alignment = 1;
+    bs->bl.request_alignment = 1;
+    (void)s;
+}
+
+/* Without a fixed size, the window runs to the end of the child. */
+static void GRAPH_RDLOCK raw_child_resized(BlockDriverState *bs, BdrvChild *c)
+{
+    BDRVRawState *s = bs->opaque;
+    int64_t child_size = bdrv_get_total_bytes(c->bs);
+
+    GLOBAL_STATE_CODE();
+    if (!s->has_size && child_size >= (int64_t)s->offset) {
+        qatomic_set(&bs->total_bytes, child_size - (int64_t)s->offset);
     }
 }
 
@@ -203,6 +224,7 @@ const BlockDriver bdrv_raw = {
     .bdrv_open = raw_open,
     .bdrv_child_perm = bdrv_default_perms,
     .bdrv_refresh_limits = raw_refresh_limits,
+    .bdrv_child_resized = raw_child_resized,
 
     .bdrv_co_preadv = raw_co_preadv,
     .bdrv_co_pwritev = raw_co_pwritev,

@@ -209,6 +209,14 @@ struct BlockDriver {
     void (*bdrv_refresh_limits)(BlockDriverState *bs, Error **errp)
         GRAPH_RDLOCK_PTR;
 
+    /*
+     * The size of child @c changed: update bs->total_bytes if it follows
+     * the child's (raw without a size).  The change then propagates to
+     * @bs's own parents.  Main loop, graph read lock.
+     */
+    void (*bdrv_child_resized)(BlockDriverState *bs, BdrvChild *c)
+        GRAPH_RDLOCK_PTR;
+
     /* Moving between AioContexts (drained, write lock). */
     void (*bdrv_detach_aio_context)(BlockDriverState *bs);
     void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx);

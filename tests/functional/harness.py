@@ -132,10 +132,12 @@ class QMP:
         """The whole response object."""
         return self.client.execute_raw(name, args)
 
-    def cmd(self, name, **args):
-        """The return value, or QMPError.  Keys may use '_' for '-'."""
+    def cmd(self, command, /, **args):
+        """The return value, or QMPError.  Keys may use '_' for '-'.
+        (@command is positional-only, so that an argument may be called
+        'name', as block-export-add's is.)"""
         args = {k.replace('_', '-'): v for k, v in args.items()}
-        resp = self.cmd_raw(name, args or None)
+        resp = self.cmd_raw(command, args or None)
         if 'error' in resp:
             raise QMPError(resp['error']['class'], resp['error']['desc'])
         return resp['return']

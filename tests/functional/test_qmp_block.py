@@ -450,11 +450,13 @@ def test_block_resize_raw(env):
     info = nodes(qmp)
     assert_eq(info['r0']['image']['virtual-size'], 5 * MiB)
     assert_eq(info['f0']['image']['virtual-size'], 5 * MiB)
-    # r0 does not let anyone else resize its file under it.
-    e = assert_qmp_error(lambda: qmp.cmd('block_resize', node_name='f0',
-                                         size=MiB))
-    assert_in("'resize'", e.desc)
-    assert_eq(os.path.getsize(image), 5 * MiB, 'unchanged')
+    # A plain raw node passes its child through (as in QEMU): resizing the
+    # file under it is allowed, and r0 follows its child's new size.
+    assert_eq(qmp.cmd('block_resize', node_name='f0', size=2 * MiB), {})
+    assert_eq(os.path.getsize(image), 2 * MiB, 'file size on disk')
+    info = nodes(qmp)
+    assert_eq(info['f0']['image']['virtual-size'], 2 * MiB)
+    assert_eq(info['r0']['image']['virtual-size'], 2 * MiB)
     d.stop()
 
 
