@@ -27,6 +27,7 @@
 #include "daemon/daemon.h"
 #include "qmp/block.h"
 #include "qmp/control.h"
+#include "qmp/export.h"
 #include "qmp/job.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
@@ -49,6 +50,7 @@ static void main_init_subsystems(void)
     qmp_control_init();
     qmp_objects_init();
     qmp_block_init();
+    qmp_export_init();
     qmp_job_init();
     qmp_set_quit_handler(shutdown_quit_handler);
 }

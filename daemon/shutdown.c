@@ -32,6 +32,7 @@
 #include "block/block-global-state.h"
 #include "daemon/daemon.h"
 #include "qmp/block.h"
+#include "qmp/export.h"
 #include "qmp/job.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
@@ -122,23 +123,12 @@ void shutdown_quit_handler(void)
 }
 
 /*
- * Hook: stop the NBD server and close its exports, once they exist (the
- * NBD issue).  QMP's nbd-server-stop does both, as QEMU's: so this runs it
- * if it is registered.  It fails harmlessly when no server runs.
+ * Stop the NBD server and remove every export, waiting until their
+ * connections are gone: before the nodes are drained and closed.
  */
 static void shutdown_stop_nbd_server(void)
 {
-    Error *local_err = NULL;
-
-    if (!qmp_find_command("nbd-server-stop")) {
-        return;
-    }
-    json_object_put(qmp_run_command("nbd-server-stop", NULL, 0, &local_err));
-    if (local_err) {
-        debug_report("shutdown: nbd-server-stop: %s",
-                     error_get_pretty(local_err));
-        error_free(local_err);
-    }
+    qmp_export_cleanup();
 }
 
 /*

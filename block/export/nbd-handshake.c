@@ -1,0 +1,643 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The NBD handshake: fixed newstyle, from the greeting to the option
+ * that chooses an export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME).  It runs in
+ * the connection's coroutine in the main loop, under the BQL; docs/nbd.md
+ * lists what each option does.
+ *
+ * The handshake is an explicit state machine (NbdHsState):
+ *
+ *   GREETING --> CLIENT_FLAGS --> OPTION --+--> OPTION (reply, next option)
+ *                                          +--> GO    (EXPORT_NAME, or GO
+ *                                          |           acknowledged)
+ *                                          +--> CLOSE (ABORT, protocol
+ *                                                      violation, I/O error)
+ *
+ * Blocking rules: each state does its socket I/O with whole-message
+ * receives and sends on the main loop's ring; the coroutine yields only
+ * there, so an option's handler builds all of its replies without
+ * yielding, and what it looked up (an export) cannot go away while it
+ * does.  The handshake timer and nbd_server_stop() end a handshake by
+ * shutting the socket down, which fails the pending receive or send.
+ *
+ * Limits: option data up to NBD_MAX_OPTION_SIZE is read and handled;
+ * longer options (up to NBD_MAX_BUFFER) are skipped and refused with
+ * NBD_REP_ERR_TOO_BIG, and anything longer hangs up, as does an export
+ * name over NBD_MAX_STRING in NBD_OPT_EXPORT_NAME (which cannot be
+ * refused otherwise).  Strings inside options are bounded at
+ * NBD_MAX_STRING bytes.
+ */
+#include "util/osdep.h"
+
+#include <sys/socket.h>
+
+#include "block/block-backend.h"
+#include "block/export/nbd-int.h"
+#include "util/log.h"
+#include "util/main-loop.h"
+
+/* Option data we read and parse; longer options are skipped. */
+#define NBD_MAX_OPTION_SIZE     (64 * 1024)
+
+/* --- Socket I/O for the handshake ---------------------------------------- */
+
+typedef struct NbdSockOp {
+    int opcode;                 /* IORING_OP_RECV or IORING_OP_SEND */
+    int fd;
+    void *buf;
+    size_t len;
+} NbdSockOp;
+
+static void nbd_sock_op_prep(struct io_uring_sqe *sqe, void *opaque)
+{
+    NbdSockOp *op = opaque;
+
+    if (op->opcode == IORING_OP_RECV) {
+        io_uring_prep_recv(sqe, op->fd, op->buf, op->len, MSG_WAITALL);
+    } else {
+        io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+    }
+}
+
+/*
+ * Receive or send exactly @len bytes on @fd from a coroutine in the main
+ * loop.  Returns 0, or -errno (-ECONNRESET when the peer closed first).
+ */
+static int coroutine_fn nbd_co_sock_all(int opcode, int fd, void *buf,
+                                        size_t len)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        NbdSockOp op = { opcode, fd, (char *)buf + done, len - done };
+        int ret = aio_co_submit_sqe(nbd_sock_op_prep, &op, NULL);
+
+        if (ret == -EINTR || ret == -EAGAIN) {
+            continue;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        if (ret == 0) {
+            return -ECONNRESET;
+        }
+        done += ret;
+    }
+    return 0;
+}
+
+static int coroutine_fn nbd_co_recv_all(NbdConn *conn, void *buf, size_t len)
+{
+    return nbd_co_sock_all(IORING_OP_RECV, conn->fd, buf, len);
+}
+
+static int coroutine_fn nbd_co_send_all(NbdConn *conn, const void *buf,
+                                        size_t len)
+{
+    /* SEND only reads the buffer. */
+    return nbd_co_sock_all(IORING_OP_SEND, conn->fd, (void *)buf, len);
+}
+
+/* --- The handshake ------------------------------------------------------- */
+
+typedef enum NbdHsState {
+    NBD_HS_GREETING,            /* send NBDMAGIC, IHAVEOPT, handshake flags */
+    NBD_HS_CLIENT_FLAGS,        /* receive the client's flags */
+    NBD_HS_OPTION,              /* receive an option, reply to it */
+    NBD_HS_GO,                  /* done: enter transmission (hs->chosen) */
+    NBD_HS_CLOSE,               /* done: hang up */
+} NbdHsState;
+
+typedef struct NbdHandshake {
+    NbdConn *conn;
+    uint32_t opt;               /* the option being handled */
+    uint32_t len;               /* its data length */
+    uint8_t *data;              /* its data */
+    GByteArray *out;            /* replies built, not yet sent */
+    NbdExport *chosen;          /* GO / EXPORT_NAME: with a reference */
+} NbdHandshake;
+
+/* The transmission flags @conn gets for @exp (docs/nbd.md). */
+static uint16_t nbd_tx_flags(NbdConn *conn, NbdExport *exp)
+{
+    uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
+                     NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
+
+    if (exp->common.writable) {
+        flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
+                 NBD_FLAG_SEND_FAST_ZERO;
+    } else {
+        flags |= NBD_FLAG_READ_ONLY;
+    }
+    if (conn->structured) {
+        flags |= NBD_FLAG_SEND_DF;
+    }
+    if (nbd_server_allows_multi_conn(conn->server)) {
+        flags |= NBD_FLAG_CAN_MULTI_CONN;
+    }
+    return flags;
+}
+
+/* Queue an option reply of @type with @len bytes of @payload. */
+static void nbd_hs_reply(NbdHandshake *hs, uint32_t type,
+                         const void *payload, uint32_t len)
+{
+    uint8_t hdr[NBD_OPTION_REPLY_SIZE];
+
+    nbd_put64(hdr, NBD_REP_MAGIC);
+    nbd_put32(hdr + 8, hs->opt);
+    nbd_put32(hdr + 12, type);
+    nbd_put32(hdr + 16, len);
+    g_byte_array_append(hs->out, hdr, sizeof(hdr));
+    if (len) {
+        g_byte_array_append(hs->out, payload, len);
+    }
+}
+
+/* Queue an error reply with a message for the user; handshake goes on. */
+static NbdHsState PRINTF_FMT(3, 4)
+nbd_hs_error(NbdHandshake *hs, uint32_t type, const char *fmt, ...)
+{
+    g_autofree char *msg = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (strlen(msg) > NBD_MAX_STRING) {
+        msg[NBD_MAX_STRING] = '\0';
+    }
+    debug_report("nbd: %s: option %" PRIu32 " refused: %s",
+                 hs->conn->peer, hs->opt, msg);
+    nbd_hs_reply(hs, type, msg, strlen(msg));
+    return NBD_HS_OPTION;
+}
+
+/* Queue an NBD_REP_INFO of type @info with @len bytes of @payload. */
+static void nbd_hs_info(NbdHandshake *hs, uint16_t info, const void *payload,
+                        size_t len)
+{
+    g_autofree uint8_t *buf = g_malloc(2 + len);
+
+    nbd_put16(buf, info);
+    memcpy(buf + 2, payload, len);
+    nbd_hs_reply(hs, NBD_REP_INFO, buf, 2 + len);
+}
+
+/* Send what the option's handler queued.  0 or -errno. */
+static int coroutine_fn nbd_hs_flush(NbdHandshake *hs)
+{
+    int ret = 0;
+
+    if (hs->out->len) {
+        ret = nbd_co_send_all(hs->conn, hs->out->data, hs->out->len);
+        g_byte_array_set_size(hs->out, 0);
+    }
+    return ret;
+}
+
+/*
+ * A string of @len bytes at @p, or NULL if it contains a NUL (strings on
+ * the wire must not).
+ */
+static char *nbd_hs_string(const uint8_t *p, uint32_t len)
+{
+    if (memchr(p, '\0', len)) {
+        return NULL;
+    }
+    return g_strndup((const char *)p, len);
+}
+
+static NbdHsState coroutine_fn nbd_hs_greeting(NbdHandshake *hs)
+{
+    uint8_t buf[NBD_GREETING_SIZE];
+
+    nbd_put64(buf, NBD_MAGIC);
+    nbd_put64(buf + 8, NBD_OPTS_MAGIC);
+    nbd_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    return nbd_co_send_all(hs->conn, buf, sizeof(buf)) < 0 ?
+           NBD_HS_CLOSE : NBD_HS_CLIENT_FLAGS;
+}
+
+static NbdHsState coroutine_fn nbd_hs_client_flags(NbdHandshake *hs)
+{
+    uint8_t buf[4];
+    uint32_t flags;
+
+    if (nbd_co_recv_all(hs->conn, buf, sizeof(buf)) < 0) {
+        return NBD_HS_CLOSE;
+    }
+    flags = nbd_get32(buf);
+    /*
+     * Unknown flags: the spec says hang up.  A client without
+     * FIXED_NEWSTYLE still gets fixed-newstyle replies (the spec allows
+     * it; such clients only send EXPORT_NAME anyway).
+     */
+    if (flags & ~NBD_FLAG_C_MASK) {
+        debug_report("nbd: %s: unknown client flags 0x%" PRIx32,
+                     hs->conn->peer, flags);
+        return NBD_HS_CLOSE;
+    }
+    hs->conn->no_zeroes = flags & NBD_FLAG_C_NO_ZEROES;
+    return NBD_HS_OPTION;
+}
+
+/* --- Options: each builds its replies without yielding ------------------- */
+
+static NbdHsState nbd_opt_export_name(NbdHandshake *hs)
+{
+    NbdConn *conn = hs->conn;
+    g_autofree char *name = nbd_hs_string(hs->data, hs->len);
+    uint8_t buf[NBD_EXPORT_NAME_REPLY_SIZE + NBD_EXPORT_NAME_ZEROES] = { 0 };
+    NbdExport *exp = name ? nbd_export_find(name) : NULL;
+
+    /* This option cannot fail politely: the spec says hang up. */
+    if (!exp) {
+        debug_report("nbd: %s: NBD_OPT_EXPORT_NAME: no export '%s'",
+                     conn->peer, name ? name : "(invalid name)");
+        return NBD_HS_CLOSE;
+    }
+    conn->tx_flags = nbd_tx_flags(conn, exp);
+    nbd_put64(buf, exp->size);
+    nbd_put16(buf + 8, conn->tx_flags);
+    g_byte_array_append(hs->out, buf, conn->no_zeroes ?
+                        NBD_EXPORT_NAME_REPLY_SIZE : sizeof(buf));
+    blk_exp_ref(&exp->common);
+    hs->chosen = exp;
+    return NBD_HS_GO;
+}
+
+static NbdHsState nbd_opt_abort(NbdHandshake *hs)
+{
+    /* Data is to be ignored; the reply is best effort (flushed). */
+    nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_CLOSE;
+}
+
+static NbdHsState nbd_opt_list(NbdHandshake *hs)
+{
+    if (hs->len) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "NBD_OPT_LIST must not have data");
+    }
+    for (NbdExport *exp = nbd_export_next(NULL); exp;
+         exp = nbd_export_next(exp)) {
+        size_t namelen = strlen(exp->name);
+        size_t desclen = exp->description ? strlen(exp->description) : 0;
+        g_autofree uint8_t *buf = g_malloc(4 + namelen + desclen);
+
+        nbd_put32(buf, namelen);
+        memcpy(buf + 4, exp->name, namelen);
+        if (desclen) {
+            memcpy(buf + 4 + namelen, exp->description, desclen);
+        }
+        nbd_hs_reply(hs, NBD_REP_SERVER, buf, 4 + namelen + desclen);
+    }
+    nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_OPTION;
+}
+
+static NbdHsState nbd_opt_starttls(NbdHandshake *hs)
+{
+    return nbd_hs_error(hs, NBD_REP_ERR_POLICY,
+                        "TLS is not configured on this server");
+}
+
+/*
+ * NBD_OPT_INFO and NBD_OPT_GO: name length (4), name, number of
+ * information requests (2), requests (2 each).
+ */
+static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
+{
+    NbdConn *conn = hs->conn;
+    bool go = hs->opt == NBD_OPT_GO;
+    bool want_name = false, want_desc = false;
+    g_autofree char *name = NULL;
+    uint32_t namelen, sizes[3];
+    uint8_t buf[12];
+    uint16_t nreq;
+    NbdExport *exp;
+
+    if (hs->len < 6) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "option data too short (%" PRIu32 " bytes)",
+                            hs->len);
+    }
+    namelen = nbd_get32(hs->data);
+    if (namelen > hs->len - 6) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "export name length %" PRIu32 " exceeds the "
+                            "option data", namelen);
+    }
+    if (namelen > NBD_MAX_STRING) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "export name longer than %d bytes",
+                            NBD_MAX_STRING);
+    }
+    nreq = nbd_get16(hs->data + 4 + namelen);
+    if (hs->len != 4 + namelen + 2 + 2 * (uint32_t)nreq) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "option length does not match its %u "
+                            "information requests", nreq);
+    }
+    for (unsigned i = 0; i < nreq; i++) {
+        switch (nbd_get16(hs->data + 4 + namelen + 2 + 2 * i)) {
+        case NBD_INFO_NAME:
+            want_name = true;
+            break;
+        case NBD_INFO_DESCRIPTION:
+            want_desc = true;
+            break;
+        default:
+            break;      /* BLOCK_SIZE is always sent; others ignored */
+        }
+    }
+    name = nbd_hs_string(hs->data + 4, namelen);
+    if (!name) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "export name contains a NUL byte");
+    }
+    exp = nbd_export_find(name);
+    if (!exp) {
+        return nbd_hs_error(hs, NBD_REP_ERR_UNKNOWN,
+                            "export '%s' not present", name);
+    }
+
+    if (want_name) {
+        nbd_hs_info(hs, NBD_INFO_NAME, exp->name, strlen(exp->name));
+    }
+    if (want_desc && exp->description) {
+        nbd_hs_info(hs, NBD_INFO_DESCRIPTION, exp->description,
+                    strlen(exp->description));
+    }
+    /*
+     * Block sizes, always sent (whether asked for or not, as the spec
+     * allows).  The minimum is 1: the block layer pads unaligned requests
+     * (read-modify-write), so no client is ever refused for alignment,
+     * as with QEMU; the node's alignment is the preferred size, which is
+     * what aligning clients go by.
+     */
+    sizes[0] = 1;
+    sizes[1] = exp->pref_block;
+    sizes[2] = NBD_MAX_BUFFER;
+    for (int i = 0; i < 3; i++) {
+        nbd_put32(buf + 4 * i, sizes[i]);
+    }
+    nbd_hs_info(hs, NBD_INFO_BLOCK_SIZE, buf, 12);
+
+    conn->tx_flags = nbd_tx_flags(conn, exp);
+    nbd_put64(buf, exp->size);
+    nbd_put16(buf + 8, conn->tx_flags);
+    nbd_hs_info(hs, NBD_INFO_EXPORT, buf, 10);
+    nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    if (!go) {
+        return NBD_HS_OPTION;
+    }
+    blk_exp_ref(&exp->common);
+    hs->chosen = exp;
+    return NBD_HS_GO;
+}
+
+static NbdHsState nbd_opt_structured_reply(NbdHandshake *hs)
+{
+    if (hs->len) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "NBD_OPT_STRUCTURED_REPLY must not have data");
+    }
+    if (hs->conn->structured) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "structured replies are already negotiated");
+    }
+    hs->conn->structured = true;
+    nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_OPTION;
+}
+
+/* A cursor over option data, for the variable-length options. */
+typedef struct NbdCursor {
+    const uint8_t *p;
+    uint32_t left;
+} NbdCursor;
+
+static bool nbd_cursor_u32(NbdCursor *c, uint32_t *v)
+{
+    if (c->left < 4) {
+        return false;
+    }
+    *v = nbd_get32(c->p);
+    c->p += 4;
+    c->left -= 4;
+    return true;
+}
+
+/* A string of @len bytes (at most NBD_MAX_STRING); NULL if invalid. */
+static char *nbd_cursor_string(NbdCursor *c, uint32_t len)
+{
+    char *s;
+
+    if (len > c->left || len > NBD_MAX_STRING) {
+        return NULL;
+    }
+    s = nbd_hs_string(c->p, len);
+    c->p += len;
+    c->left -= len;
+    return s;
+}
+
+/*
+ * NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: export name
+ * length (4), name, number of queries (4), queries (length (4), string).
+ * blockd knows one context, base:allocation.
+ */
+static NbdHsState nbd_opt_meta_context(NbdHandshake *hs)
+{
+    NbdConn *conn = hs->conn;
+    bool set = hs->opt == NBD_OPT_SET_META_CONTEXT;
+    NbdCursor c = { hs->data, hs->len };
+    g_autofree char *name = NULL;
+    uint32_t len, nqueries;
+    bool match = false;
+    NbdExport *exp;
+
+    if (set) {
+        /* A SET replaces the previous selection, even when it fails. */
+        g_clear_pointer(&conn->meta_export, g_free);
+    }
+    if (!conn->structured) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "structured replies are not negotiated");
+    }
+    if (!nbd_cursor_u32(&c, &len) || !(name = nbd_cursor_string(&c, len)) ||
+        !nbd_cursor_u32(&c, &nqueries)) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "malformed export name or query count");
+    }
+    for (uint32_t i = 0; i < nqueries; i++) {
+        g_autofree char *query = NULL;
+
+        if (!nbd_cursor_u32(&c, &len) ||
+            !(query = nbd_cursor_string(&c, len))) {
+            return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                                "malformed query %" PRIu32, i);
+        }
+        /* Queries of unknown namespaces are ignored, as the spec says. */
+        if (!strcmp(query, NBD_META_BASE_ALLOCATION) ||
+            (!set && !strcmp(query, NBD_META_NS_BASE))) {
+            match = true;
+        }
+    }
+    if (c.left) {
+        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+                            "%" PRIu32 " bytes of trailing data", c.left);
+    }
+    exp = nbd_export_find(name);
+    if (!exp) {
+        return nbd_hs_error(hs, NBD_REP_ERR_UNKNOWN,
+                            "export '%s' not present", name);
+    }
+    if (!set && nqueries == 0) {
+        match = true;       /* list everything */
+    }
+    if (match) {
+        size_t ctxlen = strlen(NBD_META_BASE_ALLOCATION);
+        uint8_t buf[4 + sizeof(NBD_META_BASE_ALLOCATION)];
+
+        /* LIST replies carry id 0 (reserved); SET assigns the real one. */
+        nbd_put32(buf, set ? NBD_META_ID_BASE_ALLOCATION : 0);
+        memcpy(buf + 4, NBD_META_BASE_ALLOCATION, ctxlen);
+        nbd_hs_reply(hs, NBD_REP_META_CONTEXT, buf, 4 + ctxlen);
+        if (set) {
+            conn->meta_export = g_strdup(exp->name);
+        }
+    }
+    nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_OPTION;
+}
+
+/* Read @len bytes of option data and drop them. */
+static int coroutine_fn nbd_hs_skip(NbdHandshake *hs, uint32_t len)
+{
+    g_autofree uint8_t *buf = g_malloc(NBD_MAX_OPTION_SIZE);
+
+    while (len) {
+        uint32_t n = MIN(len, NBD_MAX_OPTION_SIZE);
+        int ret = nbd_co_recv_all(hs->conn, buf, n);
+
+        if (ret < 0) {
+            return ret;
+        }
+        len -= n;
+    }
+    return 0;
+}
+
+/* Receive one option, handle it, send the replies. */
+static NbdHsState coroutine_fn nbd_hs_option(NbdHandshake *hs)
+{
+    NbdConn *conn = hs->conn;
+    uint8_t hdr[NBD_OPTION_HEADER_SIZE];
+    g_autofree uint8_t *data = NULL;
+    NbdHsState next;
+
+    if (nbd_co_recv_all(conn, hdr, sizeof(hdr)) < 0) {
+        return NBD_HS_CLOSE;
+    }
+    if (nbd_get64(hdr) != NBD_OPTS_MAGIC) {
+        debug_report("nbd: %s: bad option magic", conn->peer);
+        return NBD_HS_CLOSE;
+    }
+    hs->opt = nbd_get32(hdr + 8);
+    hs->len = nbd_get32(hdr + 12);
+
+    if (hs->len > NBD_MAX_OPTION_SIZE ||
+        (hs->opt == NBD_OPT_EXPORT_NAME && hs->len > NBD_MAX_STRING)) {
+        if (hs->opt == NBD_OPT_EXPORT_NAME || hs->len > NBD_MAX_BUFFER ||
+            nbd_hs_skip(hs, hs->len) < 0) {
+            debug_report("nbd: %s: option %" PRIu32 " too long (%" PRIu32
+                         " bytes)", conn->peer, hs->opt, hs->len);
+            return NBD_HS_CLOSE;
+        }
+        next = nbd_hs_error(hs, NBD_REP_ERR_TOO_BIG,
+                            "option data too long (%" PRIu32 " bytes)",
+                            hs->len);
+        return nbd_hs_flush(hs) < 0 ? NBD_HS_CLOSE : next;
+    }
+    data = g_malloc(hs->len + 1);
+    if (nbd_co_recv_all(conn, data, hs->len) < 0) {
+        return NBD_HS_CLOSE;
+    }
+    hs->data = data;
+
+    switch (hs->opt) {
+    case NBD_OPT_EXPORT_NAME:
+        next = nbd_opt_export_name(hs);
+        break;
+    case NBD_OPT_ABORT:
+        next = nbd_opt_abort(hs);
+        break;
+    case NBD_OPT_LIST:
+        next = nbd_opt_list(hs);
+        break;
+    case NBD_OPT_STARTTLS:
+        next = nbd_opt_starttls(hs);
+        break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        next = nbd_opt_info_go(hs);
+        break;
+    case NBD_OPT_STRUCTURED_REPLY:
+        next = nbd_opt_structured_reply(hs);
+        break;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        next = nbd_opt_meta_context(hs);
+        break;
+    default:
+        next = nbd_hs_error(hs, NBD_REP_ERR_UNSUP,
+                            "option %" PRIu32 " is not supported", hs->opt);
+        break;
+    }
+    hs->data = NULL;
+
+    if (nbd_hs_flush(hs) < 0) {
+        return NBD_HS_CLOSE;
+    }
+    return next;
+}
+
+bool coroutine_fn nbd_handshake(NbdConn *conn)
+{
+    NbdHandshake hs = { .conn = conn, .out = g_byte_array_new() };
+    NbdHsState state = NBD_HS_GREETING;
+
+    while (state != NBD_HS_GO && state != NBD_HS_CLOSE) {
+        switch (state) {
+        case NBD_HS_GREETING:
+            state = nbd_hs_greeting(&hs);
+            break;
+        case NBD_HS_CLIENT_FLAGS:
+            state = nbd_hs_client_flags(&hs);
+            break;
+        case NBD_HS_OPTION:
+            state = nbd_hs_option(&hs);
+            break;
+        default:
+            g_assert_not_reached();
+        }
+    }
+    g_byte_array_free(hs.out, true);
+    if (state == NBD_HS_CLOSE && hs.chosen) {
+        /* The reply that would have entered transmission failed. */
+        blk_exp_unref(&hs.chosen->common);
+        hs.chosen = NULL;
+    }
+    conn->exp = hs.chosen;
+    if (conn->exp) {
+        conn->base_allocation = conn->structured && conn->meta_export &&
+                                !strcmp(conn->meta_export, conn->exp->name);
+        debug_report("nbd: %s: serving export '%s'%s", conn->peer,
+                     conn->exp->name,
+                     conn->structured ? " (structured replies)" : "");
+    }
+    return conn->exp != NULL;
+}

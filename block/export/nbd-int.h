@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Internals shared by the parts of the NBD server: nbd-server.c
+ * (listeners, connection life cycle, the "nbd" export type),
+ * nbd-handshake.c (option haggling), nbd-conn.c (the transmission phase:
+ * receiving, sending, drains) and nbd-cmd.c (checking and running
+ * commands, building replies).
+ *
+ * A connection (NbdConn) is run by one coroutine for its whole life:
+ *
+ *   main loop        handshake (nbd-handshake.c), until GO / EXPORT_NAME
+ *   export's thread  transmission (nbd-conn.c): the receive loop; request
+ *                    coroutines do the I/O and send the replies
+ *   main loop        teardown: detach from the export, then a bottom half
+ *                    closes the socket and frees the connection
+ *
+ * Ownership of the fields is written beside each one:
+ *   immutable   set before the connection coroutine starts (accept) or
+ *               before the transmission phase starts (negotiated);
+ *   BQL         main loop only;
+ *   lock        conn->lock, which the main loop and the connection's
+ *               thread use to hand the connection over (drains, moves,
+ *               closing); held only for a few instructions, never across
+ *               a yield;
+ *   home        only the thread the connection currently runs in: its
+ *               receive coroutine and its request coroutines, which all
+ *               run in the same AioContext.  The connection moves to
+ *               another thread only while it has no request in flight and
+ *               its receive coroutine is suspended (parked or moving);
+ *               aio_co_schedule()'s release/acquire orders the hand-over;
+ *   atomic      written in one thread, read in another with util/atomic.h.
+ */
+#ifndef BLOCK_EXPORT_NBD_INT_H
+#define BLOCK_EXPORT_NBD_INT_H
+
+#include "block/nbd.h"
+#include "block/export/nbd-protocol.h"
+#include "util/aio.h"
+#include "util/queue.h"
+#include "util/thread.h"
+
+typedef struct NbdServer NbdServer;
+typedef struct NbdConn NbdConn;
+typedef struct NbdRequest NbdRequest;
+
+/* An export of type "nbd". */
+typedef struct NbdExport {
+    BlockExport common;             /* first: BlockExport's instance */
+    char *name;                     /* immutable (after create) */
+    char *description;              /* immutable; NULL if none */
+    int64_t size;                   /* immutable: resize is not shared */
+    uint32_t pref_block;            /* immutable: preferred block size */
+    uint32_t max_in_flight;         /* immutable: requests per connection */
+    /*
+     * Inside a drained section of the node.  BQL.  May be set before
+     * create() (see export.h), on the zeroed instance.
+     */
+    bool quiesced;
+    QLIST_HEAD(, NbdConn) conns;    /* BQL: connections in transmission */
+} NbdExport;
+
+/* The metadata context id blockd assigns to base:allocation. */
+#define NBD_META_ID_BASE_ALLOCATION 1
+
+/* Per-connection counters, folded into the export's when it leaves. */
+typedef struct NbdConnStats {
+    uint64_t requests;              /* written home; read atomic (query) */
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+} NbdConnStats;
+
+/* A free-list of equally sized data buffers (home). */
+typedef struct NbdBufPool {
+    void **free;
+    unsigned nfree;
+    unsigned max;
+    size_t size;
+} NbdBufPool;
+
+struct NbdConn {
+    /* --- Set at accept ------------------------------------------------ */
+    NbdServer *server;              /* immutable */
+    int fd;                         /* immutable; closed by the free BH */
+    char *peer;                     /* immutable: "addr:port" or "unix" */
+    Coroutine *co;                  /* immutable: runs the connection */
+    QLIST_ENTRY(NbdConn) server_link;   /* BQL */
+
+    /* --- Handshake (main loop) ---------------------------------------- */
+    AioTimer *handshake_timer;      /* BQL; NULL once the handshake ends */
+    bool timed_out;                 /* BQL */
+
+    /* --- Negotiated: immutable once the transmission starts ----------- */
+    bool structured;                /* structured replies */
+    bool no_zeroes;                 /* NBD_FLAG_C_NO_ZEROES */
+    char *meta_export;              /* base:allocation selected for it */
+    NbdExport *exp;                 /* the export; holds a reference */
+    uint16_t tx_flags;              /* transmission flags sent */
+    bool base_allocation;           /* BLOCK_STATUS allowed */
+    QLIST_ENTRY(NbdConn) exp_link;  /* BQL: in exp->conns */
+
+    /* --- Hand-over between the main loop and the connection ----------- */
+    BdMutex lock;
+    bool quiesced;                  /* lock: the node is drained */
+    bool parked;                    /* lock: suspended because quiesced */
+    bool closing;                   /* lock: stop; tear down */
+    bool done;                      /* lock: the receive loop has ended */
+    AioContext *recv_ctx;           /* lock: ring of a pending RECV */
+    AioContext *target_ctx;         /* lock: where the connection runs */
+    unsigned bh_refs;               /* atomic: BHs that point to us */
+    unsigned in_flight;             /* atomic: written home */
+
+    /* --- Transmission (home) ------------------------------------------ */
+    AioCqeHandler recv_handler;     /* home: the pending RECV's completion */
+    int recv_res;                   /* home */
+    uint8_t *rbuf;                  /* home: received, not yet parsed */
+    size_t rpos, rend;              /* home: unparsed bytes [rpos, rend) */
+    uint64_t discard;               /* home: payload bytes to drop */
+    NbdRequest *pending;            /* home: parsed, not yet dispatched */
+    bool stop_reading;              /* home: NBD_CMD_DISC or bad stream */
+    Coroutine *idle_waiter;         /* home: receive loop waits for slots */
+    NbdRequest *free_reqs;          /* home: request structs to reuse */
+    NbdRequest *sendq_head;         /* home: replies waiting to be sent */
+    NbdRequest **sendq_tail;        /* home */
+    bool sending;                   /* home: a request is sending replies */
+    bool send_failed;               /* home: the socket is broken */
+    struct iovec *send_iov;         /* home: the sender's batch */
+    NbdBufPool small_bufs;          /* home */
+    NbdBufPool large_bufs;          /* home */
+    int64_t data_start, data_end;   /* home: a range known to be data */
+    NbdConnStats stats;             /* home writes, atomic reads */
+};
+
+/* Content chunks of one structured READ reply (holes split it). */
+#define NBD_READ_MAX_CHUNKS     8
+/* Extents of one BLOCK_STATUS reply (the client asks again for more). */
+#define NBD_MAX_EXTENTS         128
+/* iovecs of one reply. */
+#define NBD_REQ_IOV_MAX         (2 * NBD_READ_MAX_CHUNKS + 2)
+/* Reply headers of one request (chunk headers, extents, error). */
+#define NBD_REQ_HDR_SIZE        (NBD_CHUNK_HEADER_SIZE + \
+                                 NBD_BLOCK_STATUS_SIZE + \
+                                 NBD_MAX_EXTENTS * NBD_EXTENT_SIZE)
+
+G_STATIC_ASSERT(NBD_READ_MAX_CHUNKS *
+                (NBD_CHUNK_HEADER_SIZE + NBD_OFFSET_HOLE_SIZE) <=
+                NBD_REQ_HDR_SIZE);
+
+/* One request, from parsing until its reply is sent.  home */
+struct NbdRequest {
+    NbdConn *conn;
+    NbdRequest *next;               /* free list or send queue */
+    Coroutine *send_waiter;         /* waits for the sender to send it */
+
+    uint16_t flags;                 /* NBD_CMD_FLAG_* */
+    uint16_t type;                  /* NBD_CMD_* */
+    uint64_t handle;
+    uint64_t offset;
+    uint32_t len;
+
+    int error;                      /* NBD error of the reply, or 0 */
+    const char *error_msg;          /* for structured error chunks */
+    uint8_t *buf;                   /* READ/WRITE data, or NULL */
+    size_t buf_size;                /* its allocated size */
+    uint32_t payload_done;          /* WRITE: payload bytes received */
+    uint64_t bytes_read;            /* for the statistics */
+    uint64_t bytes_written;
+
+    unsigned niov;                  /* the reply */
+    struct iovec iov[NBD_REQ_IOV_MAX];
+    size_t hdr_used;
+    uint8_t hdr[NBD_REQ_HDR_SIZE];
+};
+
+/* --- nbd-conn.c: the transmission phase --------------------------------- */
+
+/*
+ * Run the transmission phase of @conn, whose handshake chose conn->exp
+ * (with a reference).  Called by the connection coroutine in the main
+ * loop; attaches to the export, moves to its context, serves requests
+ * until the client leaves, the stream breaks or the connection is closed,
+ * and returns in the main loop, detached (the export reference dropped).
+ */
+void coroutine_fn nbd_conn_transmission(NbdConn *conn);
+
+/*
+ * Close @conn in whatever phase it is: shut the socket down (pending
+ * receives and sends fail) and wake it if it is parked.  Main loop.
+ */
+void nbd_conn_request_close(NbdConn *conn);
+
+/* The "nbd" export type's drain and move callbacks (main loop). */
+void nbd_export_drained_begin(BlockExport *exp);
+bool nbd_export_drained_poll(BlockExport *exp);
+void nbd_export_drained_end(BlockExport *exp);
+void nbd_export_aio_context_changed(BlockExport *exp, AioContext *ctx);
+void nbd_export_get_stats(BlockExport *exp, BlockExportStats *stats);
+
+/*
+ * A data buffer of at least @len bytes from @conn's pools; *@size is its
+ * size, for the release.  home
+ */
+void *nbd_buf_get(NbdConn *conn, size_t len, size_t *size);
+
+/* --- nbd-cmd.c: commands ------------------------------------------------ */
+
+/*
+ * Check a parsed request against the protocol and the export; a refusal
+ * sets req->error (an NBD error) and req->error_msg.  home
+ */
+void nbd_req_check(NbdConn *conn, NbdRequest *req);
+
+/*
+ * Run @req (unless nbd_req_check() refused it) and build its reply in
+ * req->iov.  Request coroutine, home.
+ */
+void coroutine_fn nbd_req_execute(NbdConn *conn, NbdRequest *req);
+
+/* --- nbd-handshake.c ----------------------------------------------------- */
+
+/*
+ * Run the handshake of @conn, in its coroutine in the main loop.  Returns
+ * true if the client chose an export (conn->exp, with a reference) and
+ * the transmission phase begins.
+ */
+bool coroutine_fn nbd_handshake(NbdConn *conn);
+
+/* --- nbd-server.c -------------------------------------------------------- */
+
+/* Multi-conn is consistent unless the server allows one connection. */
+bool nbd_server_allows_multi_conn(NbdServer *server);
+
+/*
+ * Iterate over the exports clients can choose (type nbd, not shutting
+ * down): exp = nbd_export_next(NULL) ...  Main loop.
+ */
+NbdExport *nbd_export_next(NbdExport *exp);
+/*
+ * The export called @name among those.  The empty name is the default
+ * export: the only one, if there is exactly one.  Main loop.
+ */
+NbdExport *nbd_export_find(const char *name);
+
+#endif /* BLOCK_EXPORT_NBD_INT_H */

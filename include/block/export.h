@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Block exports: a node made available to clients outside the daemon (NBD
+ * for now), in the shape of QEMU's BlockExport.
+ *
+ * An export owns a BlockBackend on its node with the permissions QSD
+ * takes (consistent read, plus write when writable; it shares everything
+ * with other users of the node except what its type forbids: NBD forbids
+ * resize), and one or more iothreads its connections run in.  The export
+ * type's driver implements the protocol.
+ *
+ * Life cycle (main loop, BQL): blk_exp_add() creates it with one
+ * reference, the registry's.  blk_exp_request_shutdown() (block-export-del,
+ * nbd-server-stop, daemon shutdown) starts tearing it down: the type
+ * disconnects its clients and the registry's reference is dropped; each
+ * client holds a reference of its own.  When the last reference goes, a
+ * bottom half in the main loop deletes the export (driver, BlockBackend,
+ * iothread uses) and emits BLOCK_EXPORT_DELETED; until then the export is
+ * listed with "shutting-down": true.
+ *
+ * Drains and AioContext moves of the node reach the export through its
+ * BlockBackend's dev ops, which export.c owns and forwards to the driver.
+ * While the node is drained the export's clients submit nothing new and
+ * the driver reports busy until their requests are done; the BlockBackend
+ * does not park requests (request queuing disabled), because the drain
+ * waits for the export's own coroutines to finish theirs.
+ *
+ * Main loop (GLOBAL_STATE_CODE) unless a function says otherwise.
+ */
+#ifndef BLOCK_EXPORT_H
+#define BLOCK_EXPORT_H
+
+#include "block/block-common.h"
+#include "util/iothread.h"
+#include "util/opts.h"
+#include "util/queue.h"
+
+typedef struct BlockExport BlockExport;
+typedef struct BlockExportDriver BlockExportDriver;
+
+/*
+ * Counters for query-block-exports.  An export keeps the totals of the
+ * clients that are gone here (atomics); live clients keep their own
+ * (written only in the thread they run in, so that the I/O path shares no
+ * cache line between threads) and the driver adds them (get_stats).
+ */
+typedef struct BlockExportStats {
+    uint64_t requests;          /* requests answered */
+    uint64_t bytes_read;        /* data sent to clients */
+    uint64_t bytes_written;     /* data received from clients and written */
+} BlockExportStats;
+
+struct BlockExport {
+    const BlockExportDriver *drv;   /* immutable */
+    char *id;                       /* immutable */
+    BlockBackend *blk;              /* immutable while the export lives */
+    bool writable;                  /* immutable */
+    bool writethrough;              /* immutable: FUA on every write */
+    bool fixed_iothread;            /* immutable: refuse AioContext moves */
+
+    /*
+     * The iothreads given to block-export-add (IOThread *), in order;
+     * empty: the connections run in the node's context.  With more than
+     * one, connections are spread over them round-robin and the export
+     * holds a use reference on each (qmp/objects.h).  immutable
+     */
+    GPtrArray *iothreads;
+    unsigned next_iothread;         /* BQL: round-robin cursor */
+
+    int refcount;                   /* BQL */
+    bool shutting_down;             /* BQL */
+    /* Clients in the transmission phase (for query and safe removal). */
+    unsigned clients;               /* BQL */
+
+    BlockExportStats stats;         /* atomics: totals of departed clients */
+
+    QLIST_ENTRY(BlockExport) next;  /* BQL: in the registry */
+};
+
+/*
+ * An export type.  Every callback runs in the main loop under the BQL,
+ * outside coroutines; the drain callbacks must not poll.
+ */
+struct BlockExportDriver {
+    const char *type;               /* "nbd" */
+    size_t instance_size;           /* >= sizeof(BlockExport), which is first */
+    /* Type-specific arguments of block-export-add (after the common ones). */
+    const OptDesc *opts;
+
+    /*
+     * Set up after the common part (the BlockBackend is attached, the
+     * export is not yet listed).  On failure, leave no trace: delete is
+     * not called.
+     */
+    int (*create)(BlockExport *exp, struct json_object *args, Error **errp);
+    /* Disconnect every client; each drops its reference when gone. */
+    void (*request_shutdown)(BlockExport *exp);
+    /* The last reference is gone: free what create allocated. */
+    void (*delete)(BlockExport *exp);
+    /* Add type-specific members to a query-block-exports entry (or NULL). */
+    void (*query)(BlockExport *exp, struct json_object *info);
+    /* Add the counters of live clients to @stats (or NULL). */
+    void (*get_stats)(BlockExport *exp, BlockExportStats *stats);
+
+    /* The node is drained: submit nothing new (do not poll). */
+    void (*drained_begin)(BlockExport *exp);
+    /* True while requests the export started are still in flight. */
+    bool (*drained_poll)(BlockExport *exp);
+    void (*drained_end)(BlockExport *exp);
+    /*
+     * The node moved to @ctx (inside a drained section, under the graph
+     * write lock: record, do not poll).  Called only for exports that
+     * follow their node (not fixed-iothread).
+     */
+    void (*aio_context_changed)(BlockExport *exp, AioContext *ctx);
+};
+
+/* Register an export type; once per type, at start-up. */
+void blk_exp_register_driver(const BlockExportDriver *drv);
+
+/*
+ * The argument schema of block-export-add: the common arguments and those
+ * of every registered type.  Built on first use (after the types are
+ * registered); lives as long as the process.
+ */
+const OptDesc *blk_exp_add_schema(void);
+
+/*
+ * block-export-add.  @args has been checked against blk_exp_add_schema().
+ * Returns the new export (its reference is the registry's), or NULL with
+ * @errp set and nothing changed.
+ */
+BlockExport *blk_exp_add(struct json_object *args, Error **errp);
+
+BlockExport *blk_exp_find(const char *id);
+/* Iterate over every export: exp = blk_exp_next(NULL) ... */
+BlockExport *blk_exp_next(BlockExport *exp);
+
+void blk_exp_ref(BlockExport *exp);
+/* The last reference schedules the deletion (bottom half, main loop). */
+void blk_exp_unref(BlockExport *exp);
+
+/* Start removing @exp: disconnect its clients, drop the registry's ref. */
+void blk_exp_request_shutdown(BlockExport *exp);
+
+/*
+ * Shut down every export of @type (NULL: of every type) and wait, running
+ * the main loop, until all of them are deleted.
+ */
+void blk_exp_close_all_type(const char *type);
+/* Shut down every export and wait until all are gone (daemon exit). */
+void blk_exp_close_all(void);
+
+/*
+ * The AioContext the next client of @exp should run in: round-robin over
+ * the export's iothreads when it has several, else the node's current
+ * context.
+ */
+AioContext *blk_exp_next_aio_context(BlockExport *exp);
+
+/* query-block-exports: a list of BlockExportInfo (new reference). */
+struct json_object *blk_exp_query_all(void);
+
+#endif /* BLOCK_EXPORT_H */

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The NBD server: listeners (a UNIX socket, or every address an inet host
+ * resolves to), connections whose handshake runs in the main loop and
+ * whose transmission phase runs in an export's iothread, and the "nbd"
+ * export type.  The protocol's constants are in
+ * block/export/nbd-protocol.h; docs/nbd.md describes what is supported.
+ *
+ * Main loop (BQL) throughout.
+ */
+#ifndef BLOCK_NBD_H
+#define BLOCK_NBD_H
+
+#include "block/export.h"
+
+#define NBD_DEFAULT_MAX_CONNECTIONS     100
+#define NBD_DEFAULT_HANDSHAKE_SECONDS   10
+/* Requests a connection keeps in flight before it stops reading. */
+#define NBD_DEFAULT_MAX_IN_FLIGHT       16
+#define NBD_MAX_IN_FLIGHT_LIMIT         1024
+/* Longest string (export name, description, query) the protocol allows. */
+#define NBD_MAX_STRING                  4096
+/* Largest READ or WRITE payload; longer requests fail with EINVAL. */
+#define NBD_MAX_BUFFER                  (32 * 1024 * 1024)
+
+typedef struct NbdServerOptions {
+    /* Exactly one of: a UNIX path, or host + port. */
+    char *unix_path;
+    char *host;
+    char *port;
+    /* inet: restrict to one family (both false: whatever host resolves to) */
+    bool ipv4_only;
+    bool ipv6_only;
+    uint32_t max_connections;       /* 0: unlimited */
+    uint32_t handshake_max_seconds; /* 0: no limit */
+} NbdServerOptions;
+
+/* nbd-server-start: listen.  Fails if a server is already running. */
+bool nbd_server_start(const NbdServerOptions *opts, Error **errp);
+
+/*
+ * nbd-server-stop: stop listening, shut down every NBD export (as QEMU
+ * does) and close every connection, half-done handshakes included, and
+ * wait (running the main loop) until all of them are gone.  Does nothing
+ * if no server runs.
+ */
+void nbd_server_stop(void);
+bool nbd_server_is_running(void);
+
+/* Register the "nbd" export type; once, at start-up. */
+void nbd_export_init(void);
+
+#endif /* BLOCK_NBD_H */
