@@ -46,6 +46,7 @@
 #include "qmp/qmp.h"
 #include "util/aio.h"
 #include "util/log.h"
+#include "util/sockets.h"
 #include "util/main-loop.h"
 #include "util/queue.h"
 
@@ -871,100 +872,8 @@ static void listener_accept(void *opaque)
     }
 }
 
-/*
- * Make sure nothing lives at @path: refuse a live server or a file that is
- * not a socket; remove a stale socket (nobody accepts on it any more).
- */
-static bool monitor_clear_path(const char *path,
-                               const struct sockaddr_un *addr, Error **errp)
-{
-    struct stat st;
-    int fd, ret;
-
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT) {
-            return true;
-        }
-        error_setg_errno(errp, errno, "Cannot use QMP socket '%s'", path);
-        return false;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        error_setg(errp, "Cannot use QMP socket '%s': the file exists and is "
-                   "not a socket", path);
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Cannot create a socket");
-        return false;
-    }
-    ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-    if (ret < 0) {
-        ret = -errno;
-    }
-    close(fd);
-    /* EAGAIN: a live server whose backlog is full. */
-    if (ret == 0 || ret == -EAGAIN) {
-        error_setg(errp, "Cannot use QMP socket '%s': it is in use by a "
-                   "running server", path);
-        return false;
-    }
-    if (ret != -ECONNREFUSED) {
-        error_setg_errno(errp, -ret, "Cannot use QMP socket '%s'", path);
-        return false;
-    }
-    if (unlink(path) < 0 && errno != ENOENT) {
-        error_setg_errno(errp, errno, "Cannot remove stale QMP socket '%s'",
-                         path);
-        return false;
-    }
-    info_report("removed stale QMP socket '%s'", path);
-    return true;
-}
-
-/*
- * Bind @fd to @addr with permissions @mode and nothing wider at any time:
- * the socket inode's mode is set before bind (which applies the umask to
- * it), and only afterwards widened to exactly @mode if the umask took bits
- * away.
- */
-static bool monitor_bind(int fd, const struct sockaddr_un *addr,
-                         const char *path, mode_t mode, struct stat *st,
-                         Error **errp)
-{
-    if (fchmod(fd, mode) < 0) {
-        error_setg_errno(errp, errno, "Cannot set the mode of QMP socket "
-                         "'%s'", path);
-        return false;
-    }
-    if (bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
-        if (errno == EADDRINUSE) {
-            error_setg(errp, "Cannot use QMP socket '%s': it is in use by a "
-                       "running server", path);
-        } else {
-            error_setg_errno(errp, errno, "Cannot bind QMP socket '%s'", path);
-        }
-        return false;
-    }
-    if (lstat(path, st) < 0) {
-        error_setg_errno(errp, errno, "Cannot stat QMP socket '%s'", path);
-        goto fail_unlink;
-    }
-    if ((st->st_mode & 07777) != mode && chmod(path, mode) < 0) {
-        error_setg_errno(errp, errno, "Cannot set the mode of QMP socket "
-                         "'%s'", path);
-        goto fail_unlink;
-    }
-    return true;
-
-fail_unlink:
-    unlink(path);
-    return false;
-}
-
 bool monitor_add_unix(const char *path, unsigned mode, Error **errp)
 {
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
     MonitorListener *l;
     struct stat st;
     int fd;
@@ -975,29 +884,9 @@ bool monitor_add_unix(const char *path, unsigned mode, Error **errp)
         error_setg(errp, "Invalid mode %#o for QMP socket '%s'", mode, path);
         return false;
     }
-    if (strlen(path) >= sizeof(addr.sun_path)) {
-        error_setg(errp, "QMP socket path '%s' is too long (at most %zu "
-                   "bytes)", path, sizeof(addr.sun_path) - 1);
-        return false;
-    }
-    strcpy(addr.sun_path, path);
-    if (!monitor_clear_path(path, &addr, errp)) {
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = unix_listen_path(path, mode, MONITOR_BACKLOG, "QMP socket", &st,
+                          errp);
     if (fd < 0) {
-        error_setg_errno(errp, errno, "Cannot create a socket");
-        return false;
-    }
-    if (!monitor_bind(fd, &addr, path, mode, &st, errp)) {
-        close(fd);
-        return false;
-    }
-    if (listen(fd, MONITOR_BACKLOG) < 0) {
-        error_setg_errno(errp, errno, "Cannot listen on QMP socket '%s'",
-                         path);
-        unlink(path);
-        close(fd);
         return false;
     }
     l = g_new0(MonitorListener, 1);

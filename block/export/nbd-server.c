@@ -32,6 +32,7 @@
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/log.h"
+#include "util/sockets.h"
 #include "util/main-loop.h"
 
 typedef struct NbdListener {
@@ -266,73 +267,13 @@ static void nbd_add_listener(NbdServer *server, int fd)
     };
 }
 
-/* Refuse a live server at @path or a non-socket; remove a stale socket. */
-static bool nbd_clear_unix_path(const char *path,
-                                const struct sockaddr_un *addr, Error **errp)
-{
-    struct stat st;
-    int fd, ret;
-
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT) {
-            return true;
-        }
-        error_setg_errno(errp, errno, "Cannot use NBD socket '%s'", path);
-        return false;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        error_setg(errp, "Cannot use NBD socket '%s': the file exists and is "
-                   "not a socket", path);
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Cannot create a socket");
-        return false;
-    }
-    ret = connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0 ?
-          -errno : 0;
-    close(fd);
-    if (ret == 0 || ret == -EAGAIN) {
-        error_setg(errp, "Cannot use NBD socket '%s': it is in use by a "
-                   "running server", path);
-        return false;
-    }
-    if (unlink(path) < 0 && errno != ENOENT) {
-        error_setg_errno(errp, errno, "Cannot remove stale NBD socket '%s'",
-                         path);
-        return false;
-    }
-    return true;
-}
-
 static bool nbd_listen_unix(NbdServer *server, const char *path, Error **errp)
 {
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    int fd;
+    /* Mode 0: the umask decides who may connect, as with QEMU's server. */
+    int fd = unix_listen_path(path, 0, SOMAXCONN, "NBD socket",
+                              &server->unix_st, errp);
 
-    if (strlen(path) >= sizeof(addr.sun_path)) {
-        error_setg(errp, "UNIX socket path '%s' is too long", path);
-        return false;
-    }
-    strcpy(addr.sun_path, path);
-    if (!nbd_clear_unix_path(path, &addr, errp)) {
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        error_setg_errno(errp, errno, "Cannot create a socket");
-        return false;
-    }
-    if (bind(fd, (const struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        error_setg_errno(errp, errno, "Failed to bind socket to %s", path);
-        close(fd);
-        return false;
-    }
-    if (listen(fd, SOMAXCONN) < 0 || lstat(path, &server->unix_st) < 0) {
-        error_setg_errno(errp, errno, "Failed to listen on %s", path);
-        unlink(path);
-        close(fd);
         return false;
     }
     nbd_add_listener(server, fd);
