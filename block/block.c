@@ -163,12 +163,18 @@ AioContext *bdrv_get_aio_context(BlockDriverState *bs)
     return bs->aio_context;
 }
 
-/* QEMU's rule: a letter first, then letters, digits, '-', '.', '_'. */
+/*
+ * QEMU's rule: a letter first, then letters, digits, '-', '.', '_'.  The
+ * length (at most BDRV_NODE_NAME_MAX) is checked apart, after duplicates,
+ * for QEMU's "Node name too long".
+ */
+#define BDRV_NODE_NAME_MAX 31
+
 static bool node_name_valid(const char *name)
 {
     size_t len = strlen(name);
 
-    if (len == 0 || len > 31 || !g_ascii_isalpha(name[0])) {
+    if (len == 0 || !g_ascii_isalpha(name[0])) {
         return false;
     }
     for (size_t i = 1; i < len; i++) {
@@ -571,6 +577,10 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
     }
     if (node_name && bdrv_find_node(node_name)) {
         error_setg(errp, "Duplicate nodes with node-name='%s'", node_name);
+        return NULL;
+    }
+    if (node_name && strlen(node_name) > BDRV_NODE_NAME_MAX) {
+        error_setg(errp, "Node name too long");
         return NULL;
     }
 

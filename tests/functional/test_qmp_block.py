@@ -244,6 +244,17 @@ def test_blockdev_add_errors(env):
                      "'node-name' must be specified for the root node")
     expect_add_error(qmp, {'driver': 'null-co', 'node-name': '0n'},
                      "Invalid node-name: '0n'")
+    # QEMU's limit: 31 bytes; checked after the characters and duplicates
+    qmp.cmd('blockdev-add', driver='null-co', node_name='n' * 31)
+    expect_add_error(qmp, {'driver': 'null-co', 'node-name': 'n' * 31},
+                     f"Duplicate nodes with node-name='{'n' * 31}'")
+    expect_add_error(qmp, {'driver': 'null-co', 'node-name': 'n' * 32},
+                     'Node name too long')
+    expect_add_error(qmp, {'driver': 'null-co', 'node-name': 'n' * 4097},
+                     'Node name too long')
+    expect_add_error(qmp, {'driver': 'null-co', 'node-name': 'n y' * 20},
+                     f"Invalid node-name: '{'n y' * 20}'")
+    qmp.cmd('blockdev-del', node_name='n' * 31)
     expect_add_error(qmp, {'driver': 'file', 'node-name': 'f0'},
                      "'filename': missing required parameter")
     expect_add_error(qmp, {'driver': 'raw', 'node-name': 'r0',
