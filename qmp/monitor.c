@@ -598,7 +598,15 @@ static size_t client_parse(MonitorClient *c, const char *buf, size_t len)
         return client_parse_error(c, buf, used, chunk, err);
     }
     json_scan_bytes(&c->scan, buf, used);
+    /*
+     * The tokener eats the blanks after a complete text (the newline
+     * every client sends): they are not part of the message, or a message
+     * of exactly the limit would be refused for its newline.
+     */
     c->msg_bytes += used;
+    for (size_t i = used; i > 0 && json_is_space(buf[i - 1]); i--) {
+        c->msg_bytes--;
+    }
     if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
         json_object_put(obj);
         client_oversized(c);
