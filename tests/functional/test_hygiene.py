@@ -16,7 +16,6 @@ same way.
 """
 
 import os
-import socket
 import sys
 import threading
 import time

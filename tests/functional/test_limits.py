@@ -32,7 +32,7 @@ from harness import (assert_eq, assert_qmp_error, main,  # noqa: E402
 # keep only ours.
 _ours = len(harness._tests)
 from test_nbd_robustness import (CMD_CACHE, CMD_FLUSH, CMD_READ,  # noqa: E402
-                                 CMD_WRITE, IHAVEOPT, OPT_EXPORT_NAME,
+                                 CMD_WRITE, OPT_EXPORT_NAME,
                                  OPT_GO, OPT_INFO, REP_ACK, REP_INFO,
                                  Closed, RawClient)
 del harness._tests[_ours:]
@@ -313,7 +313,7 @@ def test_export_names_at_the_limit(env):
     d.stop()
 
 
-# --- QMP ----------------------------------------------------------------------
+# --- QMP ------------------------------------------------------------------
 
 
 def qmp_raw(path):
@@ -492,7 +492,8 @@ def listening_inet(pid):
         if target.startswith('socket:['):
             inodes.add(target[8:-1])
     found = []
-    for family, path in (('ipv4', '/proc/net/tcp'), ('ipv6', '/proc/net/tcp6')):
+    for family, path in (('ipv4', '/proc/net/tcp'),
+                         ('ipv6', '/proc/net/tcp6')):
         try:
             with open(path) as f:
                 rows = f.readlines()[1:]
