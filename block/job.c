@@ -1,39 +1,27 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The job core: QEMU's job state machine and verb table, transactions,
- * pause points, cancellation, finalization, progress, rate limiting and
- * JOB_STATUS_CHANGE events.
+ * The job core: QEMU's job state machine and verb table, the ordered
+ * queue of job events, the job list, references, transactions and
+ * creation.  The driver-facing API (the job's coroutine, pause points,
+ * progress, rate limiting) is in job-driver.c, the monitor-facing verbs
+ * and the completion of transactions in job-monitor.c; job-internal.h is
+ * what the three share.
  *
  * Invariants:
  * - job_mutex guards the job list and every mutable job field; it is
  *   dropped around every driver callback, coroutine wake-up and wait, and
  *   never held across a yield.
- * - A job's coroutine runs in the job's AioContext; everything after run()
- *   returns (completion, finalization, dismissal, freeing) runs in the
- *   main loop, reached through a bottom half.
- * - `busy` is false only while the coroutine is yielded in job_do_yield
- *   (a pause point, job_yield(), job_sleep_ns()); whoever sets it back to
- *   true wakes the coroutine, exactly once.
  * - Status changes go through job_state_transition_locked(), which checks
  *   the transition table and queues JOB_STATUS_CHANGE.  Events are queued
  *   under job_mutex and sent from the main loop in queue order.
- * - started job: one reference for the coroutine, dropped by job_exit().
+ * - The job list holds one reference, dropped when the job is dismissed;
+ *   a started job's coroutine holds another, dropped by job_exit().
  */
 #include "util/osdep.h"
 
-#include "block/job-driver.h"
-#include "block/job-monitor.h"
+#include "block/job-internal.h"
 #include "qmp/qmp.h"
-#include "util/aio-wait.h"
 #include "util/main-loop.h"
-
-#define JOB_RATELIMIT_SLICE_NS  (100 * 1000 * 1000LL)
-
-struct JobTxn {
-    QLIST_HEAD(, Job) jobs;         /* job_mutex */
-    int refcnt;                     /* job_mutex */
-    bool aborting;                  /* job_mutex */
-};
 
 BdMutex job_mutex = { PTHREAD_MUTEX_INITIALIZER };
 
@@ -198,37 +186,7 @@ void job_event_queue_locked(const char *name, struct json_object *data)
     }
 }
 
-/* --- Ratelimit ------------------------------------------------------------- */
-
-void ratelimit_set_speed(RateLimit *rl, uint64_t per_sec, int64_t slice_ns)
-{
-    rl->slice_ns = slice_ns;
-    rl->slice_quota = per_sec ? MAX(per_sec * slice_ns / 1000000000ULL, 1)
-                              : 0;
-}
-
-int64_t ratelimit_calculate_delay(RateLimit *rl, uint64_t n, int64_t now_ns)
-{
-    if (!rl->slice_quota) {
-        return 0;
-    }
-    if (now_ns >= rl->slice_start_ns + rl->slice_ns) {
-        rl->slice_start_ns = now_ns;
-        rl->dispatched = 0;
-    }
-    if (rl->dispatched && rl->dispatched + n > rl->slice_quota) {
-        return rl->slice_start_ns + rl->slice_ns - now_ns;
-    }
-    rl->dispatched += n;
-    return 0;
-}
-
 /* --- Small state helpers --------------------------------------------------- */
-
-static bool job_is_internal(Job *job)
-{
-    return job->id == NULL;
-}
 
 const char *job_id(Job *job)
 {
@@ -238,16 +196,6 @@ const char *job_id(Job *job)
 const char *job_type_name(Job *job)
 {
     return job->driver->job_type;
-}
-
-static bool job_started_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    return job->co != NULL;
-}
-
-static bool job_should_pause_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    return job->pause_count > 0;
 }
 
 bool job_is_completed_locked(Job *job)
@@ -291,8 +239,7 @@ bool job_cancel_requested_locked(Job *job)
     return job->cancelled;
 }
 
-static void job_state_transition_locked(Job *job, JobStatus to)
-    TSA_REQUIRES(job_mutex)
+void job_state_transition_locked(Job *job, JobStatus to)
 {
     JobStatus from = job->status;
 
@@ -311,7 +258,7 @@ static void job_state_transition_locked(Job *job, JobStatus to)
     }
 }
 
-static void job_notify_locked(Job *job, JobEvent ev) TSA_REQUIRES(job_mutex)
+void job_notify_locked(Job *job, JobEvent ev)
 {
     if (job->event_hook && !job_is_internal(job)) {
         job->event_hook(job, ev);
@@ -404,7 +351,7 @@ JobTxn *job_txn_new(void)
     return txn;
 }
 
-static void job_txn_unref_locked(JobTxn *txn) TSA_REQUIRES(job_mutex)
+void job_txn_unref_locked(JobTxn *txn)
 {
     if (txn && --txn->refcnt == 0) {
         assert(QLIST_EMPTY(&txn->jobs));
@@ -428,7 +375,7 @@ static void job_txn_add_job_locked(JobTxn *txn, Job *job)
     txn->refcnt++;
 }
 
-static void job_txn_del_job_locked(Job *job) TSA_REQUIRES(job_mutex)
+void job_txn_del_job_locked(Job *job)
 {
     if (job->txn) {
         QLIST_REMOVE(job, txn_link);
@@ -437,13 +384,7 @@ static void job_txn_del_job_locked(Job *job) TSA_REQUIRES(job_mutex)
     }
 }
 
-/*
- * Call @fn on every job of @job's transaction until one returns non-zero;
- * returns that value.  @fn may drop job_mutex: the transaction and the
- * jobs are referenced meanwhile.
- */
-static int job_txn_apply_locked(Job *job, int (*fn)(Job *))
-    TSA_REQUIRES(job_mutex)
+int job_txn_apply_locked(Job *job, int (*fn)(Job *))
 {
     JobTxn *txn = job->txn;
     Job *other, *next;
@@ -462,7 +403,7 @@ static int job_txn_apply_locked(Job *job, int (*fn)(Job *))
     return rc;
 }
 
-/* --- Creation and the coroutine -------------------------------------------- */
+/* --- Creation ---------------------------------------------------------------- */
 
 static bool job_id_wellformed(const char *id)
 {
@@ -528,726 +469,4 @@ Job *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
     }
     job_unlock();
     return job;
-}
-
-/*
- * Yield until woken (busy set by the waker), after @ns if >= 0.  Drops
- * job_mutex across the yield.  The timer lives in this thread's context
- * and is gone before the coroutine goes on, so it never fires late.
- */
-static void coroutine_fn job_do_yield_locked(Job *job, int64_t ns)
-    TSA_REQUIRES(job_mutex);
-
-static void job_sleep_timer_cb(void *opaque)
-{
-    job_enter(opaque);
-}
-
-static void coroutine_fn job_do_yield_locked(Job *job, int64_t ns)
-{
-    AioTimer *timer = NULL;
-
-    assert(job->busy);
-    if (ns >= 0) {
-        timer = aio_timer_new(aio_get_current_context(), job_sleep_timer_cb,
-                              job);
-        aio_timer_mod_ns(timer, get_clock_ns() + ns);
-        job->sleeping = true;
-    }
-    job->busy = false;
-    job_unlock();
-    /* A drain or job_finish_sync may wait for !busy; pairs with the
-     * smp_mb() in AIO_WAIT_WHILE (inside aio_wait_kick()). */
-    aio_wait_kick();
-    co_yield();
-    job_lock();
-    if (timer) {
-        aio_timer_del(timer);
-        aio_timer_free(timer);
-    }
-    job->sleeping = false;
-    assert(job->busy);
-}
-
-/* Pause here if asked to; job_mutex held. */
-static void coroutine_fn job_pause_point_locked(Job *job)
-    TSA_REQUIRES(job_mutex)
-{
-    JobStatus status;
-
-    if (!job_should_pause_locked(job) || job_is_cancelled_locked(job)) {
-        return;
-    }
-    if (job->driver->pause) {
-        job_unlock();
-        job->driver->pause(job);
-        job_lock();
-    }
-    status = job->status;
-    if (job_should_pause_locked(job) && !job_is_cancelled_locked(job)) {
-        job_state_transition_locked(job, status == JOB_STATUS_READY ?
-                                    JOB_STATUS_STANDBY : JOB_STATUS_PAUSED);
-        job->paused = true;
-        /* A stray job_enter() just yields again. */
-        while (job_should_pause_locked(job) &&
-               !job_is_cancelled_locked(job)) {
-            job_do_yield_locked(job, -1);
-        }
-        job->paused = false;
-        job_state_transition_locked(job, status);
-    }
-    if (job->driver->resume) {
-        job_unlock();
-        job->driver->resume(job);
-        job_lock();
-    }
-}
-
-void coroutine_fn job_pause_point(Job *job)
-{
-    job_lock();
-    job_pause_point_locked(job);
-    job_unlock();
-}
-
-void coroutine_fn job_yield(Job *job)
-{
-    job_lock();
-    /* A pause requested meanwhile is served by the pause point. */
-    if (!job_is_cancelled_locked(job) && !job_should_pause_locked(job)) {
-        job_do_yield_locked(job, -1);
-    }
-    job_pause_point_locked(job);
-    job_unlock();
-}
-
-void coroutine_fn job_sleep_ns(Job *job, int64_t ns)
-{
-    job_lock();
-    if (!job_is_cancelled_locked(job) && !job_should_pause_locked(job)) {
-        job_do_yield_locked(job, ns);
-    }
-    job_pause_point_locked(job);
-    job_unlock();
-}
-
-static void job_exit(void *opaque);
-
-static void coroutine_fn job_co_entry(void *opaque)
-{
-    Job *job = opaque;
-    Error *err = NULL;
-    int ret;
-
-    job_lock();
-    assert(job->aio_context == aio_get_current_context());
-    job_pause_point_locked(job);
-    job_unlock();
-
-    ret = job->driver->run(job, &err);
-
-    job_lock();
-    job->ret = ret;
-    if (ret < 0 && !job->err) {
-        job->err = err;
-        err = NULL;
-    }
-    /* busy stays true: no driver code waits at a pause point any more,
-     * and the coroutine must not be entered again. */
-    job->deferred_to_main_loop = true;
-    job_unlock();
-    error_free(err);
-    aio_bh_schedule_oneshot(main_context(), job_exit, job);
-}
-
-void job_start(Job *job)
-{
-    GLOBAL_STATE_CODE();
-    job_lock();
-    assert(job->status == JOB_STATUS_CREATED && !job_started_locked(job));
-    assert(job->pause_count > 0);
-    job->co = co_create(job_co_entry, job);
-    job_ref_locked(job);        /* the coroutine's, dropped by job_exit() */
-    job->pause_count--;
-    job->busy = true;
-    job->paused = false;
-    job_state_transition_locked(job, JOB_STATUS_RUNNING);
-    job_unlock();
-    aio_co_enter(job->aio_context, job->co);
-}
-
-AioContext *job_get_aio_context(Job *job)
-{
-    AioContext *ctx;
-
-    job_lock();
-    ctx = job->aio_context;
-    job_unlock();
-    return ctx;
-}
-
-void job_set_aio_context_locked(Job *job, AioContext *ctx)
-{
-    GLOBAL_STATE_CODE();
-    /* The coroutine is yielded at a pause point, or not started. */
-    assert(!job_started_locked(job) || job->paused ||
-           job->deferred_to_main_loop);
-    job->aio_context = ctx;
-}
-
-/* --- Waking ------------------------------------------------------------------ */
-
-/* Wake the coroutine if it is yielded and @cond (NULL: always) agrees.
- * Drops job_mutex around the wake-up. */
-static void job_enter_cond_locked(Job *job, bool (*cond)(Job *))
-    TSA_REQUIRES(job_mutex)
-{
-    Coroutine *co;
-
-    if (!job_started_locked(job) || job->deferred_to_main_loop ||
-        job->busy) {
-        return;
-    }
-    if (cond && !cond(job)) {
-        return;
-    }
-    job->busy = true;
-    co = job->co;
-    job_unlock();
-    /* The coroutine yielded (busy was false); it is resumed in its
-     * context, from a bottom half if that is another thread's. */
-    aio_co_wake(co);
-    job_lock();
-}
-
-void job_enter_locked(Job *job)
-{
-    job_enter_cond_locked(job, NULL);
-}
-
-void job_enter(Job *job)
-{
-    job_lock();
-    job_enter_cond_locked(job, NULL);
-    job_unlock();
-}
-
-/* Do not cut a sleep short, unless something else has to be done. */
-static bool job_not_sleeping(Job *job) TSA_NO_TSA
-{
-    /* Called from job_enter_cond_locked() with job_mutex held. */
-    return !job->sleeping;
-}
-
-static bool job_is_sleeping(Job *job) TSA_NO_TSA
-{
-    /* Called from job_enter_cond_locked() with job_mutex held. */
-    return job->sleeping;
-}
-
-/* --- Pause and resume ------------------------------------------------------- */
-
-void job_pause_locked(Job *job)
-{
-    job->pause_count++;
-    if (!job->paused) {
-        job_enter_cond_locked(job, NULL);
-    }
-}
-
-void job_resume_locked(Job *job)
-{
-    assert(job->pause_count > 0);
-    job->pause_count--;
-    if (job->pause_count) {
-        return;
-    }
-    job_enter_cond_locked(job, job_not_sleeping);
-}
-
-void job_user_pause_locked(Job *job, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job_apply_verb_locked(job, JOB_VERB_PAUSE, errp)) {
-        return;
-    }
-    if (job->user_paused) {
-        error_setg(errp, "Job is already paused");
-        return;
-    }
-    job->user_paused = true;
-    job_pause_locked(job);
-}
-
-void job_user_resume_locked(Job *job, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job->user_paused || job->pause_count <= 0) {
-        error_setg(errp, "Can't resume a job that was not paused");
-        return;
-    }
-    if (!job_apply_verb_locked(job, JOB_VERB_RESUME, errp)) {
-        return;
-    }
-    if (job->driver->user_resume) {
-        job_unlock();
-        job->driver->user_resume(job);
-        job_lock();
-    }
-    job->user_paused = false;
-    job_resume_locked(job);
-}
-
-bool job_set_speed_locked(Job *job, int64_t speed, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job_apply_verb_locked(job, JOB_VERB_SET_SPEED, errp)) {
-        return false;
-    }
-    if (speed < 0) {
-        error_setg(errp, "Parameter 'speed' expects a non-negative value");
-        return false;
-    }
-    job->speed = speed;
-    ratelimit_set_speed(&job->limit, speed, JOB_RATELIMIT_SLICE_NS);
-    /* A job sleeping for the old limit recomputes its delay. */
-    job_enter_cond_locked(job, job_is_sleeping);
-    return true;
-}
-
-/* --- Completion and finalization (main loop) ------------------------------ */
-
-/* ret from cancellation and a missing error message. */
-static void job_update_rc_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    if (!job->ret && job_is_cancelled_locked(job)) {
-        job->ret = -ECANCELED;
-    }
-    if (job->ret) {
-        if (!job->err) {
-            error_setg(&job->err, "%s", strerror(-job->ret));
-        }
-        job_state_transition_locked(job, JOB_STATUS_ABORTING);
-    }
-}
-
-static void job_do_dismiss_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    job->busy = false;
-    job->paused = false;
-    job->deferred_to_main_loop = true;
-    job_txn_del_job_locked(job);
-    job_state_transition_locked(job, JOB_STATUS_NULL);
-    QLIST_REMOVE(job, job_link);
-    job->job_link.le_prev = NULL;
-    job_unref_locked(job);
-}
-
-/* Call a main-loop driver callback without the lock. */
-#define JOB_CALL_UNLOCKED(job, cb) do {                                 \
-        if ((job)->driver->cb) {                                        \
-            job_unlock();                                               \
-            (job)->driver->cb(job);                                     \
-            job_lock();                                                 \
-        }                                                               \
-    } while (0)
-
-static int job_finalize_single_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    assert(job_is_completed_locked(job));
-    job_update_rc_locked(job);
-    if (!job->ret) {
-        JOB_CALL_UNLOCKED(job, commit);
-    } else {
-        JOB_CALL_UNLOCKED(job, abort);
-    }
-    JOB_CALL_UNLOCKED(job, clean);
-    if (job->cb) {
-        int ret = job->ret;
-
-        job_unlock();
-        job->cb(job->opaque, ret);
-        job_lock();
-    }
-    if (job_started_locked(job)) {
-        job_notify_locked(job, job_is_cancelled_locked(job) ?
-                          JOB_EVENT_CANCELLED : JOB_EVENT_COMPLETED);
-    }
-    job_txn_del_job_locked(job);
-    job_state_transition_locked(job, JOB_STATUS_CONCLUDED);
-    if (job->auto_dismiss || !job_started_locked(job)) {
-        job_do_dismiss_locked(job);
-    }
-    return 0;
-}
-
-static int job_prepare_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    if (job->ret == 0 && job->driver->prepare) {
-        int ret;
-
-        job_unlock();
-        ret = job->driver->prepare(job);
-        job_lock();
-        job->ret = ret;
-        job_update_rc_locked(job);
-    }
-    return job->ret;
-}
-
-static int job_needs_finalize_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    return !job->auto_finalize;
-}
-
-static int job_transition_to_pending_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    job_state_transition_locked(job, JOB_STATUS_PENDING);
-    if (!job->auto_finalize) {
-        job_notify_locked(job, JOB_EVENT_PENDING);
-    }
-    return 0;
-}
-
-static void job_completed_txn_abort_locked(Job *job) TSA_REQUIRES(job_mutex);
-
-static void job_do_finalize_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    assert(job->txn);
-    if (job_txn_apply_locked(job, job_prepare_locked)) {
-        job_completed_txn_abort_locked(job);
-    } else {
-        job_txn_apply_locked(job, job_finalize_single_locked);
-    }
-}
-
-static void job_cancel_async_locked(Job *job, bool force)
-    TSA_REQUIRES(job_mutex)
-{
-    if (job->driver->cancel) {
-        job_unlock();
-        force = job->driver->cancel(job, force);
-        job_lock();
-    } else {
-        force = true;           /* nothing to finish gracefully */
-    }
-    if (job->user_paused) {
-        /* The caller wakes the job. */
-        if (job->driver->user_resume) {
-            job_unlock();
-            job->driver->user_resume(job);
-            job_lock();
-        }
-        job->user_paused = false;
-        assert(job->pause_count > 0);
-        job->pause_count--;
-    }
-    /* A soft cancel of a job that is already done changes nothing. */
-    if (force || !job->deferred_to_main_loop) {
-        job->cancelled = true;
-        job->force_cancel |= force;
-    }
-}
-
-static void job_completed_txn_abort_locked(Job *job)
-{
-    JobTxn *txn = job->txn;
-    Job *other;
-
-    if (txn->aborting) {
-        return;                 /* the job that started the abort does it */
-    }
-    txn->aborting = true;
-    txn->refcnt++;
-    job_ref_locked(job);
-
-    /* One failed: nothing of the others matters, force them. */
-    QLIST_FOREACH(other, &txn->jobs, txn_link) {
-        if (other != job) {
-            job_cancel_async_locked(other, true);
-        }
-    }
-    while (!QLIST_EMPTY(&txn->jobs)) {
-        other = QLIST_FIRST(&txn->jobs);
-        if (!job_is_completed_locked(other)) {
-            assert(job_cancel_requested_locked(other));
-            if (job_started_locked(other)) {
-                job_finish_sync_locked(other, NULL, NULL);
-            } else {
-                job_update_rc_locked(other);
-            }
-        }
-        job_finalize_single_locked(other);
-    }
-    job_unref_locked(job);
-    job_txn_unref_locked(txn);
-}
-
-static void job_completed_txn_success_locked(Job *job)
-    TSA_REQUIRES(job_mutex)
-{
-    Job *other;
-
-    job_state_transition_locked(job, JOB_STATUS_WAITING);
-    QLIST_FOREACH(other, &job->txn->jobs, txn_link) {
-        if (!job_is_completed_locked(other)) {
-            return;             /* the last one to finish goes on */
-        }
-        assert(other->ret == 0);
-    }
-    job_txn_apply_locked(job, job_transition_to_pending_locked);
-    if (job_txn_apply_locked(job, job_needs_finalize_locked) == 0) {
-        job_do_finalize_locked(job);
-    }
-}
-
-static void job_completed_locked(Job *job) TSA_REQUIRES(job_mutex)
-{
-    assert(job->txn && !job_is_completed_locked(job));
-    job_update_rc_locked(job);
-    if (job->ret) {
-        job_completed_txn_abort_locked(job);
-    } else {
-        job_completed_txn_success_locked(job);
-    }
-}
-
-/* run() returned: complete the job in the main loop. */
-static void job_exit(void *opaque)
-{
-    Job *job = opaque;
-
-    GLOBAL_STATE_CODE();
-    job_lock();
-    job->busy = false;
-    /* A forced cancel may have finished it in the meantime (nested). */
-    if (!job_is_completed_locked(job)) {
-        job_completed_locked(job);
-    }
-    job_unref_locked(job);
-    job_unlock();
-    aio_wait_kick();
-}
-
-void job_cancel_locked(Job *job, bool force)
-{
-    GLOBAL_STATE_CODE();
-    if (job->status == JOB_STATUS_CONCLUDED) {
-        job_do_dismiss_locked(job);
-        return;
-    }
-    job_cancel_async_locked(job, force);
-    if (!job_started_locked(job)) {
-        job_completed_locked(job);
-    } else if (job->deferred_to_main_loop) {
-        /* Soft cancels of finished jobs were ignored above. */
-        if (job_is_cancelled_locked(job)) {
-            job_completed_txn_abort_locked(job);
-        }
-    } else {
-        job_enter_cond_locked(job, NULL);
-    }
-}
-
-void job_user_cancel_locked(Job *job, bool force, Error **errp)
-{
-    if (!job_apply_verb_locked(job, JOB_VERB_CANCEL, errp)) {
-        return;
-    }
-    job_cancel_locked(job, force);
-}
-
-void job_complete_locked(Job *job, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job_apply_verb_locked(job, JOB_VERB_COMPLETE, errp)) {
-        return;
-    }
-    if (job_cancel_requested_locked(job) || !job->driver->complete) {
-        error_setg(errp, "The active block job '%s' cannot be completed",
-                   job_id(job));
-        return;
-    }
-    job_unlock();
-    job->driver->complete(job, errp);
-    job_lock();
-}
-
-void job_finalize_locked(Job *job, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job_apply_verb_locked(job, JOB_VERB_FINALIZE, errp)) {
-        return;
-    }
-    job_do_finalize_locked(job);
-}
-
-void job_dismiss_locked(Job **jobptr, Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    if (!job_apply_verb_locked(*jobptr, JOB_VERB_DISMISS, errp)) {
-        return;
-    }
-    job_do_dismiss_locked(*jobptr);
-    *jobptr = NULL;
-}
-
-/* --- Waiting ----------------------------------------------------------------- */
-
-/* Kick the job (so a cancelled job leaves its yield) and test it. */
-static bool job_wait_unfinished(Job *job) TSA_EXCLUDES(job_mutex)
-{
-    bool unfinished;
-
-    job_lock();
-    job_enter_cond_locked(job, NULL);
-    unfinished = !job_is_completed_locked(job);
-    job_unlock();
-    return unfinished;
-}
-
-int job_finish_sync_locked(Job *job, void (*finish)(Job *, Error **errp),
-                           Error **errp)
-{
-    Error *local_err = NULL;
-    int ret;
-
-    GLOBAL_STATE_CODE();
-    job_ref_locked(job);
-    if (finish) {
-        finish(job, &local_err);
-    }
-    if (local_err) {
-        error_propagate(errp, local_err);
-        job_unref_locked(job);
-        return -EBUSY;
-    }
-    job_unlock();
-    AIO_WAIT_WHILE(NULL, job_wait_unfinished(job));
-    job_lock();
-    ret = (job_is_cancelled_locked(job) && job->ret == 0) ? -ECANCELED
-                                                          : job->ret;
-    job_unref_locked(job);
-    return ret;
-}
-
-static void job_force_cancel_err(Job *job, Error **errp)
-    TSA_NO_TSA
-{
-    /* Called by job_finish_sync_locked() with job_mutex held. */
-    job_cancel_locked(job, true);
-}
-
-static void job_soft_cancel_err(Job *job, Error **errp)
-    TSA_NO_TSA
-{
-    /* Called by job_finish_sync_locked() with job_mutex held. */
-    job_cancel_locked(job, false);
-}
-
-int job_cancel_sync_locked(Job *job, bool force)
-{
-    return job_finish_sync_locked(job, force ? job_force_cancel_err
-                                             : job_soft_cancel_err, NULL);
-}
-
-/* --- Driver-side queries ----------------------------------------------------- */
-
-bool job_is_cancelled(Job *job)
-{
-    bool ret;
-
-    job_lock();
-    ret = job_is_cancelled_locked(job);
-    job_unlock();
-    return ret;
-}
-
-bool job_cancel_requested(Job *job)
-{
-    bool ret;
-
-    job_lock();
-    ret = job_cancel_requested_locked(job);
-    job_unlock();
-    return ret;
-}
-
-bool job_is_ready(Job *job)
-{
-    bool ret;
-
-    job_lock();
-    ret = job_is_ready_locked(job);
-    job_unlock();
-    return ret;
-}
-
-bool job_is_completed(Job *job)
-{
-    bool ret;
-
-    job_lock();
-    ret = job_is_completed_locked(job);
-    job_unlock();
-    return ret;
-}
-
-void job_transition_to_ready(Job *job)
-{
-    job_lock();
-    job_state_transition_locked(job, JOB_STATUS_READY);
-    job_notify_locked(job, JOB_EVENT_READY);
-    job_unlock();
-}
-
-/* --- Progress and rate limiting ---------------------------------------------- */
-
-void job_progress_update(Job *job, uint64_t done)
-{
-    job_lock();
-    job->progress_current += done;
-    job_unlock();
-}
-
-void job_progress_set_remaining(Job *job, uint64_t remaining)
-{
-    job_lock();
-    job->progress_total = job->progress_current + remaining;
-    job_unlock();
-}
-
-void job_progress_increase_remaining(Job *job, uint64_t delta)
-{
-    job_lock();
-    job->progress_total += delta;
-    job_unlock();
-}
-
-void job_progress_get_locked(Job *job, uint64_t *current, uint64_t *total)
-{
-    *current = job->progress_current;
-    *total = job->progress_total;
-}
-
-int64_t job_ratelimit_calculate_delay(Job *job, uint64_t n)
-{
-    int64_t delay;
-
-    job_lock();
-    delay = ratelimit_calculate_delay(&job->limit, n, get_clock_ns());
-    job_unlock();
-    return delay;
-}
-
-void coroutine_fn job_ratelimit_wait(Job *job, uint64_t n)
-{
-    int64_t delay;
-
-    while ((delay = job_ratelimit_calculate_delay(job, n)) > 0) {
-        if (job_is_cancelled(job)) {
-            return;
-        }
-        job_sleep_ns(job, delay);
-    }
 }
