@@ -81,6 +81,11 @@ static void block_job_event_hook(Job *job, JobEvent ev)
         json_object_object_add(data, "id", json_object_new_string(job->id));
         job_event_queue_locked("BLOCK_JOB_PENDING", data);
         break;
+    case JOB_EVENT_USER_RESUMED:
+        /* QEMU's block_job_iostatus_reset(): resuming clears the error. */
+        bjob->iostatus_failed = false;
+        bjob->iostatus_nospace = false;
+        break;
     }
 }
 
@@ -253,27 +258,38 @@ BlockErrorAction block_job_error_action(BlockJob *bjob, BlockdevOnError on_err,
     case BLOCKDEV_ON_ERROR_STOP:
         action = BLOCK_ERROR_ACTION_STOP;
         break;
+    case BLOCKDEV_ON_ERROR_ENOSPC:
+    case BLOCKDEV_ON_ERROR_AUTO:
+        /* A full disk can be grown and the job resumed. */
+        action = error == ENOSPC ? BLOCK_ERROR_ACTION_STOP
+                                 : BLOCK_ERROR_ACTION_REPORT;
+        break;
     default:
-        /* report, auto and (here) enospc */
         action = BLOCK_ERROR_ACTION_REPORT;
         break;
     }
-    (void)error;            /* enospc is not distinguished */
     job_lock();
-    data = json_object_new_object();
-    json_object_object_add(data, "device", json_object_new_string(job_id(job)));
-    json_object_object_add(data, "operation",
-                           json_object_new_string(is_read ? "read" : "write"));
-    json_object_object_add(data, "action",
-                           json_object_new_string(error_action_names[action]));
-    job_event_queue_locked("BLOCK_JOB_ERROR", data);
+    if (job->id) {
+        data = json_object_new_object();
+        json_object_object_add(data, "device",
+                               json_object_new_string(job->id));
+        json_object_object_add(data, "operation", json_object_new_string(
+                                   is_read ? "read" : "write"));
+        json_object_object_add(data, "action", json_object_new_string(
+                                   error_action_names[action]));
+        job_event_queue_locked("BLOCK_JOB_ERROR", data);
+    }
     if (action == BLOCK_ERROR_ACTION_STOP) {
         if (!job->user_paused) {
             /* Stopped as if by job-pause: job-resume goes on. */
             job->user_paused = true;
             job_pause_locked(job);
         }
-        bjob->iostatus_failed = true;
+        /* The first error of a stop is the one reported. */
+        if (!bjob->iostatus_failed) {
+            bjob->iostatus_failed = true;
+            bjob->iostatus_nospace = error == ENOSPC;
+        }
     }
     job_unlock();
     return action;
@@ -299,7 +315,8 @@ struct json_object *block_job_query_locked(BlockJob *bjob)
                            json_object_new_boolean(job->pause_count > 0));
     json_object_object_add(info, "speed", json_object_new_int64(job->speed));
     json_object_object_add(info, "io-status", json_object_new_string(
-                               bjob->iostatus_failed ? "failed" : "ok"));
+                               !bjob->iostatus_failed ? "ok" :
+                               bjob->iostatus_nospace ? "nospace" : "failed"));
     json_object_object_add(info, "ready",
                            json_object_new_boolean(job_is_ready_locked(job)));
     json_object_object_add(info, "status", json_object_new_string(

@@ -69,6 +69,7 @@ void job_user_resume_locked(Job *job, Error **errp)
         job_lock();
     }
     job->user_paused = false;
+    job_notify_locked(job, JOB_EVENT_USER_RESUMED);
     job_resume_locked(job);
 }
 
@@ -213,6 +214,7 @@ static void job_cancel_async_locked(Job *job, bool force)
             job_lock();
         }
         job->user_paused = false;
+        job_notify_locked(job, JOB_EVENT_USER_RESUMED);
         assert(job->pause_count > 0);
         job->pause_count--;
     }

@@ -191,30 +191,34 @@ static void qmp_block_job_cancel(struct json_object *args,
     job_unlock();
 }
 
-static void run_block_job_cmd(struct json_object *args, JobCmd cmd,
-                              Error **errp)
+/* @key: "device", or "id" for the commands QEMU added later (finalize,
+ * dismiss). */
+static void run_block_job_cmd(struct json_object *args, const char *key,
+                              JobCmd cmd, Error **errp)
 {
     BlockJob *bjob;
 
     GLOBAL_STATE_CODE();
     job_lock();
-    bjob = find_block_job_locked(opts_get_str(args, "device"), errp);
+    bjob = find_block_job_locked(opts_get_str(args, key), errp);
     if (bjob) {
         job_cmd_locked(&bjob->job, cmd, false, errp);
     }
     job_unlock();
 }
 
-#define BLOCK_JOB_HANDLER(name, cmd)                                    \
+#define BLOCK_JOB_HANDLER(name, key, cmd)                               \
     static void name(struct json_object *args, struct json_object **ret, \
                      Error **errp)                                      \
     {                                                                   \
-        run_block_job_cmd(args, cmd, errp);                             \
+        run_block_job_cmd(args, key, cmd, errp);                        \
     }
 
-BLOCK_JOB_HANDLER(qmp_block_job_pause, JOB_CMD_PAUSE)
-BLOCK_JOB_HANDLER(qmp_block_job_resume, JOB_CMD_RESUME)
-BLOCK_JOB_HANDLER(qmp_block_job_complete, JOB_CMD_COMPLETE)
+BLOCK_JOB_HANDLER(qmp_block_job_pause, "device", JOB_CMD_PAUSE)
+BLOCK_JOB_HANDLER(qmp_block_job_resume, "device", JOB_CMD_RESUME)
+BLOCK_JOB_HANDLER(qmp_block_job_complete, "device", JOB_CMD_COMPLETE)
+BLOCK_JOB_HANDLER(qmp_block_job_finalize, "id", JOB_CMD_FINALIZE)
+BLOCK_JOB_HANDLER(qmp_block_job_dismiss, "id", JOB_CMD_DISMISS)
 
 static void qmp_block_job_set_speed(struct json_object *args,
                                     struct json_object **ret, Error **errp)
@@ -285,6 +289,10 @@ static const QmpCommand job_commands[] = {
       "pause a block job" },
     { "block-job-resume", device_args, qmp_block_job_resume, 0,
       "resume a paused block job" },
+    { "block-job-finalize", id_args, qmp_block_job_finalize, 0,
+      "finalize a pending block job's transaction" },
+    { "block-job-dismiss", id_args, qmp_block_job_dismiss, 0,
+      "remove a concluded block job" },
     { "block-job-set-speed", set_speed_args, qmp_block_job_set_speed, 0,
       "change a block job's rate limit" },
     { "query-block-jobs", NULL, qmp_query_block_jobs, 0,

@@ -24,9 +24,9 @@
 typedef enum BlockdevOnError {
     BLOCKDEV_ON_ERROR_REPORT,
     BLOCKDEV_ON_ERROR_IGNORE,
-    BLOCKDEV_ON_ERROR_ENOSPC,       /* treated as report (no ENOSPC stop) */
+    BLOCKDEV_ON_ERROR_ENOSPC,       /* stop on ENOSPC, else report */
     BLOCKDEV_ON_ERROR_STOP,
-    BLOCKDEV_ON_ERROR_AUTO,         /* report, for jobs */
+    BLOCKDEV_ON_ERROR_AUTO,         /* as enospc, for jobs */
     BLOCKDEV_ON_ERROR__MAX,
 } BlockdevOnError;
 
@@ -44,7 +44,10 @@ typedef struct BlockJob {
     BlockBackend *blk;              /* immutable: the main node's backend */
     /* Further nodes' backends (block_job_add_bdrv()).  BQL */
     GSList *extra_blks;
-    bool iostatus_failed;           /* job_mutex: an error stopped the job */
+    /* QEMU's io-status: an I/O error stopped the job (on-*-error=stop, or
+     * enospc/auto on ENOSPC) and it was not resumed since.  job_mutex */
+    bool iostatus_failed;
+    bool iostatus_nospace;          /* job_mutex: ... and it was ENOSPC */
 } BlockJob;
 
 /*
@@ -72,10 +75,12 @@ BlockJob *block_job_from_job(Job *job);
 BlockJob *block_job_get_locked(const char *id) TSA_REQUIRES(job_mutex);
 
 /*
- * An I/O error @error (positive errno) in the job: decide by @on_err,
- * send BLOCK_JOB_ERROR and, for "stop", pause the job as if by the user
- * (job-resume goes on).  Returns the action.  Any thread (the job's
- * coroutine).
+ * An I/O error @error (positive errno) in the job: decide by @on_err as
+ * QEMU does (stop; report; ignore; enospc and auto stop on ENOSPC and
+ * report anything else), send BLOCK_JOB_ERROR (not for internal jobs)
+ * and, for "stop", pause the job as if by the user and set io-status to
+ * failed (nospace for ENOSPC) until job-resume.  Returns the action.  Any
+ * thread (the job's coroutine).
  */
 BlockErrorAction block_job_error_action(BlockJob *job, BlockdevOnError on_err,
                                         bool is_read, int error)

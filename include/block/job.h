@@ -100,6 +100,9 @@ typedef enum JobEvent {
     JOB_EVENT_PENDING,
     JOB_EVENT_COMPLETED,
     JOB_EVENT_CANCELLED,
+    /* No longer paused by the user (job-resume, or a cancel of a job
+     * paused by job-pause): a block job's io-status goes back to ok. */
+    JOB_EVENT_USER_RESUMED,
 } JobEvent;
 
 /*

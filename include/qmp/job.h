@@ -2,8 +2,9 @@
 /*
  * QMP commands on jobs (qmp/cmd-job.c): job-pause, job-resume, job-cancel,
  * job-complete, job-dismiss, job-finalize, query-jobs and the block-job-*
- * forms (block-job-cancel, -complete, -pause, -resume, -set-speed,
- * query-block-jobs), with QEMU's arguments, errors and replies.
+ * forms (block-job-cancel, -complete, -pause, -resume, -finalize,
+ * -dismiss, -set-speed, query-block-jobs), with QEMU's arguments, errors
+ * and replies.
  *
  * Main-loop code throughout (GLOBAL_STATE_CODE).
  */

@@ -121,6 +121,7 @@ static int stress_iterations(void)
 
 static GString *status_log;         /* "created running ..." of test jobs */
 static GPtrArray *event_log;        /* event names */
+static struct json_object *last_event_data;
 
 static void record_event(const char *event, struct json_object *msg,
                          void *opaque)
@@ -128,6 +129,8 @@ static void record_event(const char *event, struct json_object *msg,
     struct json_object *data = json_object_object_get(msg, "data");
 
     g_ptr_array_add(event_log, g_strdup(event));
+    json_object_put(last_event_data);
+    last_event_data = json_object_get(data);
     if (!strcmp(event, "JOB_STATUS_CHANGE")) {
         g_string_append_printf(status_log, "%s%s", status_log->len ? " " : "",
             json_object_get_string(json_object_object_get(data, "status")));
@@ -698,30 +701,6 @@ static void test_drain_with_waiting_job(void)
     bdrv_unref(bs);
 }
 
-static void test_block_job_error_stop(void)
-{
-    BlockDriverState *bs = open_null("null-err", NULL);
-    TestJob *t = new_block_job("bj2", bs);
-
-    job_start(&t->common.job);
-    log_reset();
-    g_assert_cmpint(block_job_error_action(&t->common, BLOCKDEV_ON_ERROR_STOP,
-                                           false, EIO), ==,
-                    BLOCK_ERROR_ACTION_STOP);
-    WAIT_STATUS(t, JOB_STATUS_PAUSED);
-    g_assert_true(logged("BLOCK_JOB_ERROR"));
-    g_assert_cmpint(block_job_error_action(&t->common,
-                                           BLOCKDEV_ON_ERROR_ENOSPC, true,
-                                           ENOSPC), ==,
-                    BLOCK_ERROR_ACTION_REPORT);
-    verb(t, user_resume, &error_abort);
-    WAIT_STATUS(t, JOB_STATUS_RUNNING);
-    job_cancel_sync_all();
-    g_assert_cmpint(status_of(t), ==, JOB_STATUS_NULL);
-    put_job(t);
-    bdrv_unref(bs);
-}
-
 /* --- QMP ------------------------------------------------------------------- */
 
 static struct json_object *qmp(const char *cmd, const char *args,
@@ -782,6 +761,134 @@ static void test_qmp_commands(void)
     bdrv_unref(bs);
 }
 
+/* A field of @id's entry in query-block-jobs, as a string. */
+static char *block_job_field(const char *id, const char *field)
+{
+    struct json_object *ret = qmp("query-block-jobs", NULL, &error_abort);
+    char *val = NULL;
+
+    for (size_t i = 0; i < json_object_array_length(ret); i++) {
+        struct json_object *info = json_object_array_get_idx(ret, i);
+
+        if (!strcmp(json_object_get_string(
+                json_object_object_get(info, "device")), id)) {
+            val = g_strdup(json_object_get_string(
+                json_object_object_get(info, field)));
+        }
+    }
+    json_object_put(ret);
+    g_assert_nonnull(val);
+    return val;
+}
+
+#define ASSERT_FIELD(id, field, want) do {                               \
+        g_autofree char *v_ = block_job_field(id, field);                \
+        g_assert_cmpstr(v_, ==, want);                                   \
+    } while (0)
+
+static void test_block_job_error_stop(void)
+{
+    BlockDriverState *bs = open_null("null-err", NULL);
+    TestJob *t = new_block_job("bj2", bs);
+    struct json_object *ev;
+
+    job_start(&t->common.job);
+    log_reset();
+    g_assert_cmpint(block_job_error_action(&t->common, BLOCKDEV_ON_ERROR_STOP,
+                                           false, EIO), ==,
+                    BLOCK_ERROR_ACTION_STOP);
+    WAIT_STATUS(t, JOB_STATUS_PAUSED);
+    g_assert_true(logged("BLOCK_JOB_ERROR"));
+    ASSERT_FIELD("bj2", "io-status", "failed");
+    ASSERT_FIELD("bj2", "paused", "true");
+    /* enospc and auto report errors other than ENOSPC, as QEMU's. */
+    g_assert_cmpint(block_job_error_action(&t->common,
+                                           BLOCKDEV_ON_ERROR_ENOSPC, true,
+                                           EIO), ==,
+                    BLOCK_ERROR_ACTION_REPORT);
+    g_assert_cmpint(block_job_error_action(&t->common, BLOCKDEV_ON_ERROR_AUTO,
+                                           true, EIO), ==,
+                    BLOCK_ERROR_ACTION_REPORT);
+    g_assert_cmpint(block_job_error_action(&t->common,
+                                           BLOCKDEV_ON_ERROR_IGNORE, true,
+                                           EIO), ==,
+                    BLOCK_ERROR_ACTION_IGNORE);
+    /* Resuming a job stopped by an error clears its io-status. */
+    json_object_put(qmp("block-job-resume", "{\"device\": \"bj2\"}",
+                        &error_abort));
+    WAIT_STATUS(t, JOB_STATUS_RUNNING);
+    ASSERT_FIELD("bj2", "io-status", "ok");
+
+    /* ... and they stop on ENOSPC: io-status nospace. */
+    log_reset();
+    g_assert_cmpint(block_job_error_action(&t->common, BLOCKDEV_ON_ERROR_AUTO,
+                                           false, ENOSPC), ==,
+                    BLOCK_ERROR_ACTION_STOP);
+    g_assert_cmpint(block_job_error_action(&t->common,
+                                           BLOCKDEV_ON_ERROR_ENOSPC, false,
+                                           ENOSPC), ==,
+                    BLOCK_ERROR_ACTION_STOP);
+    WAIT_STATUS(t, JOB_STATUS_PAUSED);
+    ASSERT_FIELD("bj2", "io-status", "nospace");
+    g_assert_cmpint(event_log->len, >=, 2);
+    ev = last_event_data;
+    g_assert_cmpstr(json_object_get_string(json_object_object_get(
+        ev, "device")), ==, "bj2");
+    g_assert_cmpstr(json_object_get_string(json_object_object_get(
+        ev, "operation")), ==, "write");
+    g_assert_cmpstr(json_object_get_string(json_object_object_get(
+        ev, "action")), ==, "stop");
+    verb(t, user_resume, &error_abort);
+    ASSERT_FIELD("bj2", "io-status", "ok");
+    job_cancel_sync_all();
+    g_assert_cmpint(status_of(t), ==, JOB_STATUS_NULL);
+    put_job(t);
+    bdrv_unref(bs);
+}
+
+/* QEMU's block-job-finalize and block-job-dismiss take "id". */
+static void test_qmp_block_job_finalize_dismiss(void)
+{
+    BlockDriverState *bs = open_null("null-fin", NULL);
+    TestJob *t = block_job_create("bj4", &test_block_job_driver, NULL, bs,
+                                  BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, 0,
+                                  JOB_MANUAL_FINALIZE | JOB_MANUAL_DISMISS,
+                                  NULL, NULL, &error_abort);
+    Error *err = NULL;
+
+    job_ref(&t->common.job);
+    qatomic_set(&t->finish, 1);
+    job_start(&t->common.job);
+    WAIT_STATUS(t, JOB_STATUS_PENDING);
+    ASSERT_FIELD("bj4", "auto-finalize", "false");
+    ASSERT_FIELD("bj4", "auto-dismiss", "false");
+    g_assert_null(qmp("block-job-dismiss", "{\"id\": \"bj4\"}", &err));
+    g_assert_cmpstr(error_get_pretty(err), ==, "Job 'bj4' in state "
+                    "'pending' cannot accept command verb 'dismiss'");
+    error_free(err);
+    err = NULL;
+    g_assert_null(qmp("block-job-finalize", "{\"id\": \"nope\"}", &err));
+    g_assert_cmpint(error_get_class(err), ==, ERROR_CLASS_DEVICE_NOT_ACTIVE);
+    g_assert_cmpstr(error_get_pretty(err), ==, "Block job 'nope' not found");
+    error_free(err);
+    err = NULL;
+    g_assert_null(qmp("block-job-finalize", "{\"device\": \"bj4\"}", &err));
+    g_assert_nonnull(err);
+    error_free(err);
+    log_reset();
+    json_object_put(qmp("block-job-finalize", "{\"id\": \"bj4\"}",
+                        &error_abort));
+    g_assert_cmpint(status_of(t), ==, JOB_STATUS_CONCLUDED);
+    g_assert_true(logged("BLOCK_JOB_COMPLETED"));
+    ASSERT_FIELD("bj4", "status", "concluded");
+    json_object_put(qmp("block-job-dismiss", "{\"id\": \"bj4\"}",
+                        &error_abort));
+    g_assert_cmpint(status_of(t), ==, JOB_STATUS_NULL);
+    g_assert_cmpstr(status_log->str, ==, "concluded null");
+    put_job(t);
+    bdrv_unref(bs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -822,5 +929,7 @@ int main(int argc, char **argv)
     g_test_add_func("/job/blockjob/error-stop-and-report",
                     test_block_job_error_stop);
     g_test_add_func("/job/qmp/commands-and-errors", test_qmp_commands);
+    g_test_add_func("/job/qmp/block-job-finalize-dismiss",
+                    test_qmp_block_job_finalize_dismiss);
     return g_test_run();
 }
