@@ -188,12 +188,26 @@ static void job_completed_txn_abort_locked(Job *job) TSA_REQUIRES(job_mutex);
 
 static void job_do_finalize_locked(Job *job) TSA_REQUIRES(job_mutex)
 {
-    assert(job->txn);
-    if (job_txn_apply_locked(job, job_prepare_locked)) {
-        job_completed_txn_abort_locked(job);
-    } else {
+    JobTxn *txn = job->txn;
+    Job *failed;
+
+    assert(txn);
+    if (!job_txn_apply_locked(job, job_prepare_locked)) {
         job_txn_apply_locked(job, job_finalize_single_locked);
+        return;
     }
+    /*
+     * The abort spares the job it is given, which must be the one that
+     * failed: @job (job-finalize's) may have prepared well, and would
+     * commit while the others abort.
+     */
+    QLIST_FOREACH(failed, &txn->jobs, txn_link) {
+        if (failed->ret) {
+            break;
+        }
+    }
+    assert(failed);
+    job_completed_txn_abort_locked(failed);
 }
 
 static void job_cancel_async_locked(Job *job, bool force)
