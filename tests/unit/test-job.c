@@ -1,234 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The job core: the state machine and verb tables against QEMU's, the
- * events of a job's life, pause/resume/cancel in every state,
- * transactions, auto-finalize/auto-dismiss, job_mutex discipline under a
- * two-iothread stress, and BlockJobs under drain (a drain pauses a
- * running job and resumes it; a drain never waits on a job that waits).
+ * events of a job's life, pause/resume/cancel, transactions, job_mutex
+ * discipline under a two-iothread stress with verbs racing the jobs, and
+ * BlockJobs: drain (a drain pauses a running job and resumes it; a drain
+ * never waits on a job that waits), error policies and io-status, and the
+ * QMP commands.  Every verb in every state is test-job-states.c.
  *
- * Jobs are of type "test", defined here: a loop that sleeps in short
- * steps, becomes READY when asked, finishes when completed, fails with
- * the error it is given, and counts its driver callbacks.  Tests wait
- * with AIO_WAIT_WHILE() on the job's state, never with sleeps.
+ * Jobs are of type "test" (job-helpers.c).  Tests wait with
+ * AIO_WAIT_WHILE() on the job's state, never with sleeps.
  */
 #include "util/osdep.h"
 
-#include "block/blockjob.h"
-#include "block/job-driver.h"
-#include "block/job-monitor.h"
-#include "qmp/job.h"
-#include "qmp/qmp.h"
-#include "util/aio-wait.h"
+#include "job-helpers.h"
 #include "util/atomic.h"
-#include "util/iothread.h"
-
-typedef struct TestJob {
-    BlockJob common;                /* first; block jobs use all of it */
-    int make_ready;                 /* atomic: go READY */
-    int finish;                     /* atomic: leave the loop */
-    int ret;                        /* atomic: what run() returns */
-    int wait_forever;               /* atomic: job_yield() until entered */
-    int iterations;                 /* atomic */
-    int prepared, committed, aborted, cleaned;  /* main loop */
-} TestJob;
-
-static int coroutine_fn test_job_run(Job *job, Error **errp)
-{
-    TestJob *t = (TestJob *)job;
-
-    while (!job_is_cancelled(job)) {
-        if (qatomic_read(&t->make_ready) && !job_is_ready(job)) {
-            job_transition_to_ready(job);
-        }
-        if (qatomic_read(&t->finish) || job_cancel_requested(job)) {
-            break;
-        }
-        qatomic_inc(&t->iterations);
-        job_progress_set_remaining(job, 1);
-        if (qatomic_read(&t->wait_forever)) {
-            job_yield(job);
-        } else {
-            job_sleep_ns(job, 100 * 1000);
-        }
-    }
-    return qatomic_read(&t->ret);
-}
-
-static void test_job_complete(Job *job, Error **errp)
-{
-    TestJob *t = (TestJob *)job;
-
-    qatomic_set(&t->finish, 1);
-    job_enter(job);
-}
-
-/* Like mirror: a soft cancel of a READY job finishes it successfully. */
-static bool test_job_cancel(Job *job, bool force)
-{
-    return force || !job_is_ready(job);
-}
-
-static int test_job_prepare(Job *job)
-{
-    ((TestJob *)job)->prepared++;
-    return 0;
-}
-
-static void test_job_commit(Job *job)
-{
-    ((TestJob *)job)->committed++;
-}
-
-static void test_job_abort(Job *job)
-{
-    ((TestJob *)job)->aborted++;
-}
-
-static void test_job_clean(Job *job)
-{
-    ((TestJob *)job)->cleaned++;
-}
-
-static const JobDriver test_job_driver = {
-    .instance_size = sizeof(TestJob),
-    .job_type = "test",
-    .run = test_job_run,
-    .complete = test_job_complete,
-    .cancel = test_job_cancel,
-    .prepare = test_job_prepare,
-    .commit = test_job_commit,
-    .abort = test_job_abort,
-    .clean = test_job_clean,
-};
-
-static const JobDriver test_block_job_driver = {
-    .instance_size = sizeof(TestJob),
-    .job_type = "test",
-    .run = test_job_run,
-    .complete = test_job_complete,
-    .cancel = test_job_cancel,
-    .free = block_job_free,
-};
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
-
-/* --- Events ------------------------------------------------------------- */
-
-static GString *status_log;         /* "created running ..." of test jobs */
-static GPtrArray *event_log;        /* event names */
-static struct json_object *last_event_data;
-
-static void record_event(const char *event, struct json_object *msg,
-                         void *opaque)
-{
-    struct json_object *data = json_object_object_get(msg, "data");
-
-    g_ptr_array_add(event_log, g_strdup(event));
-    json_object_put(last_event_data);
-    last_event_data = json_object_get(data);
-    if (!strcmp(event, "JOB_STATUS_CHANGE")) {
-        g_string_append_printf(status_log, "%s%s", status_log->len ? " " : "",
-            json_object_get_string(json_object_object_get(data, "status")));
-    }
-}
-
-static void log_reset(void)
-{
-    g_string_truncate(status_log, 0);
-    g_ptr_array_set_size(event_log, 0);
-}
-
-static bool logged(const char *event)
-{
-    for (guint i = 0; i < event_log->len; i++) {
-        if (!strcmp(event_log->pdata[i], event)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* --- Helpers ------------------------------------------------------------ */
-
-static TestJob *new_job(const char *id, JobTxn *txn, AioContext *ctx,
-                        int flags)
-{
-    Job *job = job_create(id, &test_job_driver, txn,
-                          ctx ? ctx : main_context(), flags, NULL, NULL,
-                          &error_abort);
-
-    job_ref(job);               /* the test's own, dropped by put_job() */
-    return (TestJob *)job;
-}
-
-static void put_job(TestJob *t)
-{
-    job_unref(&t->common.job);
-}
-
-static JobStatus status_of(TestJob *t)
-{
-    JobStatus s;
-
-    job_lock();
-    s = t->common.job.status;
-    job_unlock();
-    return s;
-}
-
-static bool status_is_not(TestJob *t, JobStatus s)
-{
-    return status_of(t) != s;
-}
-
-#define WAIT_STATUS(t, s) AIO_WAIT_WHILE(NULL, status_is_not(t, s))
-
-static void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp)
-{
-    job_lock();
-    fn(&t->common.job, errp);
-    job_unlock();
-}
-
-static void user_pause(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_pause_locked(job, errp);
-}
-
-static void user_resume(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_resume_locked(job, errp);
-}
-
-static void user_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, true, errp);
-}
-
-static void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, false, errp);
-}
-
-static void complete(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_complete_locked(job, errp);
-}
-
-static void finalize(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_finalize_locked(job, errp);
-}
-
-static void dismiss(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_dismiss_locked(&job, errp);
-}
 
 /* --- Tables ------------------------------------------------------------- */
 
@@ -270,30 +55,6 @@ static void test_verb_table(void)
     }
     g_assert_cmpstr(job_status_name(JOB_STATUS_CONCLUDED), ==, "concluded");
     g_assert_cmpstr(job_verb_name(JOB_VERB_SET_SPEED), ==, "set-speed");
-}
-
-/* Every verb in a job's current state: refused exactly as the table says,
- * with QEMU's message. */
-static void check_verbs_in_state(TestJob *t)
-{
-    JobStatus s = status_of(t);
-
-    for (int v = 0; v < JOB_VERB__MAX; v++) {
-        Error *err = NULL;
-        bool ok;
-
-        job_lock();
-        ok = job_apply_verb_locked(&t->common.job, v, &err);
-        job_unlock();
-        g_assert_cmpint(ok, ==, job_verb_allowed(s, v));
-        if (!ok) {
-            g_autofree char *want = g_strdup_printf(
-                "Job '%s' in state '%s' cannot accept command verb '%s'",
-                t->common.job.id, job_status_name(s), job_verb_name(v));
-            g_assert_cmpstr(error_get_pretty(err), ==, want);
-            error_free(err);
-        }
-    }
 }
 
 /* --- A job's life --------------------------------------------------------- */
@@ -616,33 +377,117 @@ static void test_stress_two_iothreads(void)
     g_rand_free(rand);
 }
 
-/* --- BlockJobs and drain ---------------------------------------------------- */
-
-static BlockDriverState *open_null(const char *name, IOThread *io)
+/*
+ * Every monitor verb, from the main loop, at random, on jobs that run,
+ * finish and are replaced in two iothreads, with random auto-finalize and
+ * auto-dismiss: whatever the interleaving, every verb either works or
+ * fails with an error, every job's events follow the transition table
+ * (job-helpers.c checks each), and every job ends in NULL.
+ */
+static void set_random_speed(Job *job, Error **errp) TSA_NO_TSA
 {
-    g_autofree char *s = g_strdup_printf(
-        "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": 1048576}",
-        name);
-    struct json_object *opts = json_tokener_parse(s);
-    BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
-
-    json_object_put(opts);
-    if (io) {
-        g_assert_cmpint(bdrv_try_change_aio_context(
-            bs, iothread_get_aio_context(io), NULL, &error_abort), ==, 0);
-    }
-    return bs;
+    /* Called by verb() with job_mutex held. */
+    job_set_speed_locked(job, g_random_int_range(0, 2) << 30, errp);
 }
 
-static TestJob *new_block_job(const char *id, BlockDriverState *bs)
+static void internal_pause_resume(Job *job, Error **errp) TSA_NO_TSA
 {
-    TestJob *t = block_job_create(id, &test_block_job_driver, NULL, bs,
-                                  BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, 0,
-                                  JOB_DEFAULT, NULL, NULL, &error_abort);
+    /* Called by verb() with job_mutex held: a drain's pause. */
+    job_pause_locked(job);
+    job_resume_locked(job);
+}
 
-    job_ref(&t->common.job);
+static void query(Job *job, Error **errp) TSA_NO_TSA
+{
+    uint64_t cur, total;
+
+    /* Called by verb() with job_mutex held, as query-jobs does. */
+    for (Job *j = job_next_locked(NULL); j; j = job_next_locked(j)) {
+        job_progress_get_locked(j, &cur, &total);
+        g_assert_cmpuint(cur, <=, total);
+    }
+}
+
+static void (*const race_verbs[])(Job *, Error **) = {
+    user_pause, user_resume, user_cancel, soft_cancel, complete, finalize,
+    dismiss, set_random_speed, internal_pause_resume, query,
+};
+
+static TestJob *new_race_job(int slot, IOThread *io, GRand *rand)
+{
+    static const int flags[] = {
+        JOB_DEFAULT, JOB_MANUAL_FINALIZE, JOB_MANUAL_DISMISS,
+        JOB_MANUAL_FINALIZE | JOB_MANUAL_DISMISS,
+    };
+    g_autofree char *id = g_strdup_printf("r%d", slot);
+    TestJob *t = new_job(id, NULL, iothread_get_aio_context(io),
+                         flags[g_rand_int_range(rand, 0, 4)]);
+
+    qatomic_set(&t->make_ready, g_rand_boolean(rand));
+    if (g_rand_boolean(rand)) {
+        job_start(&t->common.job);
+    }
     return t;
 }
+
+static void test_stress_verbs_race_iothreads(void)
+{
+    IOThread *io[2];
+    TestJob *t[8];
+    int rounds = 2000 * stress_iterations();
+    GRand *rand = g_rand_new_with_seed(4242);
+    int replaced = 0;
+
+    io[0] = iothread_create("race-io0", 0, &error_abort);
+    io[1] = iothread_create("race-io1", 0, &error_abort);
+    for (int i = 0; i < 8; i++) {
+        t[i] = new_race_job(i, io[i % 2], rand);
+    }
+    for (int r = 0; r < rounds; r++) {
+        int i = g_rand_int_range(rand, 0, 8);
+        int nverbs = G_N_ELEMENTS(race_verbs);
+        int v = g_rand_int_range(rand, 0, nverbs + 2);
+        Error *err = NULL;
+
+        if (v == nverbs) {
+            /* The job finishes by itself, in its iothread. */
+            qatomic_set(&t[i]->finish, 1);
+            job_enter(&t[i]->common.job);
+        } else if (v > nverbs) {
+            job_lock();
+            if (t[i]->common.job.status == JOB_STATUS_CREATED &&
+                !t[i]->common.job.co) {
+                job_unlock();
+                job_start(&t[i]->common.job);
+            } else {
+                job_unlock();
+            }
+        } else {
+            verb(t[i], race_verbs[v], &err);
+            error_free(err);
+        }
+        aio_poll(main_context(), false);
+        if (status_of(t[i]) == JOB_STATUS_NULL) {
+            put_job(t[i]);
+            t[i] = new_race_job(i, io[i % 2], rand);
+            replaced++;
+        }
+    }
+    job_cancel_sync_all();
+    for (int i = 0; i < 8; i++) {
+        g_assert_cmpint(status_of(t[i]), ==, JOB_STATUS_NULL);
+        put_job(t[i]);
+    }
+    g_assert_cmpuint(live_job_ids(), ==, 0);
+    /* How far the jobs got depends on the scheduling: only reported. */
+    g_test_message("%d jobs ended before the final cancel", replaced);
+    iothread_destroy(io[0]);
+    iothread_destroy(io[1]);
+    g_rand_free(rand);
+}
+
+/* --- BlockJobs and drain ---------------------------------------------------- */
+
 
 static void test_drain_pauses_block_job(void)
 {
@@ -703,15 +548,6 @@ static void test_drain_with_waiting_job(void)
 
 /* --- QMP ------------------------------------------------------------------- */
 
-static struct json_object *qmp(const char *cmd, const char *args,
-                               Error **errp)
-{
-    struct json_object *a = args ? json_tokener_parse(args) : NULL;
-    struct json_object *ret = qmp_run_command(cmd, a, OPTS_STRICT_TYPES, errp);
-
-    json_object_put(a);
-    return ret;
-}
 
 static void test_qmp_commands(void)
 {
@@ -762,29 +598,12 @@ static void test_qmp_commands(void)
 }
 
 /* A field of @id's entry in query-block-jobs, as a string. */
-static char *block_job_field(const char *id, const char *field)
-{
-    struct json_object *ret = qmp("query-block-jobs", NULL, &error_abort);
-    char *val = NULL;
-
-    for (size_t i = 0; i < json_object_array_length(ret); i++) {
-        struct json_object *info = json_object_array_get_idx(ret, i);
-
-        if (!strcmp(json_object_get_string(
-                json_object_object_get(info, "device")), id)) {
-            val = g_strdup(json_object_get_string(
-                json_object_object_get(info, field)));
-        }
-    }
-    json_object_put(ret);
-    g_assert_nonnull(val);
-    return val;
-}
 
 #define ASSERT_FIELD(id, field, want) do {                               \
         g_autofree char *v_ = block_job_field(id, field);                \
         g_assert_cmpstr(v_, ==, want);                                   \
     } while (0)
+
 
 static void test_block_job_error_stop(void)
 {
@@ -892,12 +711,7 @@ static void test_qmp_block_job_finalize_dismiss(void)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    main_loop_init();
-    bdrv_init();
-    qmp_job_init();
-    status_log = g_string_new("");
-    event_log = g_ptr_array_new_with_free_func(g_free);
-    qmp_add_event_observer(record_event, NULL);
+    job_helpers_init();
 
     g_test_add_func("/job/table/transitions-as-qemu", test_transition_table);
     g_test_add_func("/job/table/verbs-as-qemu", test_verb_table);
@@ -922,6 +736,8 @@ int main(int argc, char **argv)
     g_test_add_func("/job/speed/negative-refused",
                     test_set_speed_refused_negative);
     g_test_add_func("/job/stress/two-iothreads", test_stress_two_iothreads);
+    g_test_add_func("/job/stress/verbs-race-iothreads",
+                    test_stress_verbs_race_iothreads);
     g_test_add_func("/job/blockjob/drain-pauses-and-resumes",
                     test_drain_pauses_block_job);
     g_test_add_func("/job/blockjob/drain-with-waiting-job",
