@@ -69,17 +69,29 @@ static void *iothread_run(void *opaque)
     return NULL;
 }
 
+static void iothread_free(IOThread *t)
+{
+    bd_cond_destroy(&t->cond);
+    bd_mutex_destroy(&t->lock);
+    g_free(t->id);
+    g_free(t);
+}
+
 IOThread *iothread_create(const char *id, int64_t poll_max_ns, Error **errp)
 {
     IOThread *t = g_new0(IOThread, 1);
     g_autofree char *name = g_strdup_printf("iothread-%s", id);
-    Error *err;
+    Error *err = NULL;
 
     t->id = g_strdup(id);
     t->poll_max_ns = poll_max_ns;
     bd_mutex_init(&t->lock);
     bd_cond_init(&t->cond);
-    t->thread = bd_thread_create(name, iothread_run, t);
+    if (!bd_thread_create(&t->thread, name, iothread_run, t, &err)) {
+        error_propagate_prepend(errp, err, "iothread '%s': ", id);
+        iothread_free(t);
+        return NULL;
+    }
 
     bd_mutex_lock(&t->lock);
     while (!t->started) {
@@ -91,10 +103,7 @@ IOThread *iothread_create(const char *id, int64_t poll_max_ns, Error **errp)
     if (err) {
         bd_thread_join(t->thread);
         error_propagate_prepend(errp, err, "iothread '%s': ", id);
-        bd_cond_destroy(&t->cond);
-        bd_mutex_destroy(&t->lock);
-        g_free(t->id);
-        g_free(t);
+        iothread_free(t);
         return NULL;
     }
     return t;
@@ -114,10 +123,7 @@ void iothread_destroy(IOThread *t)
     }
     aio_bh_schedule_oneshot(t->ctx, iothread_stop_bh, t);
     bd_thread_join(t->thread);
-    bd_cond_destroy(&t->cond);
-    bd_mutex_destroy(&t->lock);
-    g_free(t->id);
-    g_free(t);
+    iothread_free(t);
 }
 
 AioContext *iothread_get_aio_context(IOThread *t)

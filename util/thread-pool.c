@@ -241,6 +241,36 @@ static void *worker_thread(void *unused)
 
 /* --- Submission ---------------------------------------------------------- */
 
+/*
+ * Start a worker, counted in pool_workers by the caller.  If the system
+ * refuses a thread, the workers already running serve the queue, more
+ * slowly;
+ * with none at all, nothing ever would, and that is fatal.
+ */
+static void pool_spawn_worker(void)
+{
+    Error *err = NULL;
+    pthread_t thread;
+    unsigned workers;
+
+    /* Joined by the next worker to exit, or by thread_pool_shutdown(). */
+    if (bd_thread_create(&thread, "pool-worker", worker_thread, NULL,
+                         &err)) {
+        return;
+    }
+    bd_mutex_lock(&pool_lock);
+    workers = --pool_workers;
+    bd_mutex_unlock(&pool_lock);
+    if (!workers) {
+        log_msg(LOG_LEVEL_ERROR, "thread pool: no worker: %s",
+                error_get_pretty(err));
+        abort();
+    }
+    log_msg(LOG_LEVEL_WARNING, "thread pool: %s; %u workers go on",
+            error_get_pretty(err), workers);
+    error_free(err);
+}
+
 /* Queue @req and start a worker if none is free to take it.  Any thread. */
 static void pool_queue_request(ThreadPoolRequest *req)
 {
@@ -266,8 +296,7 @@ static void pool_queue_request(ThreadPoolRequest *req)
     bd_mutex_unlock(&pool_lock);
 
     if (spawn) {
-        /* Joined by the next worker to exit, or by thread_pool_shutdown(). */
-        bd_thread_create("pool-worker", worker_thread, NULL);
+        pool_spawn_worker();
     }
 }
 

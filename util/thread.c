@@ -4,7 +4,9 @@
  *
  * A pthread call that fails here means memory corruption or a locking bug
  * (unlocking a mutex the thread does not own, destroying a busy one), so
- * every failure aborts with the call's name and strerror.  Each thread counts
+ * every failure aborts with the call's name and strerror; except
+ * pthread_create(), which fails when the process is out of threads or
+ * memory, and whose caller gets an error.  Each thread counts
  * the BdMutexes it holds in a thread-local integer; the event loop checks
  * that the count is zero whenever a callback returns.  The count is only
  * meaningful because a coroutine never holds a BdMutex across a yield, so a
@@ -210,12 +212,12 @@ static void *thread_start(void *opaque)
     return fn(arg);
 }
 
-pthread_t bd_thread_create(const char *name, void *(*fn)(void *), void *arg)
+bool bd_thread_create(pthread_t *thread, const char *name,
+                      void *(*fn)(void *), void *arg, Error **errp)
 {
     ThreadStart *start = g_new0(ThreadStart, 1);
     sigset_t all, old;
-    pthread_t thread;
-    int ret;
+    int ret, create_ret;
 
     g_strlcpy(start->name, name, sizeof(start->name));
     start->fn = fn;
@@ -227,15 +229,20 @@ pthread_t bd_thread_create(const char *name, void *(*fn)(void *), void *arg)
     if (ret) {
         thread_fail("pthread_sigmask", ret);
     }
-    ret = pthread_create(&thread, NULL, thread_start, start);
-    if (ret) {
-        thread_fail("pthread_create", ret);
-    }
+    /* Unlike the calls above, this one fails for want of resources
+     * (EAGAIN: RLIMIT_NPROC, memory for the stack): the caller decides. */
+    create_ret = pthread_create(thread, NULL, thread_start, start);
     ret = pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (ret) {
         thread_fail("pthread_sigmask", ret);
     }
-    return thread;
+    if (create_ret) {
+        g_free(start);
+        error_setg_errno(errp, create_ret, "Cannot create thread '%s'",
+                         name);
+        return false;
+    }
+    return true;
 }
 
 void *bd_thread_join(pthread_t thread)

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 
+#include "util/error.h"
 #include "util/osdep.h"
 
 typedef struct TSA_CAPABILITY("mutex") BdMutex {
@@ -67,10 +68,13 @@ static inline void bd_lock_guard_unlock(BdMutex **m) TSA_NO_TSA
 
 /*
  * Start a joinable thread named @name (shown by ps/gdb, truncated to 15
- * characters).  Signals are blocked in the new thread: only the main thread
- * handles them.
+ * characters) in *@thread.  Signals are blocked in the new thread: only the
+ * main thread handles them.  Fails (sets @errp, "Cannot create thread
+ * 'name': ...", and returns false) when the system refuses a thread: out
+ * of memory for its stack, or RLIMIT_NPROC reached.
  */
-pthread_t bd_thread_create(const char *name, void *(*fn)(void *), void *arg);
+bool bd_thread_create(pthread_t *thread, const char *name,
+                      void *(*fn)(void *), void *arg, Error **errp);
 void *bd_thread_join(pthread_t thread);
 
 #endif /* UTIL_THREAD_H */

@@ -5,12 +5,14 @@ with QEMU's properties, listed in creation order, refused with a message
 naming what is wrong, and never deleted while something runs in them."""
 
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    assert_eq, assert_in, assert_qmp_error, main, test,
+    SkipTest, assert_eq, assert_in, assert_qmp_error, blockd_binary, main,
+    test,
 )
 
 INT64_MAX = 2**63 - 1
@@ -118,6 +120,45 @@ def test_object_add_errors(env):
                                      id='x', size=1),
                      "'size': unexpected parameter")
     # Nothing was left behind by the failures.
+    assert_eq(list(iothreads(qmp)), ['io0'])
+    d.stop()
+
+
+def sanitized(binary):
+    """Built with ASan or TSan (their allocators reserve address space as
+    they please, so RLIMIT_AS means nothing to them)."""
+    with open(binary, 'rb') as f:
+        data = f.read()
+    return b'__asan_init' in data or b'__tsan_init' in data
+
+
+def vm_size(pid):
+    """The process's address space in bytes."""
+    with open(f'/proc/{pid}/statm') as f:
+        return int(f.read().split()[0]) * os.sysconf('SC_PAGESIZE')
+
+
+@test
+def test_object_add_without_room_for_a_thread(env):
+    # The daemon's address space is capped just above its size, so the
+    # iothread's stack (8 MiB) cannot be mapped: object-add fails with an
+    # error and the daemon goes on; with the room back, it works.
+    if sanitized(blockd_binary()):
+        raise SkipTest('RLIMIT_AS under a sanitizer')
+    d = env.start([])
+    qmp = env.qmp()
+    old = resource.prlimit(d.pid, resource.RLIMIT_AS)
+    resource.prlimit(d.pid, resource.RLIMIT_AS,
+                     (vm_size(d.pid) + (2 << 20), old[1]))
+    try:
+        e = assert_qmp_error(lambda: qmp.cmd('object-add',
+                                             qom_type='iothread', id='io0'))
+    finally:
+        resource.prlimit(d.pid, resource.RLIMIT_AS, old)
+    assert e.desc.startswith("iothread 'io0': Cannot create thread "
+                             "'iothread-io0': "), e.desc
+    assert_eq(iothreads(qmp), {}, 'nothing left behind')
+    assert_eq(qmp.cmd('object-add', qom_type='iothread', id='io0'), {})
     assert_eq(list(iothreads(qmp)), ['io0'])
     d.stop()
 

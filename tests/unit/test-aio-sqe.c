@@ -411,7 +411,7 @@ static void test_socket_send_recv(void)
     /* A RECV that blocks the loop until another thread sends. */
     blocking.op.fd = sv[0];
     start_sock_op(&blocking);
-    t = bd_thread_create("late-sender", late_sender, &sv[1]);
+    bd_thread_create(&t, "late-sender", late_sender, &sv[1], &error_abort);
     wait_sock_op(&blocking);
     bd_thread_join(t);
     g_assert_cmpint(blocking.res, ==, 4);

@@ -195,8 +195,9 @@ static void *cross_producer(void *opaque)
 static void test_bh_cross_thread_fifo(void)
 {
     CrossThread ct = { .n = 20000 * stress_iterations(), .in_order = true };
-    pthread_t t = bd_thread_create("producer", cross_producer, &ct);
+    pthread_t t;
 
+    bd_thread_create(&t, "producer", cross_producer, &ct, &error_abort);
     AIO_WAIT_WHILE(NULL, qatomic_read(&ct.seen) < ct.n);
     bd_thread_join(t);
     g_assert_cmpint(ct.seen, ==, ct.n);
@@ -564,8 +565,10 @@ static void test_aio_wait_while_kicked_from_plain_thread(void)
 
     for (i = 0; i < 500 * stress_iterations(); i++) {
         WaitFlag w = { 0 };
-        pthread_t t = bd_thread_create("notifier", notifier_thread, &w);
+        pthread_t t;
 
+        bd_thread_create(&t, "notifier", notifier_thread, &w,
+                         &error_abort);
         AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
         bd_thread_join(t);
     }

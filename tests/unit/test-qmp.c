@@ -374,8 +374,9 @@ static void *client_thread(void *arg)
 static void run_client(void (*fn)(void *opaque), void *opaque)
 {
     ClientRun r = { .fn = fn, .opaque = opaque };
-    pthread_t t = bd_thread_create("qmp-client", client_thread, &r);
+    pthread_t t;
 
+    bd_thread_create(&t, "qmp-client", client_thread, &r, &error_abort);
     AIO_WAIT_WHILE(main_context(), !qatomic_read(&r.done));
     bd_thread_join(t);
 }

@@ -5,8 +5,17 @@
 #include "util/osdep.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "util/thread.h"
+
+static pthread_t start(const char *name, void *(*fn)(void *), void *arg)
+{
+    pthread_t thread;
+
+    bd_thread_create(&thread, name, fn, arg, &error_abort);
+    return thread;
+}
 
 static void test_held_count_tracks_locks(void)
 {
@@ -63,7 +72,7 @@ static void test_trylock_busy_returns_false(void)
     bd_mutex_init(&target);
     bd_mutex_init(&h.lock);
     bd_cond_init(&h.cond);
-    thread = bd_thread_create("holder", holder_thread, &h);
+    bd_thread_create(&thread, "holder", holder_thread, &h, &error_abort);
 
     bd_mutex_lock(&h.lock);
     while (!h.holding) {
@@ -100,7 +109,7 @@ static void test_held_count_is_per_thread(void)
 
     bd_mutex_init(&m);
     bd_mutex_lock(&m);
-    thread = bd_thread_create("counter", count_thread, NULL);
+    bd_thread_create(&thread, "counter", count_thread, NULL, &error_abort);
     g_assert_cmpint(GPOINTER_TO_INT(bd_thread_join(thread)), ==, 0);
     g_assert_cmpint(bd_mutex_held_count(), ==, 1);
     bd_mutex_unlock(&m);
@@ -208,7 +217,8 @@ static void test_cond_signal_wakes(void)
 
     bd_mutex_init(&s.lock);
     bd_cond_init(&s.cond);
-    thread = bd_thread_create("signaller", signaller_thread, &s);
+    bd_thread_create(&thread, "signaller", signaller_thread, &s,
+                     &error_abort);
     /* Generous: the point is that the waiter wakes, not how fast. */
     deadline = get_clock_ns() + 60LL * 1000 * 1000 * 1000;
     bd_mutex_lock(&s.lock);
@@ -233,11 +243,11 @@ static void test_create_names_thread(void)
 {
     g_autofree char *name = NULL;
 
-    name = bd_thread_join(bd_thread_create("short", name_thread, NULL));
+    name = bd_thread_join(start("short", name_thread, NULL));
     g_assert_cmpstr(name, ==, "short");
     g_free(name);
-    name = bd_thread_join(bd_thread_create("iothread-io0-with-long-id",
-                                           name_thread, NULL));
+    name = bd_thread_join(start("iothread-io0-with-long-id", name_thread,
+                                NULL));
     g_assert_cmpstr(name, ==, "iothread-io0-wi");
 }
 
@@ -255,7 +265,7 @@ static void test_create_blocks_signals(void)
 
     g_assert_cmpint(pthread_sigmask(SIG_BLOCK, NULL, &before), ==, 0);
     g_assert_false(sigismember(&before, SIGTERM));
-    bd_thread_join(bd_thread_create("masked", mask_thread, &in_thread));
+    bd_thread_join(start("masked", mask_thread, &in_thread));
     g_assert_true(sigismember(&in_thread, SIGINT));
     g_assert_true(sigismember(&in_thread, SIGTERM));
     g_assert_true(sigismember(&in_thread, SIGHUP));
@@ -274,15 +284,69 @@ static void *double_thread(void *opaque)
 
 static void test_join_returns_result(void)
 {
-    pthread_t thread = bd_thread_create("double", double_thread,
-                                        GINT_TO_POINTER(21));
+    pthread_t thread = start("double", double_thread, GINT_TO_POINTER(21));
 
     g_assert_cmpint(GPOINTER_TO_INT(bd_thread_join(thread)), ==, 42);
+}
+
+/* The process's address space in bytes (first field of statm). */
+static uint64_t vm_size(void)
+{
+    g_autofree char *statm = NULL;
+
+    g_assert_true(g_file_get_contents("/proc/self/statm", &statm, NULL,
+                                      NULL));
+    return g_ascii_strtoull(statm, NULL, 10) * sysconf(_SC_PAGESIZE);
+}
+
+static void *return_arg_thread(void *opaque)
+{
+    return opaque;
+}
+
+/*
+ * With no room for a thread's stack, bd_thread_create() fails with an
+ * error naming the thread instead of aborting, and works again once there
+ * is room.  In a subprocess, so that the limit stays there.  (Root is
+ * not bound by RLIMIT_NPROC, but everyone is by RLIMIT_AS.)
+ */
+static void test_create_fails_cleanly(void)
+{
+#if defined(CONFIG_ASAN) || defined(CONFIG_TSAN)
+    /* Their allocators reserve address space as they please. */
+    g_test_skip("RLIMIT_AS under a sanitizer");
+    return;
+#endif
+    if (g_test_subprocess()) {
+        struct rlimit old, low;
+        pthread_t thread;
+        Error *err = NULL;
+
+        g_assert_cmpint(getrlimit(RLIMIT_AS, &old), ==, 0);
+        low = old;
+        /* 1 MiB to spare: less than a default stack (8 MiB). */
+        low.rlim_cur = vm_size() + (1 << 20);
+        g_assert_cmpint(setrlimit(RLIMIT_AS, &low), ==, 0);
+        g_assert_false(bd_thread_create(&thread, "nostack",
+                                        return_arg_thread, NULL, &err));
+        g_assert_cmpint(setrlimit(RLIMIT_AS, &old), ==, 0);
+        g_assert_nonnull(err);
+        g_assert_true(g_str_has_prefix(error_get_pretty(err),
+                                       "Cannot create thread 'nostack': "));
+        error_free(err);
+        g_assert_cmpint(GPOINTER_TO_INT(bd_thread_join(
+            start("roomy", return_arg_thread, GINT_TO_POINTER(7)))), ==, 7);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_passed();
 }
 
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/thread/create-fails-cleanly",
+                    test_create_fails_cleanly);
     g_test_add_func("/thread/held-count-tracks-locks",
                     test_held_count_tracks_locks);
     g_test_add_func("/thread/trylock-busy-returns-false",
