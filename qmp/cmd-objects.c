@@ -11,10 +11,8 @@
  * iothread that a node still runs in; blockd refuses, because the node's
  * next request would be scheduled onto a dead event loop.
  *
- * poll-grow, poll-shrink and aio-max-batch are accepted and reported, as
- * QEMU's, so that scripts that set them keep working; blockd's adaptive
- * polling has fixed growth and shrink factors, and it batches submissions
- * per loop iteration regardless (see docs/architecture.md).
+ * poll-max-ns, poll-grow, poll-shrink and aio-max-batch are QEMU's and
+ * are applied to the iothread's AioContext (util/iothread.c).
  *
  * Main-loop code throughout (GLOBAL_STATE_CODE).
  */
@@ -28,10 +26,6 @@
 
 typedef struct UserIOThread {
     IOThread *iothread;         /* immutable */
-    /* Accepted for QEMU compatibility, reported, not applied.  immutable */
-    int64_t poll_grow;
-    int64_t poll_shrink;
-    int64_t aio_max_batch;
     unsigned uses;              /* BQL: iothread_ref_use() references */
 } UserIOThread;
 
@@ -172,6 +166,7 @@ static void qmp_object_add(struct json_object *args, struct json_object **ret,
 {
     const char *type = opts_get_str(args, "qom-type");
     const char *id = opts_get_str(args, "id");
+    IOThreadParams params;
     UserIOThread *u;
     IOThread *iothread;
 
@@ -192,15 +187,19 @@ static void qmp_object_add(struct json_object *args, struct json_object **ret,
         return;
     }
 
-    iothread = iothread_create(id, opts_get_int(args, "poll-max-ns", 0), errp);
+    params = (IOThreadParams) {
+        .poll_max_ns = opts_get_int(args, "poll-max-ns", 0),
+        .poll_grow = opts_get_int(args, "poll-grow", 0),
+        .poll_shrink = opts_get_int(args, "poll-shrink", 0),
+        .aio_max_batch = opts_get_int(args, "aio-max-batch", 0),
+    };
+    iothread = iothread_create(id, params.poll_max_ns, errp);
     if (!iothread) {
         return;
     }
+    iothread_set_params(iothread, &params);
     u = g_new0(UserIOThread, 1);
     u->iothread = iothread;
-    u->poll_grow = opts_get_int(args, "poll-grow", 0);
-    u->poll_shrink = opts_get_int(args, "poll-shrink", 0);
-    u->aio_max_batch = opts_get_int(args, "aio-max-batch", 0);
     g_ptr_array_add(iothread_list(), u);
 }
 
@@ -253,19 +252,21 @@ static void qmp_query_iothreads(struct json_object *args,
     for (guint i = 0; i < iothreads->len; i++) {
         UserIOThread *u = iothreads->pdata[i];
         struct json_object *info = json_object_new_object();
+        IOThreadParams params;
 
+        iothread_get_params(u->iothread, &params);
         json_object_object_add(info, "id", json_object_new_string(
                                    iothread_get_id(u->iothread)));
         json_object_object_add(info, "thread-id", json_object_new_int(
                                    iothread_get_thread_id(u->iothread)));
-        json_object_object_add(info, "poll-max-ns", json_object_new_int64(
-                                   iothread_get_poll_max_ns(u->iothread)));
+        json_object_object_add(info, "poll-max-ns",
+                               json_object_new_int64(params.poll_max_ns));
         json_object_object_add(info, "poll-grow",
-                               json_object_new_int64(u->poll_grow));
+                               json_object_new_int64(params.poll_grow));
         json_object_object_add(info, "poll-shrink",
-                               json_object_new_int64(u->poll_shrink));
+                               json_object_new_int64(params.poll_shrink));
         json_object_object_add(info, "aio-max-batch",
-                               json_object_new_int64(u->aio_max_batch));
+                               json_object_new_int64(params.aio_max_batch));
         json_object_array_add(list, info);
     }
     *ret = list;

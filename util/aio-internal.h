@@ -127,6 +127,8 @@ struct AioContext {
     int64_t poll_max_ns;
     int64_t poll_grow;
     int64_t poll_shrink;
+    /* Submit once this many SQEs are queued (0: once per iteration).  home */
+    int64_t aio_max_batch;
 
     /* io_uring backend.  home */
     struct io_uring ring;

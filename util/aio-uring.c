@@ -6,7 +6,8 @@
  *  - SQEs from aio_get_sqe() accumulate in the submission queue and go to
  *    the kernel with the wait of the next loop iteration, in a single
  *    io_uring_enter() (io_uring_submit_and_wait_timeout(), whose timeout
- *    is the nearest timer deadline).
+ *    is the nearest timer deadline); or, with aio-max-batch, as soon as
+ *    that many are queued.
  *  - fd handlers are one-shot POLL_ADDs whose user_data is the handler.
  *    When one completes, the handler runs and the poll is re-armed if the
  *    handler is still registered: a still-ready fd completes again at once,
@@ -74,6 +75,10 @@ static struct io_uring_sqe *uring_get_sqe(AioContext *ctx,
 {
     struct io_uring_sqe *sqe;
 
+    if (ctx->aio_max_batch &&
+        io_uring_sq_ready(&ctx->ring) >= ctx->aio_max_batch) {
+        uring_submit(ctx);
+    }
     while (!(sqe = io_uring_get_sqe(&ctx->ring))) {
         uring_submit(ctx);
     }

@@ -833,3 +833,16 @@ int64_t aio_context_get_poll_max_ns(AioContext *ctx)
 {
     return ctx->poll_max_ns;
 }
+
+void aio_context_get_poll_params(AioContext *ctx, int64_t *max_ns,
+                                 int64_t *grow, int64_t *shrink)
+{
+    *max_ns = ctx->poll_max_ns;
+    *grow = ctx->poll_grow;
+    *shrink = ctx->poll_shrink;
+}
+
+void aio_context_set_aio_params(AioContext *ctx, int64_t max_batch)
+{
+    ctx->aio_max_batch = MAX(max_batch, 0);
+}

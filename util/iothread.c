@@ -21,7 +21,11 @@ struct IOThread {
     pthread_t thread;           /* immutable after iothread_create() */
     AioContext *ctx;            /* immutable once started */
     int thread_id;              /* immutable once started */
-    int64_t poll_max_ns;        /* main loop writes, BH applies; atomic */
+    /* QEMU's properties: the main loop writes, a BH applies.  atomic */
+    int64_t poll_max_ns;
+    int64_t poll_grow;
+    int64_t poll_shrink;
+    int64_t aio_max_batch;
     bool stopping;              /* iothread only */
 
     /*
@@ -35,6 +39,15 @@ struct IOThread {
     Error *start_err;           /* lock */
 };
 
+/* Home thread: put the properties into effect. */
+static void iothread_apply_params(IOThread *t, AioContext *ctx)
+{
+    aio_context_set_poll_params(ctx, qatomic_read(&t->poll_max_ns),
+                                qatomic_read(&t->poll_grow),
+                                qatomic_read(&t->poll_shrink));
+    aio_context_set_aio_params(ctx, qatomic_read(&t->aio_max_batch));
+}
+
 static void *iothread_run(void *opaque)
 {
     IOThread *t = opaque;
@@ -43,7 +56,7 @@ static void *iothread_run(void *opaque)
 
     if (ctx) {
         aio_context_set_current(ctx);
-        aio_context_set_poll_params(ctx, qatomic_read(&t->poll_max_ns), 0, 0);
+        iothread_apply_params(t, ctx);
     }
     bd_mutex_lock(&t->lock);
     t->ctx = ctx;
@@ -146,15 +159,32 @@ int64_t iothread_get_poll_max_ns(IOThread *t)
     return qatomic_read(&t->poll_max_ns);
 }
 
-static void iothread_set_poll_bh(void *opaque)
+static void iothread_apply_params_bh(void *opaque)
 {
     IOThread *t = opaque;
 
-    aio_context_set_poll_params(t->ctx, qatomic_read(&t->poll_max_ns), 0, 0);
+    iothread_apply_params(t, t->ctx);
 }
 
 void iothread_set_poll_max_ns(IOThread *t, int64_t poll_max_ns)
 {
     qatomic_set(&t->poll_max_ns, poll_max_ns);
-    aio_bh_schedule_oneshot(t->ctx, iothread_set_poll_bh, t);
+    aio_bh_schedule_oneshot(t->ctx, iothread_apply_params_bh, t);
+}
+
+void iothread_get_params(IOThread *t, IOThreadParams *params)
+{
+    params->poll_max_ns = qatomic_read(&t->poll_max_ns);
+    params->poll_grow = qatomic_read(&t->poll_grow);
+    params->poll_shrink = qatomic_read(&t->poll_shrink);
+    params->aio_max_batch = qatomic_read(&t->aio_max_batch);
+}
+
+void iothread_set_params(IOThread *t, const IOThreadParams *params)
+{
+    qatomic_set(&t->poll_max_ns, params->poll_max_ns);
+    qatomic_set(&t->poll_grow, params->poll_grow);
+    qatomic_set(&t->poll_shrink, params->poll_shrink);
+    qatomic_set(&t->aio_max_batch, params->aio_max_batch);
+    aio_bh_schedule_oneshot(t->ctx, iothread_apply_params_bh, t);
 }

@@ -110,6 +110,18 @@ bool in_aio_context_home_thread(AioContext *ctx);
 void aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
                                  int64_t grow, int64_t shrink);
 int64_t aio_context_get_poll_max_ns(AioContext *ctx);
+/* The parameters in effect (grow and shrink after defaults).  Home
+ * thread. */
+void aio_context_get_poll_params(AioContext *ctx, int64_t *max_ns,
+                                 int64_t *grow, int64_t *shrink);
+
+/*
+ * QEMU's aio-max-batch: submit SQEs to the kernel as soon as @max_batch are
+ * queued instead of once per loop iteration, so that a long burst starts
+ * sooner.  0 (the default) waits for the iteration.  io_uring backend only
+ * (the epoll fallback runs each SQE as it comes).  Home thread.
+ */
+void aio_context_set_aio_params(AioContext *ctx, int64_t max_batch);
 
 /*
  * Run one iteration of the loop: completions, fd handlers, expired timers

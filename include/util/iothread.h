@@ -33,4 +33,17 @@ int64_t iothread_get_poll_max_ns(IOThread *iothread);
 /* Change poll-max-ns; applied in the iothread. */
 void iothread_set_poll_max_ns(IOThread *iothread, int64_t poll_max_ns);
 
+/* QEMU's iothread properties (object-add, query-iothreads). */
+typedef struct IOThreadParams {
+    int64_t poll_max_ns;            /* longest busy-poll; 0: no polling */
+    int64_t poll_grow;              /* poll time growth factor; 0: 2 */
+    int64_t poll_shrink;            /* poll time shrink divisor; 0: 2 */
+    int64_t aio_max_batch;          /* see aio_context_set_aio_params() */
+} IOThreadParams;
+
+/* The values as set (0 stays 0 for "default", as QEMU reports them). */
+void iothread_get_params(IOThread *iothread, IOThreadParams *params);
+/* Set them all; applied in the iothread by a bottom half.  Main loop. */
+void iothread_set_params(IOThread *iothread, const IOThreadParams *params);
+
 #endif /* UTIL_IOTHREAD_H */

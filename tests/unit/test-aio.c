@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * AioContext: bottom halves, timers, fd handlers, cross-thread wake-ups,
- * AIO_WAIT_WHILE and iothreads, on the backend BLOCKD_AIO_BACKEND selects.
+ * AIO_WAIT_WHILE, on the backend BLOCKD_AIO_BACKEND selects.  iothreads
+ * are test-iothread.c.
  */
 #include "util/osdep.h"
 
@@ -574,41 +575,6 @@ static void test_aio_wait_while_kicked_from_plain_thread(void)
     }
 }
 
-/* --- iothreads ----------------------------------------------------------- */
-
-static void test_iothread_start_stop_loop(void)
-{
-    int i;
-
-    for (i = 0; i < 100; i++) {
-        WaitFlag w = { 0 };
-
-        w.io = iothread_create("loop", i % 2 ? IOTHREAD_POLL_MAX_NS_DEFAULT : 0,
-                               &error_abort);
-        g_assert_cmpint(iothread_get_thread_id(w.io), >, 0);
-        g_assert_cmpstr(iothread_get_id(w.io), ==, "loop");
-        aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh,
-                                &w);
-        AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
-        iothread_destroy(w.io);
-    }
-}
-
-static void test_iothread_poll_max_ns(void)
-{
-    WaitFlag w = { 0 };
-
-    w.io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT, &error_abort);
-    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==,
-                    IOTHREAD_POLL_MAX_NS_DEFAULT);
-    iothread_set_poll_max_ns(w.io, 100000);
-    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==, 100000);
-    /* Still serves bottom halves with busy polling on. */
-    aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh, &w);
-    AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
-    iothread_destroy(w.io);
-}
-
 /* --- Leaks are loud ------------------------------------------------------ */
 
 static void leaked_bh_cb(void *opaque)
@@ -687,8 +653,6 @@ int main(int argc, char **argv)
                     test_aio_wait_while_kicked_from_plain_thread);
     g_test_add_func("/aio/wait/iothread-polls-own-context",
                     test_aio_wait_while_own_context);
-    g_test_add_func("/iothread/start-stop-loop", test_iothread_start_stop_loop);
-    g_test_add_func("/iothread/poll-max-ns", test_iothread_poll_max_ns);
     g_test_add_func("/aio/destroy/leaked-bh-aborts",
                     test_destroy_with_bh_aborts);
     g_test_add_func("/aio/destroy/leaked-fd-handler-aborts",

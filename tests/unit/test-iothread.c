@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * iothreads and their properties: start and stop, and QEMU's poll-max-ns,
+ * poll-grow, poll-shrink and aio-max-batch put into effect in the
+ * iothread's AioContext, on the backend BLOCKD_AIO_BACKEND selects.
+ */
+#include "util/osdep.h"
+
+#include <fcntl.h>
+
+#include "util/aio-wait.h"
+#include "util/atomic.h"
+#include "util/iothread.h"
+#include "util/main-loop.h"
+
+typedef struct WaitFlag {
+    IOThread *io;
+    int done;       /* atomic */
+} WaitFlag;
+
+static void set_flag_bh(void *opaque)
+{
+    WaitFlag *w = opaque;
+
+    g_assert_true(in_aio_context_home_thread(iothread_get_aio_context(w->io)));
+    qatomic_set(&w->done, 1);
+    aio_wait_kick();
+}
+
+/* --- iothreads ----------------------------------------------------------- */
+
+static void test_iothread_start_stop_loop(void)
+{
+    int i;
+
+    for (i = 0; i < 100; i++) {
+        WaitFlag w = { 0 };
+
+        w.io = iothread_create("loop", i % 2 ? IOTHREAD_POLL_MAX_NS_DEFAULT : 0,
+                               &error_abort);
+        g_assert_cmpint(iothread_get_thread_id(w.io), >, 0);
+        g_assert_cmpstr(iothread_get_id(w.io), ==, "loop");
+        aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh,
+                                &w);
+        AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
+        iothread_destroy(w.io);
+    }
+}
+
+static void test_iothread_poll_max_ns(void)
+{
+    WaitFlag w = { 0 };
+
+    w.io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT, &error_abort);
+    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==,
+                    IOTHREAD_POLL_MAX_NS_DEFAULT);
+    iothread_set_poll_max_ns(w.io, 100000);
+    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==, 100000);
+    /* Still serves bottom halves with busy polling on. */
+    aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh, &w);
+    AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
+    iothread_destroy(w.io);
+}
+
+/* The iothread's context has the properties set on the iothread. */
+typedef struct ParamsCheck {
+    WaitFlag w;
+    int64_t max_ns, grow, shrink;   /* read in the iothread */
+} ParamsCheck;
+
+static void read_params_bh(void *opaque)
+{
+    ParamsCheck *c = opaque;
+
+    aio_context_get_poll_params(aio_get_current_context(), &c->max_ns,
+                                &c->grow, &c->shrink);
+    qatomic_set(&c->w.done, 1);
+    aio_wait_kick();
+}
+
+static void test_iothread_params_applied(void)
+{
+    IOThreadParams set = { 50000, 3, 5, 8 }, got;
+    ParamsCheck c = { 0 };
+
+    c.w.io = iothread_create("params", 0, &error_abort);
+    iothread_set_params(c.w.io, &set);
+    iothread_get_params(c.w.io, &got);
+    g_assert_cmpmem(&got, sizeof(got), &set, sizeof(set));
+    /* After the applying bottom half (FIFO). */
+    aio_bh_schedule_oneshot(iothread_get_aio_context(c.w.io), read_params_bh,
+                            &c);
+    AIO_WAIT_WHILE(NULL, !qatomic_read(&c.w.done));
+    g_assert_cmpint(c.max_ns, ==, 50000);
+    g_assert_cmpint(c.grow, ==, 3);
+    g_assert_cmpint(c.shrink, ==, 5);
+
+    /* 0 means QEMU's defaults: reported as 0, applied as 2. */
+    set = (IOThreadParams) { 0 };
+    iothread_set_params(c.w.io, &set);
+    c.w.done = 0;
+    aio_bh_schedule_oneshot(iothread_get_aio_context(c.w.io), read_params_bh,
+                            &c);
+    AIO_WAIT_WHILE(NULL, !qatomic_read(&c.w.done));
+    g_assert_cmpint(c.max_ns, ==, 0);
+    g_assert_cmpint(c.grow, ==, 2);
+    g_assert_cmpint(c.shrink, ==, 2);
+    iothread_destroy(c.w.io);
+}
+
+typedef struct PipeWrite {
+    AioCqeHandler handler;
+    int res;
+} PipeWrite;
+
+static void pipe_write_done(AioCqeHandler *handler, int res, uint32_t flags)
+{
+    container_of(handler, PipeWrite, handler)->res = res;
+}
+
+/* Queue one-byte writes to @fd; how many have reached the pipe before
+ * the loop runs. */
+static int writes_before_loop(AioContext *ctx, int fds[2], int n)
+{
+    PipeWrite w[8] = { 0 };
+    char buf[8];
+    int seen;
+
+    g_assert_cmpint(n, <=, G_N_ELEMENTS(w));
+    for (int i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe;
+
+        w[i].handler.cb = pipe_write_done;
+        w[i].res = INT_MIN;
+        sqe = aio_get_sqe(ctx, &w[i].handler);
+        io_uring_prep_write(sqe, fds[1], "x", 1, 0);
+    }
+    /* A write to a pipe with room completes as it is submitted. */
+    seen = read(fds[0], buf, sizeof(buf));
+    seen = MAX(seen, 0);
+    for (int i = 0; i < n; i++) {
+        while (w[i].res == INT_MIN) {
+            aio_poll(ctx, true);
+        }
+        g_assert_cmpint(w[i].res, ==, 1);
+    }
+    while (read(fds[0], buf, sizeof(buf)) > 0) {
+        /* drain */
+    }
+    return seen;
+}
+
+static void test_aio_max_batch(void)
+{
+    AioContext *ctx = main_context();
+    int fds[2];
+
+    if (!aio_context_uses_io_uring(ctx)) {
+        g_test_skip("aio-max-batch is for the io_uring backend");
+        return;
+    }
+    g_assert_cmpint(pipe2(fds, O_NONBLOCK | O_CLOEXEC), ==, 0);
+    /* Default: nothing goes to the kernel before the loop runs. */
+    g_assert_cmpint(writes_before_loop(ctx, fds, 5), ==, 0);
+    /* Batches of 2: the 3rd and 5th SQE submit the 2 before them. */
+    aio_context_set_aio_params(ctx, 2);
+    g_assert_cmpint(writes_before_loop(ctx, fds, 5), ==, 4);
+    aio_context_set_aio_params(ctx, 0);
+    g_assert_cmpint(writes_before_loop(ctx, fds, 5), ==, 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    main_loop_init();
+
+    g_test_add_func("/iothread/start-stop-loop", test_iothread_start_stop_loop);
+    g_test_add_func("/iothread/poll-max-ns", test_iothread_poll_max_ns);
+    g_test_add_func("/iothread/params-applied", test_iothread_params_applied);
+    g_test_add_func("/iothread/aio-max-batch", test_aio_max_batch);
+    return g_test_run();
+}
