@@ -32,7 +32,6 @@
 #include "block/block-global-state.h"
 #include "block/block_int.h"
 #include "qmp/block.h"
-#include "qmp/control.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
 #include "util/main-loop.h"

@@ -22,7 +22,6 @@
 
 #include "block/export.h"
 #include "block/nbd.h"
-#include "qmp/control.h"
 #include "qmp/export.h"
 #include "qmp/qmp.h"
 #include "util/main-loop.h"

@@ -25,16 +25,6 @@ void qmp_control_init(void);
 void qmp_set_quit_handler(void (*fn)(void));
 
 /*
- * The util/opts.h flags the running command's arguments were checked with
- * (OPTS_STRICT_TYPES for QMP JSON, 0 for keyval from the command line), for
- * handlers that check nested parts of their arguments themselves (a nested
- * blockdev definition) and must type them the same way.  Only meaningful
- * inside a handler; 0 outside.  (It belongs with qmp_run_command() in
- * qmp/qmp.h; it lives here until that header takes it.)
- */
-unsigned qmp_current_opts_flags(void);
-
-/*
  * QEMU's VersionInfo as blockd reports it, for query-version and the QMP
  * greeting: {"qemu": {"major", "minor", "micro"}, "package": "blockd X.Y.Z"}.
  * Returns a new reference.

@@ -59,6 +59,14 @@ struct json_object *qmp_run_command(const char *name, struct json_object *args,
                                     unsigned opts_flags, Error **errp);
 
 /*
+ * The @opts_flags of the qmp_run_command() that is running, for handlers
+ * that check nested parts of their arguments themselves (a nested
+ * blockdev definition) and must type them the same way.  Only meaningful
+ * inside a handler; 0 outside.
+ */
+unsigned qmp_current_opts_flags(void);
+
+/*
  * Handle one request object from a monitor client: checks its shape
  * (execute, arguments, id), negotiation state, runs the command and builds
  * the response ({"return": ..., "id": ...} or {"error": {...}, "id": ...}).
