@@ -79,6 +79,17 @@ const BlockDriver *bdrv_find_driver(const char *name)
     return NULL;
 }
 
+const OptDesc *bdrv_driver_opts(const char *name)
+{
+    const BlockDriver *drv;
+
+    if (!name) {
+        return bdrv_common_opts;
+    }
+    drv = bdrv_find_driver(name);
+    return drv ? drv->opts : NULL;
+}
+
 const char *const *bdrv_driver_names(void)
 {
     static const char **names;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * query-named-block-nodes: a node described with the fields of QEMU's
- * BlockDeviceInfo that apply to blockd (no throttling, encryption or
- * backing chains yet: those report QEMU's neutral values so that clients
- * parsing them keep working).
+ * What the monitor asks of a node: query-named-block-nodes (the fields of
+ * QEMU's BlockDeviceInfo that apply to blockd; no throttling, encryption
+ * or backing chains yet: those report QEMU's neutral values so that
+ * clients parsing them keep working), and who uses it (its parents and
+ * references, for blockdev-del and x-blockdev-set-iothread), so that the
+ * QMP commands need not read BlockDriverState's fields.
  */
 #include "util/osdep.h"
 
@@ -80,4 +82,41 @@ struct json_object *bdrv_query_info(BlockDriverState *bs)
         bs->drv->bdrv_query_info(bs, info);
     }
     return info;
+}
+
+int bdrv_get_refcnt(BlockDriverState *bs)
+{
+    GLOBAL_STATE_CODE();
+    return bs->refcnt;
+}
+
+BlockDriverState *bdrv_file_bs(BlockDriverState *bs)
+{
+    return bs->file ? bs->file->bs : NULL;
+}
+
+char *bdrv_parents_desc(BlockDriverState *bs, bool backends_only)
+{
+    GString *s;
+    BdrvChild *c;
+
+    if (!bdrv_has_parents(bs)) {
+        return NULL;
+    }
+    s = g_string_new(NULL);
+    QLIST_FOREACH(c, &bs->parents, next_parent) {
+        g_autofree char *user = NULL;
+
+        if (backends_only && c->klass->parent_is_bds) {
+            continue;
+        }
+        user = bdrv_child_user_desc(c);
+        g_string_append_printf(s, "%s%s as '%s'", s->len ? ", " : "",
+                               user, c->name);
+    }
+    if (!s->len) {
+        g_string_free(s, true);
+        return NULL;
+    }
+    return g_string_free(s, false);
 }

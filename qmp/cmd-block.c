@@ -30,45 +30,12 @@
 
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
-#include "block/block_int.h"
 #include "qmp/block.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
 #include "util/main-loop.h"
 
 /* --- Helpers ------------------------------------------------------------- */
-
-/*
- * "node 'disk0' as 'file'" for each parent of @bs (with @backends_only,
- * each parent that is not a node: a BlockBackend), comma-separated, or
- * NULL if there is none.  Returns a string to g_free().
- */
-static char *bdrv_parents_desc(BlockDriverState *bs, bool backends_only)
-    GRAPH_RDLOCK
-{
-    GString *s;
-    BdrvChild *c;
-
-    if (!bdrv_has_parents(bs)) {
-        return NULL;
-    }
-    s = g_string_new(NULL);
-    QLIST_FOREACH(c, &bs->parents, next_parent) {
-        g_autofree char *user = NULL;
-
-        if (backends_only && c->klass->parent_is_bds) {
-            continue;
-        }
-        user = bdrv_child_user_desc(c);
-        g_string_append_printf(s, "%s%s as '%s'", s->len ? ", " : "",
-                               user, c->name);
-    }
-    if (!s->len) {
-        g_string_free(s, true);
-        return NULL;
-    }
-    return g_string_free(s, false);
-}
 
 static void add_int(struct json_object *o, const char *key, int64_t v)
 {
@@ -78,7 +45,7 @@ static void add_int(struct json_object *o, const char *key, int64_t v)
 /* --- blockdev-add -------------------------------------------------------- */
 
 /*
- * The union of bdrv_common_opts and every driver's options, with only
+ * The union of the common options and every driver's options, with only
  * "driver" required and no top-level defaults: those belong to one driver
  * (null-co's "size"), and bdrv_open() applies them with the driver's own
  * schema.  (Defaults inside a present object, such as "cache", are the
@@ -126,9 +93,9 @@ static OptDesc *blockdev_add_schema_build(void)
 {
     GArray *schema = g_array_new(true, true, sizeof(OptDesc));
 
-    blockdev_add_schema_merge(schema, bdrv_common_opts);
+    blockdev_add_schema_merge(schema, bdrv_driver_opts(NULL));
     for (const char *const *name = bdrv_driver_names(); *name; name++) {
-        blockdev_add_schema_merge(schema, bdrv_find_driver(*name)->opts);
+        blockdev_add_schema_merge(schema, bdrv_driver_opts(*name));
     }
     return (OptDesc *)g_array_free(schema, false);
 }
@@ -163,6 +130,7 @@ static void qmp_blockdev_del(struct json_object *args,
     const char *node_name = opts_get_str(args, "node-name");
     g_autofree char *users = NULL;
     BlockDriverState *bs;
+    int refcnt;
 
     GLOBAL_STATE_CODE();
     bs = bdrv_find_node(node_name);
@@ -184,9 +152,10 @@ static void qmp_blockdev_del(struct json_object *args,
         return;
     }
     /* Edges hold references too; any other one is a user without an edge. */
-    if (bs->refcnt > 1) {
+    refcnt = bdrv_get_refcnt(bs);
+    if (refcnt > 1) {
         error_setg(errp, "Node '%s' is busy: held by %d other reference%s",
-                   node_name, bs->refcnt - 1, bs->refcnt > 2 ? "s" : "");
+                   node_name, refcnt - 1, refcnt > 2 ? "s" : "");
         return;
     }
     bdrv_set_monitor_owned(bs, false);
@@ -399,6 +368,7 @@ static struct json_object *blockstats_entry(BlockDriverState *bs,
 {
     static const BlockAcctStats none;
     struct json_object *s = json_object_new_object();
+    BlockDriverState *file;
 
     if (st) {
         json_object_object_add(s, "device", json_object_new_string(""));
@@ -407,9 +377,9 @@ static struct json_object *blockstats_entry(BlockDriverState *bs,
                                bdrv_get_node_name(bs)));
     json_object_object_add(s, "stats", blockstats_json(st ? st : &none,
                                                        st != NULL));
-    if (bs->file) {
-        json_object_object_add(s, "parent",
-                               blockstats_entry(bs->file->bs, NULL));
+    file = bdrv_file_bs(bs);
+    if (file) {
+        json_object_object_add(s, "parent", blockstats_entry(file, NULL));
     }
     return s;
 }
@@ -495,10 +465,11 @@ static void add_blockdev_variants(struct json_object *o)
 {
     struct json_object *variants = json_object_new_object();
 
-    json_object_object_add(o, "base", opts_schema_json(bdrv_common_opts));
+    json_object_object_add(o, "base",
+                           opts_schema_json(bdrv_driver_opts(NULL)));
     for (const char *const *name = bdrv_driver_names(); *name; name++) {
         json_object_object_add(variants, *name, opts_schema_json(
-                                   bdrv_find_driver(*name)->opts));
+                                   bdrv_driver_opts(*name)));
     }
     json_object_object_add(o, "variants", variants);
 }

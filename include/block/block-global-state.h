@@ -13,6 +13,7 @@
 #define BLOCK_GLOBAL_STATE_H
 
 #include "block/block-common.h"
+#include "util/opts.h"
 
 /* Register the drivers and the graph lock hooks.  Once, at start-up. */
 void bdrv_init(void);
@@ -40,6 +41,25 @@ bool bdrv_is_monitor_owned(BlockDriverState *bs);
 void bdrv_set_monitor_owned(BlockDriverState *bs, bool owned);
 /* True if @bs has parents other than the monitor's reference. */
 bool bdrv_has_parents(BlockDriverState *bs) GRAPH_RDLOCK;
+/*
+ * "node 'disk0' as 'file'" for each parent of @bs (with @backends_only,
+ * each parent that is not a node: a BlockBackend), comma-separated, or
+ * NULL if there is none.  Returns a string to g_free().
+ */
+char *bdrv_parents_desc(BlockDriverState *bs, bool backends_only)
+    GRAPH_RDLOCK;
+/*
+ * For the QMP schema (blockdev-add, x-query-command-args): the names of
+ * the registered drivers (NULL-terminated), and the options a node of
+ * driver @name takes beyond the common ones (@name NULL: the common ones;
+ * NULL if there is no such driver).
+ */
+const char *const *bdrv_driver_names(void);
+const OptDesc *bdrv_driver_opts(const char *name);
+/* References to @bs: its parents' edges, the monitor's, any other. */
+int bdrv_get_refcnt(BlockDriverState *bs);
+/* The node under @bs's 'file' child, or NULL. */
+BlockDriverState *bdrv_file_bs(BlockDriverState *bs) GRAPH_RDLOCK;
 
 /*
  * Attach @child_bs under a parent.  @perm/@shared are the parent's

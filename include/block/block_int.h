@@ -275,8 +275,6 @@ struct BlockDriver {
 /* Register a driver; main thread, before any node is opened. */
 void bdrv_register(const BlockDriver *drv);
 const BlockDriver *bdrv_find_driver(const char *name);
-/* Names of the registered drivers, for the QMP schema (NULL-terminated). */
-const char *const *bdrv_driver_names(void);
 
 /* Options every node takes (driver, node-name, read-only, cache, ...). */
 extern const OptDesc bdrv_common_opts[];
