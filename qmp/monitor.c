@@ -3,14 +3,10 @@
  * QMP monitors: listening UNIX sockets and stdio, and the connections
  * (clients) they serve, each speaking QEMU's wire protocol.
  *
- * A client's input is a stream of JSON texts parsed with json-c's
- * incremental tokener.  Next to the tokener, a small scanner follows the
- * same bytes (string quoting and bracket depth) so that, when the tokener
- * rejects the input, the client can be resynchronised at a sensible point
- * instead of throwing away whatever happened to share a read() with the
- * bad bytes; the rules are in client_discard() and docs/qmp-protocol.md.
- * A message larger than QMP_MAX_MESSAGE_BYTES (counting skipped garbage)
- * closes that connection only.
+ * This file owns the sockets and the clients' fds, their life cycle, the
+ * output queues, events and running one request at a time.  The bytes a
+ * client sends are cut into JSON messages by qmp/monitor-json.c; what the
+ * two share is in qmp/monitor-int.h.
  *
  * Output is never written with a blocking call: replies and events go to a
  * per-client queue that is flushed at once as far as the socket takes it,
@@ -25,10 +21,10 @@
  * keeps flowing meanwhile.
  *
  * Lifetimes: a client is on monitor_clients, which holds one reference,
- * until client_close(); whoever calls out to code that may close it (the
- * read path, around command dispatch) holds another, so a closed client's
- * memory stays valid until the last caller is done with it.  fd handlers
- * are removed before their fd is closed.
+ * until monitor_client_close(); whoever calls out to code that may close
+ * it (the read path, around command dispatch) holds another, so a closed
+ * client's memory stays valid until the last caller is done with it.  fd
+ * handlers are removed before their fd is closed.
  *
  * Main-loop code: everything here runs in the main thread under the BQL,
  * including every callback.  Entry points open with GLOBAL_STATE_CODE(),
@@ -43,6 +39,7 @@
 #include <sys/un.h>
 
 #include "qmp/control.h"
+#include "qmp/monitor-int.h"
 #include "qmp/qmp.h"
 #include "util/aio.h"
 #include "util/log.h"
@@ -52,8 +49,6 @@
 
 /* Bytes read from a client per callback: one read per call, for fairness. */
 #define MONITOR_READ_CHUNK      (32 * 1024)
-/* JSON nesting limit; QMP arguments nest a handful of levels deep. */
-#define MONITOR_JSON_DEPTH      128
 #define MONITOR_BACKLOG         64
 /* Connections accepted per listener callback. */
 #define MONITOR_ACCEPT_BATCH    16
@@ -61,53 +56,6 @@
 #define MONITOR_ACCEPT_RETRY_NS (1000LL * 1000 * 1000)
 /* A queue that held more than this gets a fresh buffer once it empties. */
 #define MONITOR_OUT_SHRINK      (256 * 1024)
-
-/*
- * What the scanner knows about the bytes of the current message: whether
- * it is inside a string (and which quote opened it: json-c also takes
- * single quotes, as QEMU does), and how many brackets are open.
- */
-typedef struct JsonScan {
-    unsigned depth;
-    char quote;             /* '"' or '\'' inside a string, else 0 */
-    bool escape;            /* the previous byte was a backslash in a string */
-    bool line_start;        /* only blanks since the last newline */
-} JsonScan;
-
-typedef struct MonitorClient MonitorClient;
-
-struct MonitorClient {
-    unsigned refcnt;                /* BQL */
-    char *name;                     /* immutable: for log messages */
-    int in_fd, out_fd;              /* BQL; -1 once closed */
-    bool is_socket;                 /* immutable: in_fd == out_fd, send() */
-    bool is_stdio;                  /* immutable */
-    /* epoll cannot watch regular files: those run from pump_bh. */
-    bool in_pollable, out_pollable; /* immutable */
-    int saved_in_flags, saved_out_flags;  /* immutable: stdio's fcntl flags */
-    AioBH *pump_bh;                 /* BQL; NULL if both are pollable */
-
-    bool negotiated;                /* BQL: qmp_capabilities succeeded */
-    bool input_done;                /* BQL: EOF; close once output drained */
-    bool read_deferred;             /* BQL: input waits for monitor_busy */
-    bool closed;                    /* BQL */
-    bool read_armed, write_armed;   /* BQL: what the fd handlers watch */
-
-    /* Input: the tokener and the scanner follow the same bytes.  BQL */
-    struct json_tokener *tok;
-    JsonScan scan;
-    bool discarding;                /* skipping the rest of a bad message */
-    size_t msg_bytes;               /* bytes of the current message so far */
-    /* An incomplete UTF-8 sequence held back from the tokener. */
-    char utf8_tail[3];
-    size_t utf8_tail_len;
-
-    /* Output queue: bytes [out_head, out->len) are still to be written. */
-    GByteArray *out;                /* BQL */
-    size_t out_head;                /* BQL */
-
-    QLIST_ENTRY(MonitorClient) link;    /* BQL: on monitor_clients */
-};
 
 typedef struct MonitorListener MonitorListener;
 
@@ -133,78 +81,8 @@ static bool monitor_stdio_used TSA_GUARDED_BY(bql);
 static bool monitor_observing TSA_GUARDED_BY(bql);
 
 static void client_update_handlers(MonitorClient *c) TSA_REQUIRES(bql);
-static void client_close(MonitorClient *c, LogLevel level, const char *fmt,
-                         ...) TSA_REQUIRES(bql) PRINTF_FMT(3, 4);
 
-/* --- The resynchronisation scanner ---------------------------------------- */
-
-static bool json_is_space(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
-}
-
-/*
- * Bytes that no JSON text contains outside a string (ASCII control
- * characters other than blanks) or anywhere (0xff is never UTF-8): after a
- * parse error they reset the parser at once.  QEMU documents the same as
- * the way for a client to force its parser back into a known state.
- */
-static bool json_is_reset_byte(unsigned char ch)
-{
-    return (ch < 0x20 && !json_is_space(ch)) || ch == 0xff;
-}
-
-static void json_scan_byte(JsonScan *s, unsigned char ch)
-{
-    if (ch == '\n') {
-        s->line_start = true;
-    } else if (!json_is_space(ch)) {
-        s->line_start = false;
-    }
-    if (s->quote) {
-        if (s->escape) {
-            s->escape = false;
-        } else if (ch == '\\') {
-            s->escape = true;
-        } else if (ch == (unsigned char)s->quote) {
-            s->quote = 0;
-        }
-        return;
-    }
-    switch (ch) {
-    case '"':
-    case '\'':
-        s->quote = ch;
-        break;
-    case '{':
-    case '[':
-        s->depth++;
-        break;
-    case '}':
-    case ']':
-        if (s->depth) {
-            s->depth--;
-        }
-        break;
-    }
-}
-
-static void json_scan_bytes(JsonScan *s, const char *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        json_scan_byte(s, buf[i]);
-    }
-}
-
-/* A new message starts: forget brackets and strings, keep line_start. */
-static void json_scan_reset(JsonScan *s)
-{
-    s->depth = 0;
-    s->quote = 0;
-    s->escape = false;
-}
-
-/* --- Output ------------------------------------------------------------------ */
+/* --- Output --------------------------------------------------------------- */
 
 static size_t client_out_pending(MonitorClient *c)
 {
@@ -232,8 +110,8 @@ static void client_flush(MonitorClient *c) TSA_REQUIRES(bql)
             break;
         }
         if (n <= 0) {
-            client_close(c, LOG_LEVEL_DEBUG, "write failed: %s",
-                         n < 0 ? g_strerror(errno) : "wrote nothing");
+            monitor_client_close(c, LOG_LEVEL_DEBUG, "write failed: %s",
+                                 n < 0 ? g_strerror(errno) : "wrote nothing");
             return;
         }
         c->out_head += n;
@@ -247,7 +125,7 @@ static void client_flush(MonitorClient *c) TSA_REQUIRES(bql)
         }
         c->out_head = 0;
         if (c->input_done) {
-            client_close(c, LOG_LEVEL_DEBUG, "disconnected");
+            monitor_client_close(c, LOG_LEVEL_DEBUG, "disconnected");
             return;
         }
     }
@@ -269,9 +147,9 @@ static void client_send_text(MonitorClient *c, const char *text, size_t len)
         return;
     }
     if (pending > 0 && pending + len + 2 > QMP_MAX_OUTPUT_BYTES) {
-        client_close(c, LOG_LEVEL_WARNING,
-                     "not reading its output (%zu bytes queued); dropping it",
-                     pending);
+        monitor_client_close(c, LOG_LEVEL_WARNING,
+                             "not reading its output (%zu bytes queued); "
+                             "dropping it", pending);
         return;
     }
     /* Drop what was written once it is most of the buffer. */
@@ -301,11 +179,7 @@ static void client_send(MonitorClient *c, struct json_object *obj)
     client_send_text(c, text, len);
 }
 
-/* An error reply without id, for problems with the input stream. */
-static void client_send_error(MonitorClient *c, const char *fmt, ...)
-    TSA_REQUIRES(bql) PRINTF_FMT(2, 3);
-
-static void client_send_error(MonitorClient *c, const char *fmt, ...)
+void monitor_client_send_error(MonitorClient *c, const char *fmt, ...)
 {
     struct json_object *rsp = json_object_new_object();
     struct json_object *error = json_object_new_object();
@@ -323,7 +197,7 @@ static void client_send_error(MonitorClient *c, const char *fmt, ...)
     json_object_put(rsp);
 }
 
-/* --- Life cycle of a client ------------------------------------------------ */
+/* --- Life cycle of a client ----------------------------------------------- */
 
 static void client_ref(MonitorClient *c)
 {
@@ -337,7 +211,7 @@ static void client_unref(MonitorClient *c)
         return;
     }
     assert(c->closed);
-    json_tokener_free(c->tok);
+    monitor_input_free(c);
     g_byte_array_unref(c->out);
     g_free(c->name);
     g_free(c);
@@ -394,13 +268,8 @@ static void client_update_handlers(MonitorClient *c)
     }
 }
 
-/*
- * Disconnect @c: stop watching its fds, close them (stdio: give them back
- * as they were), and drop the list's reference.  @fmt says why, at @level;
- * NULL logs nothing.
- */
-static void client_close(MonitorClient *c, LogLevel level, const char *fmt,
-                         ...)
+void monitor_client_close(MonitorClient *c, LogLevel level, const char *fmt,
+                          ...)
 {
     if (c->closed) {
         return;
@@ -432,7 +301,7 @@ static void client_close(MonitorClient *c, LogLevel level, const char *fmt,
     client_unref(c);
 }
 
-/* --- Input ------------------------------------------------------------------- */
+/* --- Reading, and running requests -------------------------------------- */
 
 /* Let clients whose input waited for a command read again. */
 static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
@@ -447,12 +316,7 @@ static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
     }
 }
 
-/*
- * Run one request and queue its reply.  May close @c; the caller holds a
- * reference.
- */
-static void client_handle_request(MonitorClient *c, struct json_object *req)
-    TSA_REQUIRES(bql)
+void monitor_client_handle_request(MonitorClient *c, struct json_object *req)
 {
     struct json_object *rsp;
 
@@ -466,181 +330,6 @@ static void client_handle_request(MonitorClient *c, struct json_object *req)
     json_object_put(rsp);
 }
 
-static void client_oversized(MonitorClient *c) TSA_REQUIRES(bql)
-{
-    /* One best-effort attempt to say why, then close. */
-    client_send_error(c, "Message too large: over %d bytes; closing the "
-                      "connection", QMP_MAX_MESSAGE_BYTES);
-    client_close(c, LOG_LEVEL_WARNING,
-                 "message larger than %d bytes; connection closed",
-                 QMP_MAX_MESSAGE_BYTES);
-}
-
-/* The current message is over (parsed, or skipped). */
-static void client_end_message(MonitorClient *c)
-{
-    json_tokener_reset(c->tok);
-    json_scan_reset(&c->scan);
-    c->discarding = false;
-    c->msg_bytes = 0;
-}
-
-/*
- * Skip the rest of a malformed message.  Returns how many bytes of @buf
- * were skipped; if the message is over, c->discarding is false and parsing
- * resumes at buf[return value].  The message ends:
- *  - after a reset byte (see json_is_reset_byte()), at once;
- *  - at a '{' that begins a line: a human started over;
- *  - once the brackets it opened are closed (strings respected);
- *  - outside any bracket, at the end of the line or before the next '{'
- *    or '[' (garbage between messages costs one error, not one per word).
- */
-static size_t client_discard(MonitorClient *c, const char *buf, size_t len)
-{
-    JsonScan *s = &c->scan;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        unsigned char ch = buf[i];
-
-        if (json_is_reset_byte(ch)) {
-            client_end_message(c);
-            return i + 1;
-        }
-        if (ch == '{' && s->line_start) {
-            client_end_message(c);
-            return i;
-        }
-        if (!s->depth && !s->quote) {
-            if (ch == '{' || ch == '[') {
-                client_end_message(c);
-                return i;
-            }
-            json_scan_byte(s, ch);
-            if (ch == '\n') {
-                client_end_message(c);
-                return i + 1;
-            }
-            continue;
-        }
-        json_scan_byte(s, ch);
-        if (!s->depth && !s->quote) {
-            client_end_message(c);
-            return i + 1;
-        }
-    }
-    c->msg_bytes += len;
-    return len;
-}
-
-/*
- * The tokener rejected the message at buf[used] (@err): report it once and
- * start skipping.  Returns the bytes of @buf consumed.
- */
-static size_t client_parse_error(MonitorClient *c, const char *buf,
-                                 size_t used, size_t len,
-                                 enum json_tokener_error err)
-    TSA_REQUIRES(bql)
-{
-    size_t at = c->msg_bytes + used;
-    unsigned char ch;
-
-    json_scan_bytes(&c->scan, buf, used);
-    debug_report("%s: JSON parse error at byte %zu: %s", c->name, at,
-                 json_tokener_error_desc(err));
-    client_send_error(c, "JSON parse error, %s (at byte %zu of the message)",
-                      json_tokener_error_desc(err), at);
-    json_tokener_reset(c->tok);
-    c->msg_bytes = at;
-    c->discarding = true;
-    if (used >= len) {
-        return used;
-    }
-    ch = buf[used];
-    if (json_is_reset_byte(ch)) {
-        client_end_message(c);
-        return used + 1;
-    }
-    if (ch == '{' && c->scan.line_start && at > 0) {
-        client_end_message(c);
-        return used;
-    }
-    /* The offending byte belongs to the bad message. */
-    json_scan_byte(&c->scan, ch);
-    c->msg_bytes++;
-    return used + 1;
-}
-
-/*
- * Feed bytes of the current message to the tokener, no more than the
- * message limit allows.  Returns the bytes of @buf consumed.  May close @c.
- */
-static size_t client_parse(MonitorClient *c, const char *buf, size_t len)
-    TSA_REQUIRES(bql)
-{
-    size_t chunk = MIN(len, (size_t)QMP_MAX_MESSAGE_BYTES + 1 - c->msg_bytes);
-    struct json_object *obj;
-    enum json_tokener_error err;
-    size_t used;
-
-    obj = json_tokener_parse_ex(c->tok, buf, chunk);
-    err = json_tokener_get_error(c->tok);
-    if (err == json_tokener_continue) {
-        json_scan_bytes(&c->scan, buf, chunk);
-        c->msg_bytes += chunk;
-        if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
-            client_oversized(c);
-        }
-        return chunk;
-    }
-    used = json_tokener_get_parse_end(c->tok);
-    if (err != json_tokener_success) {
-        return client_parse_error(c, buf, used, chunk, err);
-    }
-    json_scan_bytes(&c->scan, buf, used);
-    /*
-     * The tokener eats the blanks after a complete text (the newline
-     * every client sends): they are not part of the message, or a message
-     * of exactly the limit would be refused for its newline.
-     */
-    c->msg_bytes += used;
-    for (size_t i = used; i > 0 && json_is_space(buf[i - 1]); i--) {
-        c->msg_bytes--;
-    }
-    if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
-        json_object_put(obj);
-        client_oversized(c);
-        return used;
-    }
-    client_end_message(c);
-    /* obj is NULL for the JSON text "null": qmp_dispatch() refuses it. */
-    client_handle_request(c, obj);
-    json_object_put(obj);
-    return used;
-}
-
-/* Consume @len bytes of input.  May close @c; the caller holds a ref. */
-static void client_feed(MonitorClient *c, const char *buf, size_t len)
-    TSA_REQUIRES(bql)
-{
-    size_t off = 0;
-
-    while (off < len && !c->closed) {
-        if (c->discarding) {
-            off += client_discard(c, buf + off, len - off);
-            if (c->msg_bytes > QMP_MAX_MESSAGE_BYTES) {
-                client_oversized(c);
-            }
-        } else if (c->msg_bytes == 0 && json_is_space(buf[off])) {
-            /* Blanks between messages are not part of any message. */
-            json_scan_byte(&c->scan, buf[off]);
-            off++;
-        } else {
-            off += client_parse(c, buf + off, len - off);
-        }
-    }
-}
-
 static void client_input_eof(MonitorClient *c) TSA_REQUIRES(bql)
 {
     if (c->msg_bytes > 0 && !c->discarding) {
@@ -648,40 +337,11 @@ static void client_input_eof(MonitorClient *c) TSA_REQUIRES(bql)
     }
     c->input_done = true;
     if (client_out_pending(c) == 0) {
-        client_close(c, LOG_LEVEL_DEBUG, "disconnected");
+        monitor_client_close(c, LOG_LEVEL_DEBUG, "disconnected");
     } else {
         /* A half-closed socket still reads: send what is queued first. */
         client_update_handlers(c);
     }
-}
-
-/*
- * How many bytes at the end of @buf are an incomplete UTF-8 sequence.
- * json-c's UTF-8 validation (0.16) does not carry a sequence over from one
- * json_tokener_parse_ex() call to the next, so the tokener only ever gets
- * whole sequences.
- */
-static size_t utf8_incomplete_tail(const char *buf, size_t len)
-{
-    for (size_t k = 1; k <= MIN(len, 3); k++) {
-        unsigned char b = buf[len - k];
-        size_t need;
-
-        if ((b & 0xc0) == 0x80) {
-            continue;                   /* a continuation byte */
-        }
-        if (b >= 0xf0 && b <= 0xf7) {
-            need = 4;
-        } else if (b >= 0xe0) {
-            need = b <= 0xef ? 3 : 1;
-        } else if (b >= 0xc0) {
-            need = 2;
-        } else {
-            need = 1;
-        }
-        return need > k ? k : 0;
-    }
-    return 0;
 }
 
 static void client_read(void *opaque)
@@ -702,8 +362,8 @@ static void client_read(void *opaque)
     n = read(c->in_fd, buf + c->utf8_tail_len, MONITOR_READ_CHUNK);
     if (n < 0) {
         if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-            client_close(c, LOG_LEVEL_DEBUG, "read failed: %s",
-                         g_strerror(errno));
+            monitor_client_close(c, LOG_LEVEL_DEBUG, "read failed: %s",
+                                 g_strerror(errno));
         }
         return;
     }
@@ -712,11 +372,11 @@ static void client_read(void *opaque)
         return;
     }
     len = c->utf8_tail_len + n;
-    hold = utf8_incomplete_tail(buf, len);
+    hold = monitor_utf8_incomplete_tail(buf, len);
     memcpy(c->utf8_tail, buf + len - hold, hold);
     c->utf8_tail_len = hold;
     client_ref(c);
-    client_feed(c, buf, len - hold);
+    monitor_input_feed(c, buf, len - hold);
     client_unref(c);
 }
 
@@ -747,7 +407,7 @@ static void client_pump(void *opaque)
     client_unref(c);
 }
 
-/* --- Events ---------------------------------------------------------------- */
+/* --- Events --------------------------------------------------------------- */
 
 static void monitor_event_observer(const char *event, struct json_object *msg,
                                    void *opaque)
@@ -776,7 +436,7 @@ static void monitor_observe_events(void) TSA_REQUIRES(bql)
     }
 }
 
-/* --- Starting a client ----------------------------------------------------- */
+/* --- Starting a client ---------------------------------------------------- */
 
 static struct json_object *monitor_greeting(void)
 {
@@ -816,9 +476,7 @@ static MonitorClient *client_new(int in_fd, int out_fd, char *name)
     c->out_fd = out_fd;
     c->is_socket = in_fd == out_fd;
     c->in_pollable = c->out_pollable = true;
-    c->tok = json_tokener_new_ex(MONITOR_JSON_DEPTH);
-    json_tokener_set_flags(c->tok, JSON_TOKENER_VALIDATE_UTF8);
-    c->scan.line_start = true;
+    monitor_input_init(c);
     c->out = g_byte_array_new();
     return c;
 }
@@ -835,7 +493,7 @@ static void client_start(MonitorClient *c) TSA_REQUIRES(bql)
     json_object_put(greeting);
 }
 
-/* --- UNIX socket listeners ------------------------------------------------- */
+/* --- UNIX socket listeners ------------------------------------------------ */
 
 static void listener_accept(void *opaque);
 
@@ -910,7 +568,7 @@ bool monitor_add_unix(const char *path, unsigned mode, Error **errp)
     return true;
 }
 
-/* --- stdio ------------------------------------------------------------------ */
+/* --- stdio ---------------------------------------------------------------- */
 
 /* Make @fd non-blocking if the loop can watch it; returns its old flags. */
 static bool monitor_prepare_stdio_fd(int fd, const char *what, bool *pollable,
@@ -968,7 +626,7 @@ bool monitor_add_stdio(Error **errp)
     return true;
 }
 
-/* --- Shutting down --------------------------------------------------------- */
+/* --- Shutting down -------------------------------------------------------- */
 
 void monitor_stop_listening(void)
 {
@@ -1001,7 +659,8 @@ void monitor_cleanup(void)
         /* What the fd takes now; nobody waits for a slow reader. */
         client_ref(c);
         client_flush(c);
-        client_close(c, LOG_LEVEL_DEBUG, "closed by the server");
+        monitor_client_close(c, LOG_LEVEL_DEBUG, "closed by the server");
         client_unref(c);
     }
 }
+

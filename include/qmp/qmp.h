@@ -86,7 +86,7 @@ typedef void QmpEventObserver(const char *event, struct json_object *msg,
                               void *opaque);
 void qmp_add_event_observer(QmpEventObserver *fn, void *opaque);
 
-/* --- Monitors (qmp/monitor.c) ------------------------------------------ */
+/* --- Monitors (qmp/monitor.c, monitor-json.c) -------------------------- */
 
 /*
  * Listen for QMP clients on a UNIX socket at @path, created with @mode

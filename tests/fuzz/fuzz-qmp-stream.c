@@ -3,7 +3,7 @@
  * libFuzzer harness for the QMP monitor's input stream: json-c's
  * incremental tokener, the resynchronisation scanner that recovers from
  * malformed input, the message size limit, and request dispatch.  The
- * scanner is private to qmp/monitor.c, so the harness drives a real
+ * scanner is private to qmp/monitor-json.c, so the harness drives a real
  * monitor in process: a UNIX socket listener on the main loop with only
  * the control commands registered (qmp_capabilities, query-version,
  * query-commands, quit, which fails without a quit handler), and one
