@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The AioContext structure and the interface between the generic event
- * loop (async.c: bottom halves, timers, coroutine scheduling, the loop
- * itself) and its two backends (aio-uring.c, aio-epoll.c).  Private to
- * util/.
+ * loop (async.c: bottom halves, coroutine scheduling, the loop itself;
+ * aio-timer.c: timers; aio-context.c: creating and destroying contexts)
+ * and its two backends (aio-uring.c, aio-epoll.c).  Private to util/.
  *
  * Ownership: fields marked "home" are touched only by the context's home
  * thread; fields marked "atomic" are shared with other threads and accessed
@@ -157,5 +157,22 @@ int64_t aio_timers_deadline_ns(AioContext *ctx, int64_t now);
 /* Run expired timers; true if any ran.  Home. */
 bool aio_run_timers(AioContext *ctx);
 const char *aio_timer_name(AioTimer *timer);
+
+/*
+ * Between async.c and aio-context.c, for creating and destroying a
+ * context.  All home thread.
+ */
+/* ctx->co_schedule_bh: enters the coroutines aio_co_schedule() queued. */
+void aio_co_schedule_bh(void *opaque);
+/* Free the deleted fd handlers that the backend no longer references. */
+void aio_free_deleted_handlers(AioContext *ctx);
+/*
+ * Teardown: free the deleted and cancelled bottom halves of @ctx; abort,
+ * naming it, if one is still scheduled or was never deleted.
+ */
+void aio_bh_check_leaks(AioContext *ctx);
+/* Teardown found @what @name still present in @ctx: say so and abort. */
+NORETURN void aio_context_leak_abort(AioContext *ctx, const char *what,
+                                     const char *name);
 
 #endif /* UTIL_AIO_INTERNAL_H */

@@ -3,7 +3,8 @@
  * The generic part of the AioContext event loop: bottom halves, timers, fd
  * handler bookkeeping, coroutine scheduling, the cross-thread wake-up
  * protocol and aio_poll() itself.  The backends (aio-uring.c, aio-epoll.c)
- * only submit, wait and dispatch.
+ * only submit, wait and dispatch; creating and destroying a context is in
+ * aio-context.c.
  *
  * Invariants:
  *  - A bottom half is on at most one list at a time, the incoming stack or
@@ -18,9 +19,6 @@
  *    frame is dispatching.
  */
 #include "util/osdep.h"
-
-#include <sched.h>
-#include <sys/eventfd.h>
 
 #include "util/aio-internal.h"
 #include "util/atomic.h"
@@ -296,6 +294,41 @@ static bool aio_bh_poll(AioContext *ctx)
     return progress;
 }
 
+/*
+ * Teardown of @ctx: free its deleted and cancelled bottom halves, and abort
+ * naming any that is still scheduled or was never deleted.  Home.
+ */
+void aio_bh_check_leaks(AioContext *ctx)
+{
+    AioBH *bh;
+    unsigned flags;
+    GHashTableIter iter;
+    gpointer key;
+
+    bh_take_incoming(ctx);
+    while ((bh = bh_pop_ready(ctx, &flags))) {
+        if (flags & BH_DELETED) {
+            g_free(bh);
+        } else if (flags & BH_SCHEDULED) {
+            aio_context_leak_abort(ctx, "scheduled bottom half", bh->name);
+        } else if (flags & BH_ONESHOT) {
+            g_free(bh);     /* cancelled oneshot */
+        }
+    }
+    pthread_once(&bh_registry_once, bh_registry_init);
+    bd_mutex_lock(&bh_registry_lock);
+    if (bh_registry) {
+        g_hash_table_iter_init(&iter, bh_registry);
+        while (g_hash_table_iter_next(&iter, &key, NULL)) {
+            bh = key;
+            if (bh->ctx == ctx) {
+                aio_context_leak_abort(ctx, "bottom half", bh->name);
+            }
+        }
+    }
+    bd_mutex_unlock(&bh_registry_lock);
+}
+
 /* --- Coroutine scheduling ------------------------------------------------ */
 
 void aio_co_schedule_full(AioContext *ctx, Coroutine *co, const char *who)
@@ -325,7 +358,7 @@ void aio_co_schedule_full(AioContext *ctx, Coroutine *co, const char *who)
     qatomic_fetch_dec(&ctx->notifiers_active);
 }
 
-static void co_schedule_bh_cb(void *opaque)
+void aio_co_schedule_bh(void *opaque)
 {
     AioContext *ctx = opaque;
     Coroutine *list = qatomic_xchg(&ctx->co_sched_incoming, NULL);
@@ -455,7 +488,7 @@ bool aio_dispatch_fd(AioContext *ctx, AioHandler *h, uint32_t revents)
     return progress;
 }
 
-static void aio_free_deleted_handlers(AioContext *ctx)
+void aio_free_deleted_handlers(AioContext *ctx)
 {
     AioHandler **p = &ctx->deleted_handlers;
 
@@ -602,247 +635,4 @@ bool aio_poll(AioContext *ctx, bool blocking)
         aio_free_deleted_handlers(ctx);
     }
     return progress;
-}
-
-/* --- Life cycle ---------------------------------------------------------- */
-
-/*
- * Backend selection: io_uring unless BLOCKD_AIO_BACKEND=epoll, or unless
- * setting up a ring fails once, after which every new context uses epoll.
- * Written under backend_lock; read by aio_context_new() in any thread.
- */
-static BdMutex backend_lock;
-static const AioBackend *default_backend TSA_GUARDED_BY(backend_lock);
-static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
-
-static void backend_init(void)
-{
-    const char *env = getenv("BLOCKD_AIO_BACKEND");
-
-    bd_mutex_init(&backend_lock);
-    bd_mutex_lock(&backend_lock);
-    default_backend = &aio_uring_backend;
-    if (env && !strcmp(env, "epoll")) {
-        default_backend = &aio_epoll_backend;
-    } else if (env && strcmp(env, "io_uring") && *env) {
-        warn_report("BLOCKD_AIO_BACKEND=%s is not 'io_uring' or 'epoll'; "
-                    "using io_uring", env);
-    }
-    bd_mutex_unlock(&backend_lock);
-}
-
-/* Registered before any context exists; read-only afterwards. */
-#define MAX_HOOKS 4
-static const AioContextHooks *context_hooks[MAX_HOOKS];
-static unsigned num_context_hooks;
-
-void aio_context_add_hooks(const AioContextHooks *hooks)
-{
-    assert(num_context_hooks < MAX_HOOKS);
-    context_hooks[num_context_hooks++] = hooks;
-}
-
-void *aio_context_get_slot(AioContext *ctx, AioContextSlot slot)
-{
-    return ctx->slots[slot];
-}
-
-void aio_context_set_slot(AioContext *ctx, AioContextSlot slot, void *state)
-{
-    ctx->slots[slot] = state;
-}
-
-AioContext *aio_context_new(const char *name, Error **errp)
-{
-    AioContext *ctx = g_new0(AioContext, 1);
-    const AioBackend *backend;
-    Error *local_err = NULL;
-
-    pthread_once(&backend_once, backend_init);
-    ctx->name = g_strdup(name);
-    ctx->bh_ready_tail = &ctx->bh_ready_head;
-    ctx->fd_handlers = g_hash_table_new(NULL, NULL);
-    ctx->poll_grow = 2;
-    ctx->poll_shrink = 2;
-    ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ctx->notify_fd < 0) {
-        error_setg_errno(errp, errno, "AioContext '%s': eventfd", name);
-        goto fail;
-    }
-
-    bd_mutex_lock(&backend_lock);
-    backend = default_backend;
-    bd_mutex_unlock(&backend_lock);
-
-    if (!backend->init(ctx, &local_err)) {
-        if (backend != &aio_uring_backend) {
-            error_propagate(errp, local_err);
-            goto fail;
-        }
-        /* io_uring is unusable here: fall back for good, and say so once. */
-        warn_report_once("io_uring unavailable (%s); using epoll for the "
-                         "event loop", error_get_pretty(local_err));
-        error_free(local_err);
-        backend = &aio_epoll_backend;
-        bd_mutex_lock(&backend_lock);
-        default_backend = backend;
-        bd_mutex_unlock(&backend_lock);
-        if (!backend->init(ctx, errp)) {
-            goto fail;
-        }
-    }
-    ctx->backend = backend;
-    ctx->co_schedule_bh = aio_bh_new(ctx, co_schedule_bh_cb, ctx);
-    for (unsigned i = 0; i < num_context_hooks; i++) {
-        if (context_hooks[i]->created) {
-            context_hooks[i]->created(ctx);
-        }
-    }
-    return ctx;
-
-fail:
-    if (ctx->notify_fd >= 0) {
-        close(ctx->notify_fd);
-    }
-    g_hash_table_destroy(ctx->fd_handlers);
-    g_free(ctx->name);
-    g_free(ctx);
-    return NULL;
-}
-
-static NORETURN void leak_abort(AioContext *ctx, const char *what,
-                                const char *name)
-{
-    fprintf(stderr, "AioContext '%s' destroyed with %s '%s' still "
-            "present\n", ctx->name, what, name ? name : "?");
-    abort();
-}
-
-static void check_bh_leaks(AioContext *ctx)
-{
-    AioBH *bh;
-    unsigned flags;
-    GHashTableIter iter;
-    gpointer key;
-
-    bh_take_incoming(ctx);
-    while ((bh = bh_pop_ready(ctx, &flags))) {
-        if (flags & BH_DELETED) {
-            g_free(bh);
-        } else if (flags & BH_SCHEDULED) {
-            leak_abort(ctx, "scheduled bottom half", bh->name);
-        } else if (flags & BH_ONESHOT) {
-            g_free(bh);     /* cancelled oneshot */
-        }
-    }
-    pthread_once(&bh_registry_once, bh_registry_init);
-    bd_mutex_lock(&bh_registry_lock);
-    if (bh_registry) {
-        g_hash_table_iter_init(&iter, bh_registry);
-        while (g_hash_table_iter_next(&iter, &key, NULL)) {
-            bh = key;
-            if (bh->ctx == ctx) {
-                leak_abort(ctx, "bottom half", bh->name);
-            }
-        }
-    }
-    bd_mutex_unlock(&bh_registry_lock);
-}
-
-void aio_context_destroy(AioContext *ctx)
-{
-    GHashTableIter iter;
-    gpointer value;
-
-    if (!ctx) {
-        return;
-    }
-    assert(in_aio_context_home_thread(ctx));
-    assert(ctx->poll_depth == 0);
-    assert(!qatomic_read(&ctx->co_sched_incoming));
-    /*
-     * A thread that scheduled a bottom half we already ran may still be in
-     * aio_notify() on us: wait for it to leave (a few instructions; it
-     * cannot block).  Pairs with the decrement in bh_enqueue().  Scheduling
-     * new work on a context being destroyed is a bug of the caller.
-     */
-    while (qatomic_load_acquire(&ctx->notifiers_active)) {
-        sched_yield();
-    }
-    for (unsigned i = num_context_hooks; i-- > 0;) {
-        if (context_hooks[i]->destroying) {
-            context_hooks[i]->destroying(ctx);
-        }
-    }
-
-    g_hash_table_iter_init(&iter, ctx->fd_handlers);
-    if (g_hash_table_iter_next(&iter, NULL, &value)) {
-        leak_abort(ctx, "fd handler", ((AioHandler *)value)->name);
-    }
-    if (ctx->timers) {
-        leak_abort(ctx, "armed timer", aio_timer_name(ctx->timers));
-    }
-    if (ctx->timer_count) {
-        leak_abort(ctx, "timer", NULL);
-    }
-
-    aio_bh_delete(ctx->co_schedule_bh);
-    check_bh_leaks(ctx);
-
-    /*
-     * Let the backend retire removed handlers: a cancelled POLL_ADD still
-     * owes us its CQE, which the blocking wait collects.
-     */
-    aio_free_deleted_handlers(ctx);
-    while (ctx->deleted_handlers) {
-        ctx->backend->wait(ctx, -1);
-        aio_free_deleted_handlers(ctx);
-    }
-    ctx->backend->cleanup(ctx);
-    close(ctx->notify_fd);
-    g_hash_table_destroy(ctx->fd_handlers);
-    g_free(ctx->name);
-    g_free(ctx);
-}
-
-const char *aio_context_name(AioContext *ctx)
-{
-    return ctx->name;
-}
-
-const char *aio_context_backend_name(AioContext *ctx)
-{
-    return ctx->backend->name;
-}
-
-bool aio_context_uses_io_uring(AioContext *ctx)
-{
-    return ctx->backend == &aio_uring_backend;
-}
-
-void aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
-                                 int64_t grow, int64_t shrink)
-{
-    ctx->poll_max_ns = MAX(max_ns, 0);
-    ctx->poll_grow = grow > 1 ? grow : 2;
-    ctx->poll_shrink = shrink > 1 ? shrink : 2;
-    ctx->poll_ns = MIN(ctx->poll_ns, ctx->poll_max_ns);
-}
-
-int64_t aio_context_get_poll_max_ns(AioContext *ctx)
-{
-    return ctx->poll_max_ns;
-}
-
-void aio_context_get_poll_params(AioContext *ctx, int64_t *max_ns,
-                                 int64_t *grow, int64_t *shrink)
-{
-    *max_ns = ctx->poll_max_ns;
-    *grow = ctx->poll_grow;
-    *shrink = ctx->poll_shrink;
-}
-
-void aio_context_set_aio_params(AioContext *ctx, int64_t max_batch)
-{
-    ctx->aio_max_batch = MAX(max_batch, 0);
 }

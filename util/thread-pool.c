@@ -144,7 +144,7 @@ static ThreadPoolRequest *worker_next_locked(void) TSA_REQUIRES(pool_lock)
  * At home, before anything that could free the request or destroy the
  * context: wait until the worker has let go of both.  Scheduling publishes
  * the completion before the scheduling call returns, and that call goes on
- * reading the context: async.c makes aio_context_destroy() wait for
+ * reading the context: aio-context.c makes aio_context_destroy() wait for
  * bottom-half schedulers still in aio_notify(), but aio_co_schedule() reads
  * ctx->co_schedule_bh after it has pushed the coroutine and before it is
  * counted, so a coroutine entered by an earlier scheduler's bottom half
