@@ -11,8 +11,8 @@ docs/reliability.md, section 3): the handshake timeout
 (test_nbd_robustness.py::test_idle_handshakes_dropped), connect/disconnect
 cycles (test_hygiene.py, 10,000 of them with fd and RSS checks).
 
-Raw sockets (RawClient from test_nbd_robustness.py) send what libnbd
-refuses to send.  Waits are bounded polls on events (EOF, an fd closing).
+Raw sockets (RawClient from nbdraw.py) send what libnbd refuses to
+send.  Waits are bounded polls on events (EOF, an fd closing).
 """
 
 import json
@@ -24,18 +24,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import harness  # noqa: E402
 from harness import (assert_eq, assert_qmp_error, main,  # noqa: E402
                      nbd_available, skip, source_root, test)
-
-# Importing test_nbd_robustness registers its tests with the harness too;
-# keep only ours.
-_ours = len(harness._tests)
-from test_nbd_robustness import (CMD_CACHE, CMD_FLUSH, CMD_READ,  # noqa: E402
-                                 CMD_WRITE, OPT_EXPORT_NAME,
-                                 OPT_GO, OPT_INFO, REP_ACK, REP_INFO,
-                                 Closed, RawClient)
-del harness._tests[_ours:]
+from nbdraw import (CMD_BLOCK_STATUS, CMD_CACHE, CMD_FLUSH,  # noqa: E402
+                    CMD_READ, CMD_TRIM, CMD_WRITE, CMD_WRITE_ZEROES,
+                    NBD_EINVAL, NBD_ENOSPC, OPT_EXPORT_NAME,
+                    OPT_GO, OPT_INFO, REP_ACK, REP_ERR_UNKNOWN, REP_INFO,
+                    Closed, RawClient)
 
 try:
     import nbd
@@ -49,9 +44,6 @@ NBD_MAX_STRING = 4096
 QMP_MAX_MESSAGE_BYTES = 1 * MiB
 QMP_MAX_OUTPUT_BYTES = 4 * MiB
 CONFIG_MAX_BYTES = 16 * MiB
-CMD_TRIM, CMD_WRITE_ZEROES, CMD_BLOCK_STATUS = 4, 6, 7
-NBD_EPERM, NBD_EINVAL, NBD_ENOSPC = 1, 22, 28
-REP_ERR_UNKNOWN = (1 << 31) + 6
 # How long the daemon may take to act on something (close, free an fd).
 BOUND = 10
 

@@ -25,6 +25,10 @@ import time
 
 from harness import (QMP, TestEnv, assert_eq, main, nbd_available,
                      require_program, skip, test)
+from nbdraw import (CLOSE_TIMEOUT, CMD_CACHE, CMD_DISC, CMD_FLUSH, CMD_READ,
+                    CMD_WRITE, IHAVEOPT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO,
+                    OPT_LIST, OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_UNSUP,
+                    REP_SERVER, REQUEST_MAGIC, Closed, RawClient)
 
 try:
     import nbd
@@ -33,8 +37,6 @@ except ImportError:
 
 MiB = 1024 * 1024
 IMAGE_SIZE = 64 * MiB
-# How long the server may take to close a connection it should close.
-CLOSE_TIMEOUT = 10
 # The good client's region: garbage never writes there.
 GOOD_OFFSET = 48 * MiB
 GOOD_SIZE = 8 * MiB
@@ -128,130 +130,6 @@ class NbdDaemon:
         """SIGTERM; the daemon must exit 0."""
         self.check_alive('at the end')
         self.daemon.stop()
-
-
-# --- A raw NBD client, for the bad ones --------------------------------------
-
-NBDMAGIC = 0x4e42444d41474943
-IHAVEOPT = 0x49484156454f5054
-REPLY_MAGIC = 0x3e889045565a9
-REQUEST_MAGIC = 0x25609513
-SIMPLE_REPLY_MAGIC = 0x67446698
-FLAG_FIXED_NEWSTYLE = 1
-FLAG_NO_ZEROES = 2
-OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
-OPT_STRUCTURED_REPLY = 8
-REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
-REP_ERR_UNSUP = (1 << 31) + 1
-INFO_EXPORT = 0
-CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_CACHE = 0, 1, 2, 3, 5
-NBD_EINVAL = 22
-
-
-class Closed(Exception):
-    """The server closed the connection."""
-
-
-class RawClient:
-    """Just enough NBD to reach any phase of a connection by hand."""
-
-    def __init__(self, path, timeout=CLOSE_TIMEOUT):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.handle = 0
-
-    def close(self):
-        self.sock.close()
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def recv_exact(self, n):
-        buf = b''
-        while len(buf) < n:
-            try:
-                chunk = self.sock.recv(n - len(buf))
-            except ConnectionResetError:
-                raise Closed() from None
-            if not chunk:
-                raise Closed()
-            buf += chunk
-        return buf
-
-    def wait_closed(self, what, timeout=CLOSE_TIMEOUT):
-        """Read (and drop) until the server closes; fail if it does not."""
-        self.sock.settimeout(timeout)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not self.sock.recv(65536):
-                    return
-        except ConnectionResetError:
-            return
-        except socket.timeout:
-            pass
-        raise AssertionError(f'{what}: the server did not close the '
-                             f'connection within {timeout} s')
-
-    # Handshake
-
-    def greeting(self):
-        magic, opt_magic, flags = struct.unpack('>QQH', self.recv_exact(18))
-        assert_eq((magic, opt_magic), (NBDMAGIC, IHAVEOPT), 'greeting')
-        assert flags & FLAG_FIXED_NEWSTYLE, 'fixed newstyle'
-        return flags
-
-    def client_flags(self, flags=FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES):
-        self.send(struct.pack('>I', flags))
-
-    def option(self, opt, data=b''):
-        self.send(struct.pack('>QII', IHAVEOPT, opt, len(data)) + data)
-
-    def option_reply(self):
-        magic, opt, rtype, length = struct.unpack('>QIII',
-                                                  self.recv_exact(20))
-        assert_eq(magic, REPLY_MAGIC, 'option reply magic')
-        return opt, rtype, self.recv_exact(length)
-
-    def go(self, name=b'disk'):
-        """NBD_OPT_GO; the export's (size, flags)."""
-        self.option(OPT_GO, struct.pack('>I', len(name)) + name +
-                    struct.pack('>H', 0))
-        size = None
-        while True:
-            opt, rtype, data = self.option_reply()
-            assert_eq(opt, OPT_GO, 'reply to')
-            if rtype == REP_INFO and struct.unpack('>H', data[:2])[0] == \
-                    INFO_EXPORT:
-                _, size, flags = struct.unpack('>HQH', data[:12])
-            elif rtype == REP_ACK:
-                assert size is not None, 'GO acknowledged without an export'
-                return size, flags
-            elif rtype & (1 << 31):
-                raise AssertionError(f'GO failed: {rtype:#x} {data!r}')
-
-    def handshake(self):
-        self.greeting()
-        self.client_flags()
-        return self.go()
-
-    # Transmission (simple replies: no structured reply negotiated)
-
-    def request(self, cmd, offset=0, length=0, flags=0, payload=b'',
-                magic=REQUEST_MAGIC):
-        self.handle += 1
-        self.send(struct.pack('>IHHQQI', magic, flags, cmd, self.handle,
-                              offset, length) + payload)
-        return self.handle
-
-    def reply(self, read_length=0):
-        """A simple reply: (error, data)."""
-        magic, error, handle = struct.unpack('>IIQ', self.recv_exact(16))
-        assert_eq(magic, SIMPLE_REPLY_MAGIC, 'reply magic')
-        assert_eq(handle, self.handle, 'reply handle')
-        data = self.recv_exact(read_length) if error == 0 else b''
-        return error, data
 
 
 # --- A client that must be served throughout ---------------------------------
