@@ -369,14 +369,27 @@ static void coroutine_fn nbd_cmd_block_status(NbdConn *conn, NbdRequest *req)
     }
 }
 
-/* --- Checking requests --------------------------------------------------- */
+/* --- Parsing and checking requests (pure) -------------------------------- */
+
+bool nbd_request_decode(const uint8_t *buf, NbdRequestHdr *hdr)
+{
+    if (nbd_get32(buf) != NBD_REQUEST_MAGIC) {
+        return false;
+    }
+    hdr->flags = nbd_get16(buf + 4);
+    hdr->type = nbd_get16(buf + 6);
+    hdr->handle = nbd_get64(buf + 8);
+    hdr->offset = nbd_get64(buf + 16);
+    hdr->len = nbd_get32(buf + 24);
+    return true;
+}
 
 /* Command flags each command accepts (FUA is valid on every one). */
-static uint16_t nbd_valid_flags(NbdConn *conn, uint16_t type)
+static uint16_t nbd_valid_flags(const NbdReqLimits *lim, uint16_t type)
 {
     switch (type) {
     case NBD_CMD_READ:
-        return NBD_CMD_FLAG_FUA | (conn->structured ? NBD_CMD_FLAG_DF : 0);
+        return NBD_CMD_FLAG_FUA | (lim->structured ? NBD_CMD_FLAG_DF : 0);
     case NBD_CMD_WRITE:
     case NBD_CMD_FLUSH:
     case NBD_CMD_TRIM:
@@ -392,14 +405,20 @@ static uint16_t nbd_valid_flags(NbdConn *conn, uint16_t type)
     }
 }
 
-void nbd_req_check(NbdConn *conn, NbdRequest *req)
+static uint32_t nbd_refuse(const char **msg, uint32_t error, const char *why)
 {
-    NbdExport *exp = conn->exp;
-    bool writes = req->type == NBD_CMD_WRITE || req->type == NBD_CMD_TRIM ||
-                  req->type == NBD_CMD_WRITE_ZEROES;
+    *msg = why;
+    return error;
+}
 
-    IO_CODE();
-    switch (req->type) {
+uint32_t nbd_request_check(const NbdReqLimits *lim, const NbdRequestHdr *hdr,
+                           const char **msg)
+{
+    bool writes = hdr->type == NBD_CMD_WRITE || hdr->type == NBD_CMD_TRIM ||
+                  hdr->type == NBD_CMD_WRITE_ZEROES;
+
+    *msg = NULL;
+    switch (hdr->type) {
     case NBD_CMD_READ:
     case NBD_CMD_WRITE:
     case NBD_CMD_FLUSH:
@@ -409,42 +428,61 @@ void nbd_req_check(NbdConn *conn, NbdRequest *req)
     case NBD_CMD_BLOCK_STATUS:
         break;
     default:
-        nbd_req_fail(req, NBD_EINVAL, "unknown command");
-        return;
+        return nbd_refuse(msg, NBD_EINVAL, "unknown command");
     }
-    if (req->flags & ~nbd_valid_flags(conn, req->type)) {
-        nbd_req_fail(req, NBD_EINVAL, "invalid command flags");
-        return;
+    if (hdr->flags & ~nbd_valid_flags(lim, hdr->type)) {
+        return nbd_refuse(msg, NBD_EINVAL, "invalid command flags");
     }
-    if (writes && !exp->common.writable) {
-        nbd_req_fail(req, NBD_EPERM, "export is read-only");
-        return;
+    if (writes && !lim->writable) {
+        return nbd_refuse(msg, NBD_EPERM, "export is read-only");
     }
-    if (req->type == NBD_CMD_FLUSH) {
-        return;     /* offset and length are reserved */
+    if (hdr->type == NBD_CMD_FLUSH) {
+        return 0;   /* offset and length are reserved */
     }
-    if ((req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
-        req->len > NBD_MAX_BUFFER) {
-        nbd_req_fail(req, NBD_EINVAL, "request larger than 32 MiB");
-        return;
+    if ((hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
+        hdr->len > NBD_MAX_BUFFER) {
+        return nbd_refuse(msg, NBD_EINVAL, "request larger than 32 MiB");
     }
-    if (req->offset > (uint64_t)exp->size ||
-        req->len > (uint64_t)exp->size - req->offset) {
-        bool enospc = req->type == NBD_CMD_WRITE ||
-                      req->type == NBD_CMD_WRITE_ZEROES;
+    if (hdr->offset > lim->size || hdr->len > lim->size - hdr->offset) {
+        bool enospc = hdr->type == NBD_CMD_WRITE ||
+                      hdr->type == NBD_CMD_WRITE_ZEROES;
 
-        nbd_req_fail(req, enospc ? NBD_ENOSPC : NBD_EINVAL,
-                     "request past the end of the export");
-        return;
+        return nbd_refuse(msg, enospc ? NBD_ENOSPC : NBD_EINVAL,
+                          "request past the end of the export");
     }
-    if (req->type == NBD_CMD_BLOCK_STATUS) {
-        if (!conn->base_allocation) {
-            nbd_req_fail(req, NBD_EINVAL,
-                         "no metadata context was negotiated");
-        } else if (!req->len) {
-            nbd_req_fail(req, NBD_EINVAL, "empty block status request");
+    if (hdr->type == NBD_CMD_BLOCK_STATUS) {
+        if (!lim->base_allocation) {
+            return nbd_refuse(msg, NBD_EINVAL,
+                              "no metadata context was negotiated");
+        }
+        if (!hdr->len) {
+            return nbd_refuse(msg, NBD_EINVAL, "empty block status request");
         }
     }
+    return 0;
+}
+
+/* --- Commands: checking and running -------------------------------------- */
+
+void nbd_req_check(NbdConn *conn, NbdRequest *req)
+{
+    NbdExport *exp = conn->exp;
+    NbdReqLimits lim = {
+        .size = exp->size,
+        .writable = exp->common.writable,
+        .structured = conn->structured,
+        .base_allocation = conn->base_allocation,
+    };
+    NbdRequestHdr hdr = {
+        .flags = req->flags,
+        .type = req->type,
+        .handle = req->handle,
+        .offset = req->offset,
+        .len = req->len,
+    };
+
+    IO_CODE();
+    req->error = nbd_request_check(&lim, &hdr, &req->error_msg);
 }
 
 void coroutine_fn nbd_req_execute(NbdConn *conn, NbdRequest *req)

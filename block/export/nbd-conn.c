@@ -115,7 +115,7 @@ void *nbd_buf_get(NbdConn *conn, size_t len, size_t *size)
     return blockd_memalign(NBD_BUF_ALIGN, pool->size);
 }
 
-static void nbd_buf_put(NbdConn *conn, void *buf, size_t size)
+void nbd_buf_put(NbdConn *conn, void *buf, size_t size)
 {
     NbdBufPool *pool = size == NBD_SMALL_BUF ? &conn->small_bufs :
                        size == NBD_LARGE_BUF ? &conn->large_bufs : NULL;
@@ -125,6 +125,19 @@ static void nbd_buf_put(NbdConn *conn, void *buf, size_t size)
     } else {
         blockd_vfree(buf);
     }
+}
+
+void nbd_conn_bufs_init(NbdConn *conn)
+{
+    nbd_buf_pool_init(&conn->small_bufs, NBD_SMALL_BUF,
+                      conn->exp->max_in_flight + 1);
+    nbd_buf_pool_init(&conn->large_bufs, NBD_LARGE_BUF, NBD_LARGE_POOL);
+}
+
+void nbd_conn_bufs_destroy(NbdConn *conn)
+{
+    nbd_buf_pool_destroy(&conn->small_bufs);
+    nbd_buf_pool_destroy(&conn->large_bufs);
 }
 
 static NbdRequest *nbd_req_get(NbdConn *conn)
@@ -483,24 +496,25 @@ static void nbd_conn_dispatch(NbdConn *conn, NbdRequest *req)
 static int nbd_conn_parse(NbdConn *conn)
 {
     const uint8_t *p = conn->rbuf + conn->rpos;
+    NbdRequestHdr hdr;
     NbdRequest *req;
 
-    if (nbd_get32(p) != NBD_REQUEST_MAGIC) {
+    if (!nbd_request_decode(p, &hdr)) {
         debug_report("nbd: %s: bad request magic 0x%08" PRIx32
                      ": disconnecting", conn->peer, nbd_get32(p));
         return -EPROTO;
     }
     conn->rpos += NBD_REQUEST_SIZE;
-    if (nbd_get16(p + 6) == NBD_CMD_DISC) {
+    if (hdr.type == NBD_CMD_DISC) {
         conn->stop_reading = true;
         return 0;
     }
     req = nbd_req_get(conn);
-    req->flags = nbd_get16(p + 4);
-    req->type = nbd_get16(p + 6);
-    req->handle = nbd_get64(p + 8);
-    req->offset = nbd_get64(p + 16);
-    req->len = nbd_get32(p + 24);
+    req->flags = hdr.flags;
+    req->type = hdr.type;
+    req->handle = hdr.handle;
+    req->offset = hdr.offset;
+    req->len = hdr.len;
     nbd_req_check(conn, req);
     if (req->type == NBD_CMD_WRITE) {
         if (req->error) {
@@ -620,14 +634,12 @@ static void coroutine_fn nbd_conn_receive_loop(NbdConn *conn)
 static void nbd_conn_attach(NbdConn *conn)
 {
     NbdExport *exp = conn->exp;
-    unsigned max = exp->max_in_flight;
 
     GLOBAL_STATE_CODE();
     conn->rbuf = g_malloc(NBD_RBUF_SIZE);
     conn->send_iov = g_new(struct iovec, NBD_SEND_IOV_MAX);
     conn->sendq_tail = &conn->sendq_head;
-    nbd_buf_pool_init(&conn->small_bufs, NBD_SMALL_BUF, max + 1);
-    nbd_buf_pool_init(&conn->large_bufs, NBD_LARGE_BUF, NBD_LARGE_POOL);
+    nbd_conn_bufs_init(conn);
     conn->recv_handler.cb = nbd_conn_recv_done;
 
     exp->common.clients++;
@@ -657,8 +669,7 @@ static void nbd_conn_detach(NbdConn *conn)
         conn->free_reqs = req->next;
         g_free(req);
     }
-    nbd_buf_pool_destroy(&conn->small_bufs);
-    nbd_buf_pool_destroy(&conn->large_bufs);
+    nbd_conn_bufs_destroy(conn);
     g_free(conn->send_iov);
     g_free(conn->rbuf);
     conn->exp = NULL;

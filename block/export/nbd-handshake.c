@@ -5,20 +5,28 @@
  * the connection's coroutine in the main loop, under the BQL; docs/nbd.md
  * lists what each option does.
  *
- * The handshake is an explicit state machine (NbdHsState):
+ * The handshake is a state machine over bytes (NbdHsState, nbd-int.h),
+ * with no I/O of its own: nbd_hs_want() says how many bytes it needs
+ * next, nbd_hs_input() takes exactly those and appends the replies to
+ * hs->out.  nbd_handshake() is its driver on the socket; the fuzz harness
+ * (tests/fuzz/fuzz-nbd-handshake.c) drives the same code from memory.
  *
- *   GREETING --> CLIENT_FLAGS --> OPTION --+--> OPTION (reply, next option)
- *                                          +--> GO    (EXPORT_NAME, or GO
- *                                          |           acknowledged)
- *                                          +--> CLOSE (ABORT, protocol
- *                                                      violation, I/O error)
+ *   (greeting queued) --> CLIENT_FLAGS --> OPTION_HEADER --+
+ *                                              ^           |
+ *         OPTION_DATA (handle, reply) ---------+-----------+
+ *         OPTION_SKIP (too long: drop, refuse) +           |
+ *                                                          +--> GO
+ *                                                          +--> CLOSE
  *
- * Blocking rules: each state does its socket I/O with whole-message
- * receives and sends on the main loop's ring; the coroutine yields only
- * there, so an option's handler builds all of its replies without
- * yielding, and what it looked up (an export) cannot go away while it
- * does.  The handshake timer and nbd_server_stop() end a handshake by
- * shutting the socket down, which fails the pending receive or send.
+ * GO: EXPORT_NAME, or GO acknowledged.  CLOSE: ABORT, a protocol
+ * violation, or (set by the driver) an I/O error.
+ *
+ * Blocking rules: the driver does whole-message receives and sends on the
+ * main loop's ring and yields only there; an option's handler builds all
+ * of its replies without yielding, so what it looked up (an export)
+ * cannot go away while it does.  The handshake timer and
+ * nbd_server_stop() end a handshake by shutting the socket down, which
+ * fails the pending receive or send.
  *
  * Limits: option data up to NBD_MAX_OPTION_SIZE is read and handled;
  * longer options (up to NBD_MAX_BUFFER) are skipped and refused with
@@ -100,26 +108,11 @@ static int coroutine_fn nbd_co_send_all(NbdConn *conn, const void *buf,
 
 /* --- The handshake ------------------------------------------------------- */
 
-typedef enum NbdHsState {
-    NBD_HS_GREETING,            /* send NBDMAGIC, IHAVEOPT, handshake flags */
-    NBD_HS_CLIENT_FLAGS,        /* receive the client's flags */
-    NBD_HS_OPTION,              /* receive an option, reply to it */
-    NBD_HS_GO,                  /* done: enter transmission (hs->chosen) */
-    NBD_HS_CLOSE,               /* done: hang up */
-} NbdHsState;
-
-typedef struct NbdHandshake {
-    NbdConn *conn;
-    uint32_t opt;               /* the option being handled */
-    uint32_t len;               /* its data length */
-    uint8_t *data;              /* its data */
-    GByteArray *out;            /* replies built, not yet sent */
-    NbdExport *chosen;          /* GO / EXPORT_NAME: with a reference */
-} NbdHandshake;
-
-/* The transmission flags @conn gets for @exp (docs/nbd.md). */
-static uint16_t nbd_tx_flags(NbdConn *conn, NbdExport *exp)
+/* The transmission flags the connection gets for @exp (docs/nbd.md). */
+static uint16_t nbd_tx_flags(NbdHandshake *hs, NbdExport *exp)
 {
+    NbdConn *conn = hs->conn;
+
     uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
                      NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_CACHE;
 
@@ -132,7 +125,7 @@ static uint16_t nbd_tx_flags(NbdConn *conn, NbdExport *exp)
     if (conn->structured) {
         flags |= NBD_FLAG_SEND_DF;
     }
-    if (nbd_server_allows_multi_conn(conn->server)) {
+    if (hs->multi_conn) {
         flags |= NBD_FLAG_CAN_MULTI_CONN;
     }
     return flags;
@@ -170,7 +163,7 @@ nbd_hs_error(NbdHandshake *hs, uint32_t type, const char *fmt, ...)
     debug_report("nbd: %s: option %" PRIu32 " refused: %s",
                  hs->conn->peer, hs->opt, msg);
     nbd_hs_reply(hs, type, msg, strlen(msg));
-    return NBD_HS_OPTION;
+    return NBD_HS_OPTION_HEADER;
 }
 
 /* Queue an NBD_REP_INFO of type @info with @len bytes of @payload. */
@@ -182,18 +175,6 @@ static void nbd_hs_info(NbdHandshake *hs, uint16_t info, const void *payload,
     nbd_put16(buf, info);
     memcpy(buf + 2, payload, len);
     nbd_hs_reply(hs, NBD_REP_INFO, buf, 2 + len);
-}
-
-/* Send what the option's handler queued.  0 or -errno. */
-static int coroutine_fn nbd_hs_flush(NbdHandshake *hs)
-{
-    int ret = 0;
-
-    if (hs->out->len) {
-        ret = nbd_co_send_all(hs->conn, hs->out->data, hs->out->len);
-        g_byte_array_set_size(hs->out, 0);
-    }
-    return ret;
 }
 
 /*
@@ -208,26 +189,10 @@ static char *nbd_hs_string(const uint8_t *p, uint32_t len)
     return g_strndup((const char *)p, len);
 }
 
-static NbdHsState coroutine_fn nbd_hs_greeting(NbdHandshake *hs)
+static NbdHsState nbd_hs_client_flags(NbdHandshake *hs, const uint8_t *buf)
 {
-    uint8_t buf[NBD_GREETING_SIZE];
+    uint32_t flags = nbd_get32(buf);
 
-    nbd_put64(buf, NBD_MAGIC);
-    nbd_put64(buf + 8, NBD_OPTS_MAGIC);
-    nbd_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    return nbd_co_send_all(hs->conn, buf, sizeof(buf)) < 0 ?
-           NBD_HS_CLOSE : NBD_HS_CLIENT_FLAGS;
-}
-
-static NbdHsState coroutine_fn nbd_hs_client_flags(NbdHandshake *hs)
-{
-    uint8_t buf[4];
-    uint32_t flags;
-
-    if (nbd_co_recv_all(hs->conn, buf, sizeof(buf)) < 0) {
-        return NBD_HS_CLOSE;
-    }
-    flags = nbd_get32(buf);
     /*
      * Unknown flags: the spec says hang up.  A client without
      * FIXED_NEWSTYLE still gets fixed-newstyle replies (the spec allows
@@ -239,7 +204,7 @@ static NbdHsState coroutine_fn nbd_hs_client_flags(NbdHandshake *hs)
         return NBD_HS_CLOSE;
     }
     hs->conn->no_zeroes = flags & NBD_FLAG_C_NO_ZEROES;
-    return NBD_HS_OPTION;
+    return NBD_HS_OPTION_HEADER;
 }
 
 /* --- Options: each builds its replies without yielding ------------------- */
@@ -257,7 +222,7 @@ static NbdHsState nbd_opt_export_name(NbdHandshake *hs)
                      conn->peer, name ? name : "(invalid name)");
         return NBD_HS_CLOSE;
     }
-    conn->tx_flags = nbd_tx_flags(conn, exp);
+    conn->tx_flags = nbd_tx_flags(hs, exp);
     nbd_put64(buf, exp->size);
     nbd_put16(buf + 8, conn->tx_flags);
     g_byte_array_append(hs->out, buf, conn->no_zeroes ?
@@ -294,7 +259,7 @@ static NbdHsState nbd_opt_list(NbdHandshake *hs)
         nbd_hs_reply(hs, NBD_REP_SERVER, buf, 4 + namelen + desclen);
     }
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
-    return NBD_HS_OPTION;
+    return NBD_HS_OPTION_HEADER;
 }
 
 static NbdHsState nbd_opt_starttls(NbdHandshake *hs)
@@ -385,13 +350,13 @@ static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
     }
     nbd_hs_info(hs, NBD_INFO_BLOCK_SIZE, buf, 12);
 
-    conn->tx_flags = nbd_tx_flags(conn, exp);
+    conn->tx_flags = nbd_tx_flags(hs, exp);
     nbd_put64(buf, exp->size);
     nbd_put16(buf + 8, conn->tx_flags);
     nbd_hs_info(hs, NBD_INFO_EXPORT, buf, 10);
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
     if (!go) {
-        return NBD_HS_OPTION;
+        return NBD_HS_OPTION_HEADER;
     }
     blk_exp_ref(&exp->common);
     hs->chosen = exp;
@@ -410,7 +375,7 @@ static NbdHsState nbd_opt_structured_reply(NbdHandshake *hs)
     }
     hs->conn->structured = true;
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
-    return NBD_HS_OPTION;
+    return NBD_HS_OPTION_HEADER;
 }
 
 /* A cursor over option data, for the variable-length options. */
@@ -511,39 +476,52 @@ static NbdHsState nbd_opt_meta_context(NbdHandshake *hs)
         }
     }
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
-    return NBD_HS_OPTION;
+    return NBD_HS_OPTION_HEADER;
 }
 
-/* Read @len bytes of option data and drop them. */
-static int coroutine_fn nbd_hs_skip(NbdHandshake *hs, uint32_t len)
+/* Handle the option whose data is at hs->data; queue its replies. */
+static NbdHsState nbd_hs_option(NbdHandshake *hs)
 {
-    g_autofree uint8_t *buf = g_malloc(NBD_MAX_OPTION_SIZE);
-
-    while (len) {
-        uint32_t n = MIN(len, NBD_MAX_OPTION_SIZE);
-        int ret = nbd_co_recv_all(hs->conn, buf, n);
-
-        if (ret < 0) {
-            return ret;
-        }
-        len -= n;
+    switch (hs->opt) {
+    case NBD_OPT_EXPORT_NAME:
+        return nbd_opt_export_name(hs);
+    case NBD_OPT_ABORT:
+        return nbd_opt_abort(hs);
+    case NBD_OPT_LIST:
+        return nbd_opt_list(hs);
+    case NBD_OPT_STARTTLS:
+        return nbd_opt_starttls(hs);
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        return nbd_opt_info_go(hs);
+    case NBD_OPT_STRUCTURED_REPLY:
+        return nbd_opt_structured_reply(hs);
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        return nbd_opt_meta_context(hs);
+    default:
+        return nbd_hs_error(hs, NBD_REP_ERR_UNSUP,
+                            "option %" PRIu32 " is not supported", hs->opt);
     }
-    return 0;
 }
 
-/* Receive one option, handle it, send the replies. */
-static NbdHsState coroutine_fn nbd_hs_option(NbdHandshake *hs)
+static NbdHsState nbd_hs_handle(NbdHandshake *hs, const uint8_t *data)
 {
-    NbdConn *conn = hs->conn;
-    uint8_t hdr[NBD_OPTION_HEADER_SIZE];
-    g_autofree uint8_t *data = NULL;
     NbdHsState next;
 
-    if (nbd_co_recv_all(conn, hdr, sizeof(hdr)) < 0) {
-        return NBD_HS_CLOSE;
-    }
+    hs->data = data;
+    next = nbd_hs_option(hs);
+    hs->data = NULL;
+    return next;
+}
+
+static NbdHsState nbd_hs_option_header(NbdHandshake *hs, const uint8_t *hdr)
+{
+    /* Option handlers get a valid pointer even without data. */
+    static const uint8_t no_data[1];
+
     if (nbd_get64(hdr) != NBD_OPTS_MAGIC) {
-        debug_report("nbd: %s: bad option magic", conn->peer);
+        debug_report("nbd: %s: bad option magic", hs->conn->peer);
         return NBD_HS_CLOSE;
     }
     hs->opt = nbd_get32(hdr + 8);
@@ -551,87 +529,88 @@ static NbdHsState coroutine_fn nbd_hs_option(NbdHandshake *hs)
 
     if (hs->len > NBD_MAX_OPTION_SIZE ||
         (hs->opt == NBD_OPT_EXPORT_NAME && hs->len > NBD_MAX_STRING)) {
-        if (hs->opt == NBD_OPT_EXPORT_NAME || hs->len > NBD_MAX_BUFFER ||
-            nbd_hs_skip(hs, hs->len) < 0) {
+        if (hs->opt == NBD_OPT_EXPORT_NAME || hs->len > NBD_MAX_BUFFER) {
             debug_report("nbd: %s: option %" PRIu32 " too long (%" PRIu32
-                         " bytes)", conn->peer, hs->opt, hs->len);
+                         " bytes)", hs->conn->peer, hs->opt, hs->len);
             return NBD_HS_CLOSE;
         }
-        next = nbd_hs_error(hs, NBD_REP_ERR_TOO_BIG,
-                            "option data too long (%" PRIu32 " bytes)",
-                            hs->len);
-        return nbd_hs_flush(hs) < 0 ? NBD_HS_CLOSE : next;
+        hs->skip = hs->len;
+        return NBD_HS_OPTION_SKIP;
     }
-    data = g_malloc(hs->len + 1);
-    if (nbd_co_recv_all(conn, data, hs->len) < 0) {
-        return NBD_HS_CLOSE;
-    }
-    hs->data = data;
-
-    switch (hs->opt) {
-    case NBD_OPT_EXPORT_NAME:
-        next = nbd_opt_export_name(hs);
-        break;
-    case NBD_OPT_ABORT:
-        next = nbd_opt_abort(hs);
-        break;
-    case NBD_OPT_LIST:
-        next = nbd_opt_list(hs);
-        break;
-    case NBD_OPT_STARTTLS:
-        next = nbd_opt_starttls(hs);
-        break;
-    case NBD_OPT_INFO:
-    case NBD_OPT_GO:
-        next = nbd_opt_info_go(hs);
-        break;
-    case NBD_OPT_STRUCTURED_REPLY:
-        next = nbd_opt_structured_reply(hs);
-        break;
-    case NBD_OPT_LIST_META_CONTEXT:
-    case NBD_OPT_SET_META_CONTEXT:
-        next = nbd_opt_meta_context(hs);
-        break;
-    default:
-        next = nbd_hs_error(hs, NBD_REP_ERR_UNSUP,
-                            "option %" PRIu32 " is not supported", hs->opt);
-        break;
-    }
-    hs->data = NULL;
-
-    if (nbd_hs_flush(hs) < 0) {
-        return NBD_HS_CLOSE;
-    }
-    return next;
+    return hs->len ? NBD_HS_OPTION_DATA : nbd_hs_handle(hs, no_data);
 }
 
-bool coroutine_fn nbd_handshake(NbdConn *conn)
+void nbd_hs_init(NbdHandshake *hs, NbdConn *conn, bool multi_conn)
 {
-    NbdHandshake hs = { .conn = conn, .out = g_byte_array_new() };
-    NbdHsState state = NBD_HS_GREETING;
+    uint8_t buf[NBD_GREETING_SIZE];
 
-    while (state != NBD_HS_GO && state != NBD_HS_CLOSE) {
-        switch (state) {
-        case NBD_HS_GREETING:
-            state = nbd_hs_greeting(&hs);
-            break;
-        case NBD_HS_CLIENT_FLAGS:
-            state = nbd_hs_client_flags(&hs);
-            break;
-        case NBD_HS_OPTION:
-            state = nbd_hs_option(&hs);
-            break;
-        default:
-            g_assert_not_reached();
+    *hs = (NbdHandshake) {
+        .conn = conn,
+        .state = NBD_HS_CLIENT_FLAGS,
+        .multi_conn = multi_conn,
+        .out = g_byte_array_new(),
+    };
+    nbd_put64(buf, NBD_MAGIC);
+    nbd_put64(buf + 8, NBD_OPTS_MAGIC);
+    nbd_put16(buf + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    g_byte_array_append(hs->out, buf, sizeof(buf));
+}
+
+size_t nbd_hs_want(const NbdHandshake *hs)
+{
+    switch (hs->state) {
+    case NBD_HS_CLIENT_FLAGS:
+        return 4;
+    case NBD_HS_OPTION_HEADER:
+        return NBD_OPTION_HEADER_SIZE;
+    case NBD_HS_OPTION_DATA:
+        return hs->len;
+    case NBD_HS_OPTION_SKIP:
+        return MIN(hs->skip, NBD_MAX_OPTION_SIZE);
+    default:
+        return 0;
+    }
+}
+
+void nbd_hs_input(NbdHandshake *hs, const uint8_t *buf, size_t len)
+{
+    assert(len && len == nbd_hs_want(hs));
+    switch (hs->state) {
+    case NBD_HS_CLIENT_FLAGS:
+        hs->state = nbd_hs_client_flags(hs, buf);
+        break;
+    case NBD_HS_OPTION_HEADER:
+        hs->state = nbd_hs_option_header(hs, buf);
+        break;
+    case NBD_HS_OPTION_DATA:
+        hs->state = nbd_hs_handle(hs, buf);
+        break;
+    case NBD_HS_OPTION_SKIP:
+        hs->skip -= len;
+        if (!hs->skip) {
+            hs->state = nbd_hs_error(hs, NBD_REP_ERR_TOO_BIG,
+                                     "option data too long (%" PRIu32
+                                     " bytes)", hs->len);
         }
+        break;
+    default:
+        g_assert_not_reached();
     }
-    g_byte_array_free(hs.out, true);
-    if (state == NBD_HS_CLOSE && hs.chosen) {
+}
+
+bool nbd_hs_finish(NbdHandshake *hs)
+{
+    NbdConn *conn = hs->conn;
+
+    assert(hs->state == NBD_HS_GO || hs->state == NBD_HS_CLOSE);
+    g_byte_array_free(hs->out, true);
+    hs->out = NULL;
+    if (hs->state == NBD_HS_CLOSE && hs->chosen) {
         /* The reply that would have entered transmission failed. */
-        blk_exp_unref(&hs.chosen->common);
-        hs.chosen = NULL;
+        blk_exp_unref(&hs->chosen->common);
+        hs->chosen = NULL;
     }
-    conn->exp = hs.chosen;
+    conn->exp = hs->chosen;
     if (conn->exp) {
         conn->base_allocation = conn->structured && conn->meta_export &&
                                 !strcmp(conn->meta_export, conn->exp->name);
@@ -640,4 +619,39 @@ bool coroutine_fn nbd_handshake(NbdConn *conn)
                      conn->structured ? " (structured replies)" : "");
     }
     return conn->exp != NULL;
+}
+
+bool coroutine_fn nbd_handshake(NbdConn *conn)
+{
+    NbdHandshake hs;
+    g_autofree uint8_t *buf = NULL;
+    size_t cap = 0;
+
+    nbd_hs_init(&hs, conn, nbd_server_allows_multi_conn(conn->server));
+    for (;;) {
+        size_t want;
+
+        /* Replies go out before the next receive, and before GO / CLOSE. */
+        if (hs.out->len) {
+            if (nbd_co_send_all(conn, hs.out->data, hs.out->len) < 0) {
+                hs.state = NBD_HS_CLOSE;
+            }
+            g_byte_array_set_size(hs.out, 0);
+        }
+        want = nbd_hs_want(&hs);
+        if (!want) {
+            break;
+        }
+        if (want > cap) {
+            g_free(buf);
+            buf = g_malloc(want);
+            cap = want;
+        }
+        if (nbd_co_recv_all(conn, buf, want) < 0) {
+            hs.state = NBD_HS_CLOSE;
+            break;
+        }
+        nbd_hs_input(&hs, buf, want);
+    }
+    return nbd_hs_finish(&hs);
 }

@@ -201,11 +201,62 @@ void nbd_export_get_stats(BlockExport *exp, BlockExportStats *stats);
  */
 void *nbd_buf_get(NbdConn *conn, size_t len, size_t *size);
 
+/*
+ * Give back a buffer from nbd_buf_get() (@size as it returned).  home
+ */
+void nbd_buf_put(NbdConn *conn, void *buf, size_t size);
+
+/*
+ * Set up and free @conn's data buffer pools: attaching and detaching do,
+ * and so does anything that runs commands without a socket (the fuzz
+ * harnesses).
+ */
+void nbd_conn_bufs_init(NbdConn *conn);
+void nbd_conn_bufs_destroy(NbdConn *conn);
+
+/* --- nbd-cmd.c: parsing and checking requests (pure, any thread) ------- */
+
+/* A request header as the wire has it (NBD_REQUEST_SIZE bytes). */
+typedef struct NbdRequestHdr {
+    uint16_t flags;                 /* NBD_CMD_FLAG_* */
+    uint16_t type;                  /* NBD_CMD_* */
+    uint64_t handle;                /* the client's cookie */
+    uint64_t offset;
+    uint32_t len;
+} NbdRequestHdr;
+
+/* What a request is checked against: the export and the negotiation. */
+typedef struct NbdReqLimits {
+    uint64_t size;                  /* the export's size */
+    bool writable;                  /* the export takes writes */
+    bool structured;                /* structured replies negotiated */
+    bool base_allocation;           /* base:allocation negotiated */
+} NbdReqLimits;
+
+/*
+ * Decode the NBD_REQUEST_SIZE bytes at @buf into @hdr.  False if the
+ * magic is wrong (the stream is garbage: the server hangs up).
+ */
+bool nbd_request_decode(const uint8_t *buf, NbdRequestHdr *hdr);
+
+/*
+ * Check @hdr (not NBD_CMD_DISC, which has no reply) against the protocol
+ * and @lim: unknown command, flags the command does not take, writes to a
+ * read-only export, READ/WRITE over NBD_MAX_BUFFER, a range past the end,
+ * BLOCK_STATUS without a negotiated context or with length 0.  Returns 0
+ * or the NBD error of the reply (docs/nbd.md has the table), with a
+ * message for structured error chunks in *@msg (NULL on success).  No
+ * alignment is checked: the server advertises a minimum block size of 1.
+ */
+uint32_t nbd_request_check(const NbdReqLimits *lim, const NbdRequestHdr *hdr,
+                           const char **msg);
+
 /* --- nbd-cmd.c: commands ------------------------------------------------ */
 
 /*
- * Check a parsed request against the protocol and the export; a refusal
- * sets req->error (an NBD error) and req->error_msg.  home
+ * Check a parsed request against the protocol and the export with
+ * nbd_request_check(); a refusal sets req->error (an NBD error) and
+ * req->error_msg.  home
  */
 void nbd_req_check(NbdConn *conn, NbdRequest *req);
 
@@ -216,6 +267,47 @@ void nbd_req_check(NbdConn *conn, NbdRequest *req);
 void coroutine_fn nbd_req_execute(NbdConn *conn, NbdRequest *req);
 
 /* --- nbd-handshake.c ----------------------------------------------------- */
+
+/*
+ * The handshake as a state machine over bytes, without I/O: it says how
+ * many bytes it needs next (nbd_hs_want()), takes exactly that many
+ * (nbd_hs_input()) and appends its replies to hs->out, which the caller
+ * sends and empties.  nbd_handshake() drives it on the socket; the fuzz
+ * harness drives it from memory.  Main loop (it looks exports up).
+ */
+typedef enum NbdHsState {
+    NBD_HS_CLIENT_FLAGS,        /* receive the client's flags (4 bytes) */
+    NBD_HS_OPTION_HEADER,       /* receive an option header */
+    NBD_HS_OPTION_DATA,         /* receive its data, reply to it */
+    NBD_HS_OPTION_SKIP,         /* drop the data of a too long option */
+    NBD_HS_GO,                  /* done: enter transmission (hs->chosen) */
+    NBD_HS_CLOSE,               /* done: hang up */
+} NbdHsState;
+
+typedef struct NbdHandshake {
+    NbdConn *conn;
+    NbdHsState state;
+    bool multi_conn;            /* the server allows NBD_FLAG_CAN_MULTI_CONN */
+    uint32_t opt;               /* the option being handled */
+    uint32_t len;               /* its data length */
+    uint32_t skip;              /* OPTION_SKIP: data bytes left to drop */
+    const uint8_t *data;        /* its data, while it is handled */
+    GByteArray *out;            /* replies built, not yet sent */
+    NbdExport *chosen;          /* GO / EXPORT_NAME: with a reference */
+} NbdHandshake;
+
+/* Start @conn's handshake: the greeting is queued in hs->out. */
+void nbd_hs_init(NbdHandshake *hs, NbdConn *conn, bool multi_conn);
+/* Bytes the handshake needs next; 0 once it is done (GO or CLOSE). */
+size_t nbd_hs_want(const NbdHandshake *hs);
+/* Take the nbd_hs_want() bytes at @buf; replies go to hs->out. */
+void nbd_hs_input(NbdHandshake *hs, const uint8_t *buf, size_t len);
+/*
+ * End the handshake (the caller sets hs->state to NBD_HS_CLOSE first if
+ * it could not send a reply).  Returns true if the client chose an export:
+ * conn->exp is set, with a reference, and the transmission phase begins.
+ */
+bool nbd_hs_finish(NbdHandshake *hs);
 
 /*
  * Run the handshake of @conn, in its coroutine in the main loop.  Returns
