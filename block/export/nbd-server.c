@@ -445,6 +445,15 @@ void nbd_server_stop(void)
     nbd_server_free(server);
 }
 
+void nbd_server_add_client(int fd)
+{
+    struct sockaddr_storage ss = { .ss_family = AF_UNIX };
+
+    bql_assert_held();
+    assert(nbd_server);
+    nbd_conn_start(nbd_server, fd, &ss, sizeof(ss.ss_family));
+}
+
 bool nbd_server_is_running(void)
 {
     bql_assert_held();

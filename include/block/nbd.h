@@ -47,6 +47,14 @@ bool nbd_server_start(const NbdServerOptions *opts, Error **errp);
 void nbd_server_stop(void);
 bool nbd_server_is_running(void);
 
+/*
+ * Serve @fd, a connected stream socket, as a client of the running
+ * server, as if it had been accepted (the server owns @fd from now on and
+ * closes it when the connection ends).  For clients in process: the fuzz
+ * harness of the transmission phase.
+ */
+void nbd_server_add_client(int fd);
+
 /* Register the "nbd" export type; once, at start-up. */
 void nbd_export_init(void);
 
