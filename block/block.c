@@ -294,6 +294,7 @@ static void GRAPH_RDLOCK child_of_bds_resize(BdrvChild *c)
     if (bdrv_get_total_bytes(parent) == old_size) {
         return;
     }
+    bdrv_dirty_bitmap_truncate(parent, bdrv_get_total_bytes(parent));
     QLIST_FOREACH(p, &parent->parents, next_parent) {
         if (p->klass->resize) {
             p->klass->resize(p);
@@ -534,6 +535,8 @@ static void bdrv_detach_children(BlockDriverState *bs)
 
 static void bdrv_free(BlockDriverState *bs)
 {
+    bdrv_release_all_dirty_bitmaps(bs);
+    bd_mutex_destroy(&bs->dirty_bitmap_mutex);
     bd_mutex_destroy(&bs->reqs_lock);
     co_mutex_destroy(&bs->flush_lock);
     json_object_put(bs->options);
@@ -603,6 +606,8 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
     bs->quiesce_counter = bdrv_drain_all_count;
     bs->bl.request_alignment = 1;
     bd_mutex_init(&bs->reqs_lock);
+    bd_mutex_init(&bs->dirty_bitmap_mutex);
+    QLIST_INIT(&bs->dirty_bitmaps);
     co_mutex_init(&bs->flush_lock);
     QLIST_INIT(&bs->children);
     QLIST_INIT(&bs->parents);

@@ -30,6 +30,11 @@
  *  - write_gen is incremented after every driver call that may have
  *    changed data (whatever its result), before the request completes
  *    (flush.c relies on it).
+ *  - Likewise every enabled dirty bitmap of the node is marked dirty for
+ *    the range of a write, write-zeroes or discard after the driver call
+ *    and before the request completes, whatever the result (a failed
+ *    write may have changed part of the range): a mirror that finds a
+ *    clean bitmap after a drain has every completed write's data.
  *  - No BdMutex is held across a yield (reqs_lock is dropped by
  *    co_queue_wait_bd() while a request waits).
  *
@@ -697,6 +702,7 @@ static int coroutine_fn bdrv_co_do_pwritev(BlockDriverState *bs,
     } else if (ret == 0) {
         ret = bdrv_write_padded(bs, offset, bytes, qiov, flags, &need_flush);
     }
+    bdrv_set_dirty(bs, offset, bytes);
     tracked_request_end(&req);
     if (ret == 0 && need_flush) {
         /* Emulated FUA: write_gen already counts this write. */
@@ -781,6 +787,7 @@ int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
         ret = 0;
         start += n;
     }
+    bdrv_set_dirty(bs, offset, bytes);
     tracked_request_end(&req);
 out:
     bdrv_dec_in_flight(bs);

@@ -101,6 +101,11 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
         }
     }
     bdrv_data_changed(bs);
+    if (ret == 0 && bdrv_get_total_bytes(bs) != old_size) {
+        /* Before the end of the request: no write may land past the
+         * bitmaps' old size unrecorded. */
+        bdrv_dirty_bitmap_truncate(bs, bdrv_get_total_bytes(bs));
+    }
     tracked_request_end(&req);
     if (ret == 0 && bdrv_get_total_bytes(bs) != old_size) {
         bdrv_co_parents_resized(bs);

@@ -11,11 +11,13 @@
  *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
  *  - Flushes reaching the driver: flush_lock (a CoMutex).
+ *  - Dirty bitmaps and their list: dirty_bitmap_mutex.
  */
 #ifndef BLOCK_INT_H
 #define BLOCK_INT_H
 
 #include "block/block-common.h"
+#include "block/dirty-bitmap.h"
 #include "util/co-lock.h"
 #include "util/opts.h"
 #include "util/queue.h"
@@ -164,6 +166,18 @@ struct BlockDriverState {
      * taken parent before child.
      */
     CoMutex flush_lock;
+
+    /*
+     * Dirty bitmaps (block/dirty-bitmap.c).  dirty_bitmap_mutex guards the
+     * list and every bitmap's bits and size; the list changes only in the
+     * main loop.  A leaf lock, never held across a yield.
+     * dirty_bitmap_count mirrors the list's length (written under the
+     * mutex, read with qatomic_read) so that writes skip the mutex when
+     * there is no bitmap.
+     */
+    BdMutex dirty_bitmap_mutex;
+    QLIST_HEAD(, BdrvDirtyBitmap) dirty_bitmaps;    /* dirty_bitmap_mutex */
+    int dirty_bitmap_count;                         /* atomic */
 
     QLIST_ENTRY(BlockDriverState) node_list;   /* all nodes; BQL */
 };
