@@ -96,9 +96,15 @@ const char *const *bdrv_driver_names(void)
 
     GLOBAL_STATE_CODE();
     if (!names) {
+        guint n = 0;
+
         names = g_new0(const char *, drivers->len + 1);
         for (guint i = 0; i < drivers->len; i++) {
-            names[i] = ((const BlockDriver *)drivers->pdata[i])->format_name;
+            const BlockDriver *drv = drivers->pdata[i];
+
+            if (!drv->internal) {
+                names[n++] = drv->format_name;
+            }
         }
     }
     return names;
@@ -119,6 +125,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_raw);
     bdrv_register(&bdrv_null_co);
     bdrv_register(&bdrv_blkdebug);
+    bdrv_register(&bdrv_mirror_top);
 }
 
 /* --- Node registry ------------------------------------------------------- */
@@ -695,6 +702,13 @@ BlockDriverState *bdrv_open(struct json_object *options, bool strict_types,
 {
     GLOBAL_STATE_CODE();
     return bdrv_open_internal(options, "", strict_types, true, errp);
+}
+
+BlockDriverState *bdrv_open_implicit(struct json_object *options,
+                                     Error **errp)
+{
+    GLOBAL_STATE_CODE();
+    return bdrv_open_internal(options, "", true, false, errp);
 }
 
 void bdrv_ref(BlockDriverState *bs)

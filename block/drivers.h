@@ -12,6 +12,7 @@ extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_blkdebug;
+extern const BlockDriver bdrv_mirror_top;   /* internal, mirror-top.c */
 
 /*
  * Register the file driver's per-AioContext hooks (the libaio state of

@@ -29,6 +29,7 @@
 #include "qmp/control.h"
 #include "qmp/export.h"
 #include "qmp/job.h"
+#include "qmp/mirror.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
 #include "util/aio.h"
@@ -52,6 +53,7 @@ static void main_init_subsystems(void)
     qmp_block_init();
     qmp_export_init();
     qmp_job_init();
+    qmp_mirror_init();
     qmp_set_quit_handler(shutdown_quit_handler);
 }
 

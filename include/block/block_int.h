@@ -193,6 +193,8 @@ struct BlockDriver {
     /* Driver has a "file" child that holds its data. */
     bool has_file_child;
     bool is_filter;
+    /* Used by the block layer itself: not listed, not for blockdev-add. */
+    bool internal;
 
     /* ---- Global state: main loop, BQL ---- */
 
@@ -310,6 +312,14 @@ BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
 int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
                        uint64_t perm, uint64_t shared, Error **errp)
     GRAPH_RDLOCK;
+
+/*
+ * bdrv_open() for nodes the block layer creates itself (a job's filter):
+ * without "node-name" in @options the node gets an implicit name
+ * ("#block123"), as QEMU's implicit nodes do.  Main loop.
+ */
+BlockDriverState *bdrv_open_implicit(struct json_object *options,
+                                     Error **errp) GRAPH_UNLOCKED;
 
 /* Default permissions for the child of a node that passes I/O through. */
 void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
