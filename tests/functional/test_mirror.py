@@ -1,0 +1,545 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""blockdev-mirror against real files and a real NBD client.
+
+- A 256 MiB image (file, cache.direct=on, aio=io_uring) exported from an
+  iothread is mirrored while python3-libnbd writes random data to the
+  export; after job-complete the target file holds exactly what the client
+  wrote, and the export serves the target (a write after the switch lands
+  in the target file, not the source).
+- Cancel before READY, soft cancel after READY (completes without switch,
+  target consistent), forced cancel after READY.
+- Errors of a failing target (blkdebug inject-error) per on-target-error:
+  report, stop (paused, io-status failed, job-resume goes on), ignore.
+- quit while a mirror runs, before and after READY: exit status 0.
+- For each flow, the JOB_STATUS_CHANGE sequence and the BLOCK_JOB_* events
+  equal qemu-storage-daemon's for the same QMP commands."""
+
+import os
+import random
+import shutil
+import threading
+
+from harness import (EXIT_TIMEOUT, QMPError, assert_eq, assert_in,
+                     assert_qmp_error, main, skip, test)
+
+MiB = 1024 * 1024
+BIG = 256 * MiB
+SMALL = 32 * MiB
+
+
+def nbd_module():
+    try:
+        import nbd
+    except ImportError:
+        skip('python3-libnbd is not installed')
+    return nbd
+
+
+def make_source(path, size, seed):
+    """A sparse image with random data in a few extents; its bytes."""
+    rng = random.Random(seed)
+    data = bytearray(size)
+    with open(path, 'wb') as f:
+        f.truncate(size)
+        for _ in range(8):
+            off = rng.randrange(0, size // MiB) * MiB
+            n = rng.randrange(1, 4) * MiB
+            n = min(n, size - off)
+            chunk = rng.randbytes(n)
+            f.seek(off)
+            f.write(chunk)
+            data[off:off + n] = chunk
+    return data
+
+
+def make_target(path, size):
+    with open(path, 'wb') as f:
+        f.truncate(size)
+
+
+def read_file(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def daemon_args(env, src, tgt, target_errors=None):
+    """Source disk0 (raw over file0), target tgt0 (raw over file1, or over
+    blkdebug dbg0 over file1 with @target_errors: QEMU's blkdebug fires
+    write_aio when the format driver above it writes), an iothread export
+    of disk0."""
+    args = ['--object', 'iothread,id=io0',
+            '--blockdev', 'driver=file,node-name=file0,filename=' + src +
+            ',cache.direct=on,aio=io_uring',
+            '--blockdev', 'driver=raw,node-name=disk0,file=file0',
+            '--blockdev', 'driver=file,node-name=file1,filename=' + tgt +
+            ',cache.direct=on,aio=io_uring']
+    if target_errors is None:
+        args += ['--blockdev', 'driver=raw,node-name=tgt0,file=file1']
+    else:
+        rule = ','.join(f'inject-error.0.{k}={v}'
+                        for k, v in target_errors.items())
+        args += ['--blockdev',
+                 'driver=blkdebug,node-name=dbg0,image=file1,' + rule,
+                 '--blockdev', 'driver=raw,node-name=tgt0,file=dbg0']
+    args += ['--nbd-server', 'addr.type=unix,addr.path=' +
+             env.path('nbd.sock'),
+             '--export', 'type=nbd,id=exp0,node-name=disk0,name=disk,'
+             'writable=on,iothread=io0']
+    return args
+
+
+class Events:
+    """Every event of a QMP connection, in order, as they are waited for."""
+
+    def __init__(self, qmp):
+        self.qmp = qmp
+        self.seen = []
+
+    def wait(self, name, **match):
+        """The next event @name whose data has @match's items."""
+        while True:
+            ev = self.qmp.client.get_event(EXIT_TIMEOUT)
+            assert ev is not None, \
+                f'no {name} {match} within {EXIT_TIMEOUT} s; seen ' \
+                f'{[(e["event"], e.get("data")) for e in self.seen]}'
+            self.seen.append(ev)
+            data = ev.get('data', {})
+            if ev['event'] == name and \
+                    all(data.get(k) == v for k, v in match.items()):
+                return ev
+
+    def status(self, status):
+        return self.wait('JOB_STATUS_CHANGE', id='m0', status=status)
+
+    def statuses(self):
+        return [e['data']['status'] for e in self.seen
+                if e['event'] == 'JOB_STATUS_CHANGE']
+
+    def block_events(self):
+        """BLOCK_JOB_* events, with what both daemons must agree on."""
+        out = []
+        for e in self.seen:
+            if not e['event'].startswith('BLOCK_JOB_'):
+                continue
+            d = e['data']
+            keep = {k: d[k] for k in ('type', 'device', 'operation',
+                                      'action') if k in d}
+            keep['has-error'] = 'error' in d
+            out.append((e['event'], keep))
+        return out
+
+
+def first_of_each(events):
+    """Runs of the same event collapsed: copies in flight may fail
+    together, and how many there were is not part of the contract."""
+    out = []
+    for ev in events:
+        if not out or out[-1] != ev:
+            out.append(ev)
+    return out
+
+
+def run_flow(env, binary, flow, size=SMALL, target_errors=None):
+    """Start @binary on fresh images, run @flow(qmp, events, src, tgt),
+    quit; the events seen and what @flow returned."""
+    tag = 'qsd' if binary else 'blockd'
+    src, tgt = env.path(f'src-{tag}.raw'), env.path(f'tgt-{tag}.raw')
+    make_source(src, size, seed=7)
+    make_target(tgt, size)
+    d = env.start(daemon_args(env, src, tgt, target_errors), binary=binary)
+    qmp = env.qmp()
+    events = Events(qmp)
+    result = flow(qmp, events, src, tgt)
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+    qmp.close()
+    os.unlink(src)
+    os.unlink(tgt)
+    return events, result
+
+
+def qsd_binary():
+    qsd = shutil.which('qemu-storage-daemon')
+    if not qsd:
+        skip('qemu-storage-daemon is not installed')
+    return qsd
+
+
+def compare_with_qsd(env, flow, expected, **kw):
+    """Run @flow on blockd and on QSD: same status sequence (@expected)
+    and the same BLOCK_JOB_* events.  blockd's flow result."""
+    ours, result = run_flow(env, None, flow, **kw)
+    theirs, _ = run_flow(env, qsd_binary(), flow, **kw)
+    assert_eq(ours.statuses(), expected, 'blockd JOB_STATUS_CHANGE')
+    assert_eq(theirs.statuses(), expected, 'QSD JOB_STATUS_CHANGE')
+    assert_eq(first_of_each(ours.block_events()),
+              first_of_each(theirs.block_events()), 'BLOCK_JOB_* events')
+    return ours, result
+
+
+def node_names(qmp):
+    return sorted(n['node-name'] for n in qmp.cmd('query-named-block-nodes'))
+
+
+def export_node(qmp):
+    return qmp.cmd('query-block-exports')[0]['node-name']
+
+
+# --- The main test: a mirror under NBD writes --------------------------------
+
+class Writer(threading.Thread):
+    """@count random writes through NBD, one after the other, recorded in
+    @model once acknowledged."""
+
+    def __init__(self, nbd, sock, model, seed, count):
+        super().__init__()
+        self.h = nbd.NBD()
+        self.h.connect_unix(sock)
+        self.model = model
+        self.rng = random.Random(seed)
+        self.count = count
+        self.error = None
+
+    def run(self):
+        try:
+            for _ in range(self.count):
+                n = self.rng.randrange(1, 33) * 4096
+                off = self.rng.randrange(0, (BIG - n) // 4096) * 4096
+                data = self.rng.randbytes(n)
+                self.h.pwrite(data, off)
+                self.model[off:off + n] = data
+            self.h.flush()
+            self.h.shutdown()
+        except Exception as e:      # reported by the test thread
+            self.error = e
+
+
+def write_through_nbd(nbd, env, model, seed, count):
+    w = Writer(nbd, env.path('nbd.sock'), model, seed, count)
+    w.start()
+    return w
+
+
+def join(writer):
+    writer.join()
+    if writer.error:
+        raise writer.error
+
+
+@test
+def test_mirror_under_nbd_writes(env):
+    nbd = nbd_module()
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    model = make_source(src, BIG, seed=1)
+    make_target(tgt, BIG)
+    d = env.start(daemon_args(env, src, tgt))
+    qmp = env.qmp()
+    events = Events(qmp)
+
+    # Phase 1: writes while the job copies.  The rate limit (16 s for the
+    # image) keeps the job from finishing first; the check says so.
+    writer = write_through_nbd(nbd, env, model, seed=2, count=600)
+    qmp.cmd('blockdev-mirror', job_id='m0', device='disk0', target='tgt0',
+            sync='full', speed=16 * MiB, filter_node_name='mtop')
+    assert_in('mtop', node_names(qmp), 'the filter is in the graph')
+    join(writer)
+    assert_eq(qmp.cmd('query-jobs')[0]['status'], 'running',
+              'the writes overlapped the copy')
+    qmp.cmd('block-job-set-speed', device='m0', speed=0)
+    events.wait('BLOCK_JOB_READY', device='m0')
+    # Phase 2: writes to a READY job, copied as they come.
+    join(write_through_nbd(nbd, env, model, seed=3, count=300))
+
+    qmp.cmd('job-complete', id='m0')
+    done = events.wait('BLOCK_JOB_COMPLETED', device='m0')
+    assert 'error' not in done['data'], done
+    assert_eq(done['data']['offset'], done['data']['len'], 'progress')
+    events.status('null')
+    assert_eq(events.statuses(), ['created', 'running', 'ready', 'waiting',
+                                  'pending', 'concluded', 'null'])
+    assert 'mtop' not in node_names(qmp), 'the filter is gone'
+    assert_eq(export_node(qmp), 'tgt0', 'the export serves the target')
+    tgt_data = read_file(tgt)
+    assert tgt_data == bytes(model), 'target differs from what was written'
+
+    # The export now writes the target, and only the target.
+    src_before = read_file(src)
+    h = nbd.NBD()
+    h.connect_unix(env.path('nbd.sock'))
+    pattern = b'\xa5' * MiB
+    h.pwrite(pattern, 17 * MiB)
+    h.flush()
+    assert_eq(h.pread(MiB, 17 * MiB), pattern, 'read back via NBD')
+    h.shutdown()
+    assert read_file(tgt)[17 * MiB:18 * MiB] == pattern, 'not in target'
+    assert read_file(src) == src_before, 'the source changed after switch'
+
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+# --- Flows compared with qemu-storage-daemon ------------------------------------
+
+def start_mirror(qmp, **extra):
+    args = dict(job_id='m0', device='disk0', target='tgt0', sync='full')
+    args.update(extra)
+    qmp.cmd('blockdev-mirror', **args)
+
+
+def flow_complete(qmp, events, src, tgt):
+    start_mirror(qmp)
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('null')
+    return export_node(qmp), read_file(src) == read_file(tgt)
+
+
+@test
+def test_complete_like_qsd(env):
+    _, (node, same) = compare_with_qsd(
+        env, flow_complete,
+        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+         'null'])
+    assert_eq(node, 'tgt0')
+    assert same, 'target differs from source'
+
+
+def flow_cancel_before_ready(qmp, events, src, tgt):
+    start_mirror(qmp, speed=MiB)        # 32 s at least: never READY here
+    qmp.cmd('job-cancel', id='m0')
+    events.status('null')
+    return export_node(qmp), node_names(qmp)
+
+
+@test
+def test_cancel_before_ready_like_qsd(env):
+    ours, (node, names) = compare_with_qsd(
+        env, flow_cancel_before_ready,
+        ['created', 'running', 'aborting', 'concluded', 'null'])
+    assert_eq(node, 'disk0', 'the export still serves the source')
+    assert_eq(names, ['disk0', 'file0', 'file1', 'tgt0'], 'filter removed')
+    assert_eq([e[0] for e in ours.block_events()], ['BLOCK_JOB_CANCELLED'])
+
+
+def flow_soft_cancel(qmp, events, src, tgt):
+    start_mirror(qmp)
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('block-job-cancel', device='m0')
+    events.status('null')
+    return export_node(qmp), read_file(src) == read_file(tgt)
+
+
+@test
+def test_soft_cancel_after_ready_like_qsd(env):
+    ours, (node, same) = compare_with_qsd(
+        env, flow_soft_cancel,
+        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+         'null'])
+    assert_eq(node, 'disk0', 'no switch on a soft cancel')
+    assert same, 'target not consistent with the source'
+    assert_eq([e[0] for e in ours.block_events()],
+              ['BLOCK_JOB_READY', 'BLOCK_JOB_COMPLETED'])
+
+
+def flow_force_cancel(qmp, events, src, tgt):
+    start_mirror(qmp)
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('block-job-cancel', device='m0', force=True)
+    events.status('null')
+    return export_node(qmp)
+
+
+@test
+def test_force_cancel_after_ready_like_qsd(env):
+    ours, node = compare_with_qsd(
+        env, flow_force_cancel,
+        ['created', 'running', 'ready', 'aborting', 'concluded', 'null'])
+    assert_eq(node, 'disk0')
+    assert_eq([e[0] for e in ours.block_events()],
+              ['BLOCK_JOB_READY', 'BLOCK_JOB_CANCELLED'])
+
+
+# --- Target errors ----------------------------------------------------------------
+
+def flow_error_report(qmp, events, src, tgt):
+    start_mirror(qmp, on_target_error='report')
+    done = events.wait('BLOCK_JOB_COMPLETED')
+    events.status('null')
+    return done['data'].get('error'), export_node(qmp)
+
+
+@test
+def test_target_error_report_like_qsd(env):
+    ours, (error, node) = compare_with_qsd(
+        env, flow_error_report,
+        ['created', 'running', 'aborting', 'concluded', 'null'],
+        target_errors={'event': 'write_aio', 'errno': 5})
+    assert_eq(error, 'Input/output error')
+    assert_eq(node, 'disk0')
+    errs = [e for e in ours.block_events() if e[0] == 'BLOCK_JOB_ERROR']
+    assert errs, 'no BLOCK_JOB_ERROR'
+    assert_eq(errs[0][1], {'device': 'm0', 'operation': 'write',
+                           'action': 'report', 'has-error': False})
+
+
+def flow_error_stop(qmp, events, src, tgt):
+    start_mirror(qmp, on_target_error='stop')
+    err = events.wait('BLOCK_JOB_ERROR')
+    events.status('paused')
+    job = qmp.cmd('query-block-jobs')[0]
+    qmp.cmd('job-resume', id='m0')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('null')
+    return (err['data']['action'], job['io-status'], job['status'],
+            read_file(src) == read_file(tgt))
+
+
+@test
+def test_target_error_stop_like_qsd(env):
+    _, (action, io_status, status, same) = compare_with_qsd(
+        env, flow_error_stop,
+        ['created', 'running', 'paused', 'running', 'ready', 'waiting',
+         'pending', 'concluded', 'null'],
+        target_errors={'event': 'write_aio', 'errno': 5, 'once': 'on'})
+    assert_eq((action, io_status, status), ('stop', 'failed', 'paused'))
+    assert same, 'target differs after resume and complete'
+
+
+def flow_error_ignore(qmp, events, src, tgt):
+    start_mirror(qmp, on_target_error='ignore')
+    err = events.wait('BLOCK_JOB_ERROR')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('null')
+    return err['data']['action'], read_file(src) == read_file(tgt)
+
+
+@test
+def test_target_error_ignore_like_qsd(env):
+    _, (action, same) = compare_with_qsd(
+        env, flow_error_ignore,
+        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+         'null'],
+        target_errors={'event': 'write_aio', 'errno': 5, 'once': 'on'})
+    assert_eq(action, 'ignore')
+    assert same, 'the failed extent was not copied again'
+
+
+# --- quit while mirroring ----------------------------------------------------------
+
+@test
+def test_quit_before_ready(env):
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=3)
+    make_target(tgt, SMALL)
+    d = env.start(daemon_args(env, src, tgt))
+    qmp = env.qmp()
+    start_mirror(qmp, speed=MiB)
+    assert_eq(qmp.cmd('query-jobs')[0]['status'], 'running')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+@test
+def test_quit_after_ready(env):
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=4)
+    make_target(tgt, SMALL)
+    d = env.start(daemon_args(env, src, tgt))
+    qmp = env.qmp()
+    events = Events(qmp)
+    start_mirror(qmp, copy_mode='write-blocking')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+# --- write-blocking mode -----------------------------------------------------------
+
+@test
+def test_write_blocking_writes_reach_target(env):
+    """Once READY, a write acknowledged to the NBD client is already in the
+    target file: the job is never given the chance to copy it (it only
+    looks every 100 ms, and the check comes right after the ack)."""
+    nbd = nbd_module()
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=5)
+    make_target(tgt, SMALL)
+    d = env.start(daemon_args(env, src, tgt))
+    qmp = env.qmp()
+    events = Events(qmp)
+    start_mirror(qmp, copy_mode='write-blocking')
+    events.wait('BLOCK_JOB_READY')
+    h = nbd.NBD()
+    h.connect_unix(env.path('nbd.sock'))
+    for i in range(20):
+        data = bytes([i + 1]) * 65536
+        h.pwrite(data, i * MiB + 4096)
+        with open(tgt, 'rb') as f:
+            f.seek(i * MiB + 4096)
+            assert_eq(f.read(65536) == data, True, f'write {i} in target')
+    h.shutdown()
+    job = qmp.cmd('query-jobs')[0]
+    assert_eq(job['current-progress'], job['total-progress'],
+              'nothing left for the job to copy')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+# --- Bad arguments -------------------------------------------------------------------
+
+BAD_ARGS = [
+    (dict(device='nope', target='tgt0', sync='full'),
+     "Cannot find device='nope' nor node-name='nope'"),
+    (dict(device='disk0', target='nope', sync='full'),
+     "Cannot find device='nope' nor node-name='nope'"),
+    (dict(device='file0', target='tgt0', sync='full'),
+     'Need a root block node'),
+    (dict(device='disk0', target='disk0', sync='full'),
+     "Can't mirror node into itself"),
+    (dict(device='disk0', target='tgt0', sync='full', granularity=256),
+     "Parameter 'granularity' expects a value in range [512B, 64MB]"),
+    (dict(device='disk0', target='tgt0', sync='full', granularity=3072),
+     "Parameter 'granularity' expects a power of 2"),
+    (dict(device='disk0', target='tgt0', sync='full', buf_size=-1),
+     "Invalid parameter 'buf-size'"),
+    (dict(device='disk0', target='tgt0', sync='full', replaces='file1'),
+     "Cannot replace 'file1' by a node mirrored from 'disk0', because it "
+     "cannot be guaranteed that doing so would not lead to an abrupt "
+     "change of visible data"),
+]
+
+
+@test
+def test_bad_arguments(env):
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=6)
+    make_target(tgt, SMALL)
+    d = env.start(daemon_args(env, src, tgt))
+    qmp = env.qmp()
+    for args, message in BAD_ARGS:
+        assert_qmp_error(lambda: qmp.cmd('blockdev-mirror', **args), message)
+    assert_eq(qmp.cmd('query-jobs'), [], 'no job left behind')
+    assert_eq(node_names(qmp), ['disk0', 'file0', 'file1', 'tgt0'],
+              'no filter left behind')
+    # A filter name in use: refused, nothing changed.
+    assert_qmp_error(lambda: start_mirror(qmp, filter_node_name='file1'),
+                     "Duplicate nodes with node-name='file1'")
+    assert_eq(node_names(qmp), ['disk0', 'file0', 'file1', 'tgt0'])
+    # And the export still works on the source.
+    assert_eq(export_node(qmp), 'disk0')
+    start_mirror(qmp)
+    try:
+        start_mirror(qmp, job_id='m1')
+    except QMPError:
+        pass
+    else:
+        raise AssertionError('a second mirror of the same target started')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+if __name__ == '__main__':
+    main()
