@@ -598,15 +598,19 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
     }
     s = block_job_create(a->job_id ? a->job_id : source->node_name,
                          &mirror_job_driver, NULL, top,
-                         BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, a->speed,
+                         BLK_PERM_CONSISTENT_READ,
+                         BLK_PERM_ALL & ~BLK_PERM_RESIZE, a->speed,
                          flags, NULL, NULL, errp);
     if (!s) {
         bdrv_release_dirty_bitmap(bitmap);
         mirror_remove_filter(top, source);
         return false;
     }
-    /* From here the job owns the filter and the bitmap: abort and clean
-     * undo everything. */
+    /*
+     * The job's backend on the filter refuses resizes of the source (the
+     * target would not follow).  From here the job owns the filter and
+     * the bitmap: abort and clean undo everything.
+     */
     bd_mutex_init(&s->ops_lock);
     QLIST_INIT(&s->ops);
     co_queue_init(&s->op_done);
