@@ -531,6 +531,9 @@ def test_bad_arguments(env):
     # And the export still works on the source.
     assert_eq(export_node(qmp), 'disk0')
     start_mirror(qmp)
+    # The target would not follow a resize of the source.
+    assert_qmp_error(lambda: qmp.cmd('block_resize', node_name='disk0',
+                                     size=2 * SMALL))
     try:
         start_mirror(qmp, job_id='m1')
     except QMPError:
