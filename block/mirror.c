@@ -631,7 +631,9 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
         bdrv_ref(replaced);
         s->to_replace = replaced;
     }
-    if (!block_job_add_bdrv(&s->common, "target", a->target, BLK_PERM_WRITE,
+    /* Named after the job, so that conflicts on the target name it. */
+    if (!block_job_add_bdrv(&s->common, job_id(&s->common.job), a->target,
+                            BLK_PERM_WRITE,
                             BLK_PERM_CONSISTENT_READ |
                             BLK_PERM_WRITE_UNCHANGED | BLK_PERM_RESIZE,
                             errp)) {
