@@ -488,6 +488,45 @@ def test_write_blocking_writes_reach_target(env):
     d.wait(expect_rc=0)
 
 
+# --- replaces --------------------------------------------------------------------
+
+@test
+def test_replaces_node_below_filter(env):
+    """device is a filter (blkdebug, no rules) over disk0, replaces=disk0:
+    on completion the filter reads and writes the target, and the export
+    above the filter with it."""
+    nbd = nbd_module()
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=8)
+    make_target(tgt, SMALL)
+    args = daemon_args(env, src, tgt)
+    args[args.index('type=nbd,id=exp0,node-name=disk0,name=disk,'
+                    'writable=on,iothread=io0')] = \
+        'type=nbd,id=exp0,node-name=flt0,name=disk,writable=on,iothread=io0'
+    args[args.index('--nbd-server'):args.index('--nbd-server')] = \
+        ['--blockdev', 'driver=blkdebug,node-name=flt0,image=disk0']
+    d = env.start(args)
+    qmp = env.qmp()
+    events = Events(qmp)
+    qmp.cmd('blockdev-mirror', job_id='m0', device='flt0', target='tgt0',
+            sync='full', replaces='disk0')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('null')
+    assert_eq(export_node(qmp), 'flt0', 'the export stays on the filter')
+    h = nbd.NBD()
+    h.connect_unix(env.path('nbd.sock'))
+    h.pwrite(b'\x5a' * 65536, 3 * MiB)
+    h.flush()
+    h.shutdown()
+    assert read_file(tgt)[3 * MiB:3 * MiB + 65536] == b'\x5a' * 65536, \
+        'the filter does not write the target'
+    assert read_file(src)[3 * MiB:3 * MiB + 65536] != b'\x5a' * 65536, \
+        'the filter still writes the source'
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
 # --- Bad arguments -------------------------------------------------------------------
 
 BAD_ARGS = [
