@@ -41,7 +41,9 @@
 #define MIRROR_DEFAULT_BUF_SIZE (MIRROR_MAX_IN_FLIGHT * MIRROR_MAX_IO_BYTES)
 #define MIRROR_DEFAULT_GRANULARITY  (64 * 1024)
 
-const char *const mirror_sync_mode_names[] = { "top", "full", "none", NULL };
+const char *const mirror_sync_mode_names[] = {
+    "top", "full", "none", "incremental", "bitmap", NULL,
+};
 const char *const mirror_copy_mode_names[] = {
     "background", "write-blocking", NULL,
 };
@@ -276,6 +278,11 @@ static int coroutine_fn mirror_run(Job *job, Error **errp)
     MirrorBlockJob *s = container_of(job, MirrorBlockJob, common.job);
     int ret;
 
+    /* Checked here, not at start, so that the job fails as QEMU's does. */
+    if (blk_getlength(s->common.blk) != blk_getlength(s->target_blk)) {
+        error_setg(errp, "Source and target image have different sizes");
+        return -EINVAL;
+    }
     if (s->sync != MIRROR_SYNC_MODE_NONE) {
         bdrv_set_dirty_bitmap(s->dirty_bitmap, 0, INT64_MAX);
     }
@@ -493,6 +500,12 @@ static bool mirror_check_args(const MirrorArgs *a, BlockDriverState **replaced,
     BlockDriverState *source = a->source, *target = a->target;
     bool ok;
 
+    if (a->sync == MIRROR_SYNC_MODE_INCREMENTAL ||
+        a->sync == MIRROR_SYNC_MODE_BITMAP) {
+        error_setg(errp, "Sync mode '%s' not supported",
+                   mirror_sync_mode_names[a->sync]);
+        return false;
+    }
     if (source == target) {
         error_setg(errp, "Can't mirror node into itself");
         return false;
@@ -509,14 +522,6 @@ static bool mirror_check_args(const MirrorArgs *a, BlockDriverState **replaced,
     }
     if (a->buf_size < 0) {
         error_setg(errp, "Invalid parameter 'buf-size'");
-        return false;
-    }
-    if (a->speed < 0) {
-        error_setg(errp, "Invalid parameter 'speed'");
-        return false;
-    }
-    if (bdrv_getlength(source) != bdrv_getlength(target)) {
-        error_setg(errp, "Source and target image have different sizes");
         return false;
     }
     *replaced = NULL;

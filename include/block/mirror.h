@@ -16,6 +16,8 @@ typedef enum MirrorSyncMode {
     MIRROR_SYNC_MODE_TOP,       /* as full: raw nodes have no backing */
     MIRROR_SYNC_MODE_FULL,
     MIRROR_SYNC_MODE_NONE,      /* only what is written from now on */
+    MIRROR_SYNC_MODE_INCREMENTAL,   /* refused, as QEMU's mirror does */
+    MIRROR_SYNC_MODE_BITMAP,        /* refused, as QEMU's mirror does */
     MIRROR_SYNC_MODE__MAX,
 } MirrorSyncMode;
 

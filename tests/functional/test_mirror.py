@@ -167,10 +167,12 @@ def qsd_binary():
 
 
 def compare_with_qsd(env, flow, expected, **kw):
-    """Run @flow on blockd and on QSD: same status sequence (@expected)
-    and the same BLOCK_JOB_* events.  blockd's flow result."""
+    """Run @flow on blockd and on QSD: same status sequence (@expected),
+    the same BLOCK_JOB_* events and the same flow result (nodes, export,
+    target contents).  blockd's events and flow result."""
     ours, result = run_flow(env, None, flow, **kw)
-    theirs, _ = run_flow(env, qsd_binary(), flow, **kw)
+    theirs, their_result = run_flow(env, qsd_binary(), flow, **kw)
+    assert_eq(result, their_result, 'flow result, blockd vs QSD')
     assert_eq(ours.statuses(), expected, 'blockd JOB_STATUS_CHANGE')
     assert_eq(theirs.statuses(), expected, 'QSD JOB_STATUS_CHANGE')
     assert_eq(first_of_each(ours.block_events()),
@@ -303,6 +305,34 @@ def test_complete_like_qsd(env):
          'null'])
     assert_eq(node, 'tgt0')
     assert same, 'target differs from source'
+
+
+def flow_manual_finalize(qmp, events, src, tgt):
+    start_mirror(qmp, auto_finalize=False, auto_dismiss=False,
+                 filter_node_name='mtop')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('pending')
+    node_pending = export_node(qmp)
+    qmp.cmd('job-finalize', id='m0')
+    events.status('concluded')
+    qmp.cmd('job-dismiss', id='m0')
+    events.status('null')
+    return node_pending, export_node(qmp), read_file(src) == read_file(tgt)
+
+
+@test
+def test_manual_finalize_like_qsd(env):
+    ours, (before, after, same) = compare_with_qsd(
+        env, flow_manual_finalize,
+        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+         'null'])
+    # Until job-finalize the export is on the filter (as QEMU reports it).
+    assert_eq((before, after), ('mtop', 'tgt0'),
+              'the switch happens at job-finalize')
+    assert same, 'target differs from source'
+    assert_eq([e[0] for e in ours.block_events()],
+              ['BLOCK_JOB_READY', 'BLOCK_JOB_PENDING', 'BLOCK_JOB_COMPLETED'])
 
 
 def flow_cancel_before_ready(qmp, events, src, tgt):
@@ -544,11 +574,60 @@ BAD_ARGS = [
      "Parameter 'granularity' expects a power of 2"),
     (dict(device='disk0', target='tgt0', sync='full', buf_size=-1),
      "Invalid parameter 'buf-size'"),
+    (dict(device='disk0', target='tgt0', sync='full', speed=-1),
+     "Parameter 'speed' expects a non-negative value"),
+    (dict(device='disk0', target='tgt0', sync='incremental'),
+     "Sync mode 'incremental' not supported"),
+    (dict(device='disk0', target='tgt0', sync='bitmap'),
+     "Sync mode 'bitmap' not supported"),
     (dict(device='disk0', target='tgt0', sync='full', replaces='file1'),
      "Cannot replace 'file1' by a node mirrored from 'disk0', because it "
      "cannot be guaranteed that doing so would not lead to an abrupt "
      "change of visible data"),
 ]
+
+
+def flow_wrong_target_size(qmp, events, src, tgt):
+    qmp.cmd('blockdev-add', driver='null-co', node_name='small',
+            size=SMALL // 2)
+    start_mirror(qmp, target='small')
+    done = events.wait('BLOCK_JOB_COMPLETED')
+    events.status('null')
+    return done['data'].get('error'), export_node(qmp)
+
+
+@test
+def test_wrong_target_size_like_qsd(env):
+    """As QEMU: the command succeeds, the job fails."""
+    _, (error, node) = compare_with_qsd(
+        env, flow_wrong_target_size,
+        ['created', 'running', 'aborting', 'concluded', 'null'])
+    assert_eq(error, 'Source and target image have different sizes')
+    assert_eq(node, 'disk0')
+
+
+@test
+def test_bad_arguments_like_qsd(env):
+    """QEMU's messages, compared with QSD's; nothing left behind."""
+    results = {}
+    for binary in [None, qsd_binary()]:
+        tag = 'qsd' if binary else 'blockd'
+        src, tgt = env.path(f'src-{tag}.raw'), env.path(f'tgt-{tag}.raw')
+        make_source(src, SMALL, seed=6)
+        make_target(tgt, SMALL)
+        d = env.start(daemon_args(env, src, tgt), binary=binary)
+        qmp = env.qmp()
+        got = []
+        for args, _ in BAD_ARGS:
+            e = assert_qmp_error(
+                lambda: qmp.cmd('blockdev-mirror', job_id='m0', **args))
+            got.append(e.desc)
+        results[tag] = got
+        assert_eq(qmp.cmd('query-jobs'), [], f'{tag}: no job left behind')
+        qmp.cmd('quit')
+        d.wait(expect_rc=0)
+    assert_eq(results['blockd'], [m for _, m in BAD_ARGS], 'blockd')
+    assert_eq(results['blockd'], results['qsd'], 'blockd vs QSD')
 
 
 @test
