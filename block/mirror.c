@@ -343,17 +343,6 @@ static void mirror_complete(Job *job, Error **errp)
     job_enter(job);
 }
 
-/* job-resume after an error stopped the job: the error is history. */
-static void mirror_user_resume(Job *job)
-{
-    BlockJob *bjob = block_job_from_job(job);
-
-    GLOBAL_STATE_CODE();
-    job_lock();
-    bjob->iostatus_failed = false;
-    job_unlock();
-}
-
 static bool mirror_cancel(Job *job, bool force)
 {
     /* Before READY there is nothing to finish gracefully. */
@@ -464,7 +453,6 @@ static const JobDriver mirror_job_driver = {
     .job_type = "mirror",
     .run = mirror_run,
     .complete = mirror_complete,
-    .user_resume = mirror_user_resume,
     .cancel = mirror_cancel,
     .prepare = mirror_prepare,
     .abort = mirror_abort,
