@@ -23,7 +23,8 @@
  *    "the backend has no live request" is one atomic load of zero.
  *  - quiesce_counter > 0 exactly while the node is drained through our
  *    edge (drain.c calls drained_begin/end once per section of the node);
- *    dev_ops->drained_begin/end are called on its 0->1 and 1->0 steps.
+ *    dev_ops->drained_begin/end are called on its 0->1 and 1->0 steps,
+ *    and drained_begin by blk_set_dev_ops() for ops installed while > 0.
  *  - The I/O path takes no lock that other threads contend for except the
  *    queue lock, and that only while the backend is quiesced.
  */
@@ -387,9 +388,20 @@ void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared)
 
 void blk_set_dev_ops(BlockBackend *blk, const BlockDevOps *ops, void *opaque)
 {
+    bool quiesced = qatomic_read(&blk->quiesce_counter) > 0;
+
     GLOBAL_STATE_CODE();
+    /*
+     * Ops installed while the node is drained (a job attached to a node
+     * that its creator keeps drained) hear the begin now, so that the
+     * drained_end they will hear is matched.  Ops removed meanwhile (a
+     * user going away) hear nothing more.
+     */
     blk->dev_ops = ops;
     blk->dev_opaque = opaque;
+    if (quiesced && ops && ops->drained_begin) {
+        ops->drained_begin(opaque);
+    }
 }
 
 void blk_set_disable_request_queuing(BlockBackend *blk, bool disable)
