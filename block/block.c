@@ -126,6 +126,7 @@ void bdrv_init(void)
     bdrv_register(&bdrv_null_co);
     bdrv_register(&bdrv_blkdebug);
     bdrv_register(&bdrv_mirror_top);
+    bdrv_register(&bdrv_copy_before_write);
 }
 
 /* --- Node registry ------------------------------------------------------- */

@@ -13,6 +13,7 @@ extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_mirror_top;   /* internal, mirror-top.c */
+extern const BlockDriver bdrv_copy_before_write;
 
 /*
  * Register the file driver's per-AioContext hooks (the libaio state of

@@ -239,7 +239,7 @@ def test_blockdev_add_errors(env):
                      "'driver': missing required parameter")
     expect_add_error(qmp, {'driver': 'qcow9', 'node-name': 'n0'},
                      "'driver': expected one of 'file', 'raw', 'null-co', "
-                     "'blkdebug'")
+                     "'blkdebug', 'copy-before-write'")
     expect_add_error(qmp, {'driver': 'null-co'},
                      "'node-name' must be specified for the root node")
     expect_add_error(qmp, {'driver': 'null-co', 'node-name': '0n'},
