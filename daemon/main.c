@@ -25,6 +25,7 @@
 
 #include "block/block-global-state.h"
 #include "daemon/daemon.h"
+#include "qmp/backup.h"
 #include "qmp/block.h"
 #include "qmp/control.h"
 #include "qmp/export.h"
@@ -54,6 +55,7 @@ static void main_init_subsystems(void)
     qmp_export_init();
     qmp_job_init();
     qmp_mirror_init();
+    qmp_backup_init();
     qmp_set_quit_handler(shutdown_quit_handler);
 }
 
