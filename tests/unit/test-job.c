@@ -546,6 +546,36 @@ static void test_drain_with_waiting_job(void)
     bdrv_unref(bs);
 }
 
+/*
+ * A job created on a node that is already drained (blockdev-backup keeps
+ * its source drained until the job started) pauses at its first pause
+ * point and resumes when the drain ends: the drain's end is matched by
+ * the begin its backend's dev ops heard when they were installed.
+ */
+static void test_block_job_created_drained(void)
+{
+    BlockDriverState *bs = open_null("null-drained", NULL);
+    TestJob *t;
+    int seen;
+
+    bdrv_drained_begin(bs);
+    t = new_block_job("bj-drained", bs);
+    job_start(&t->common.job);
+    /* Paused before its first iteration (without the begin, it runs). */
+    AIO_WAIT_WHILE(NULL, status_is_not(t, JOB_STATUS_PAUSED) &&
+                         qatomic_read(&t->iterations) == 0);
+    g_assert_cmpint(qatomic_read(&t->iterations), ==, 0);
+    g_assert_cmpint(status_of(t), ==, JOB_STATUS_PAUSED);
+    seen = qatomic_read(&t->iterations);
+    bdrv_drained_end(bs);
+    AIO_WAIT_WHILE(NULL, qatomic_read(&t->iterations) == seen);
+    WAIT_STATUS(t, JOB_STATUS_RUNNING);
+    verb(t, user_cancel, &error_abort);
+    WAIT_STATUS(t, JOB_STATUS_NULL);
+    put_job(t);
+    bdrv_unref(bs);
+}
+
 /* --- QMP ------------------------------------------------------------------- */
 
 
@@ -744,6 +774,8 @@ int main(int argc, char **argv)
                     test_drain_with_waiting_job);
     g_test_add_func("/job/blockjob/error-stop-and-report",
                     test_block_job_error_stop);
+    g_test_add_func("/job/blockjob/created-on-drained-node",
+                    test_block_job_created_drained);
     g_test_add_func("/job/qmp/commands-and-errors", test_qmp_commands);
     g_test_add_func("/job/qmp/block-job-finalize-dismiss",
                     test_qmp_block_job_finalize_dismiss);
