@@ -52,6 +52,7 @@ struct BlockCopyState {
     QLIST_HEAD(, BlockCopyTask) tasks;  /* lock */
     int n_tasks;                    /* lock, read atomically by getters */
     int64_t mem_in_flight;          /* lock: bounce bytes of live tasks */
+    int64_t max_mem;                /* lock: the budget for mem_in_flight */
     CoQueue mem_queue;              /* lock: tasks waiting for memory */
 
     int target_is_zero;             /* atomic: skip zeroes on the target */
@@ -88,6 +89,7 @@ BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
     s->copy_bitmap = bitmap;
     s->cluster_size = cluster_size;
     s->len = len;
+    s->max_mem = BLOCK_COPY_MAX_MEM;
     bd_mutex_init(&s->lock);
     QLIST_INIT(&s->tasks);
     co_queue_init(&s->mem_queue);
@@ -115,6 +117,14 @@ void block_copy_set_progress_callback(BlockCopyState *s,
     bd_mutex_lock(&s->lock);
     s->progress_fn = fn;
     s->progress_opaque = opaque;
+    bd_mutex_unlock(&s->lock);
+}
+
+void block_copy_set_max_mem(BlockCopyState *s, int64_t bytes)
+{
+    GLOBAL_STATE_CODE();
+    bd_mutex_lock(&s->lock);
+    s->max_mem = bytes;
     bd_mutex_unlock(&s->lock);
 }
 
@@ -220,8 +230,7 @@ static void coroutine_fn block_copy_mem_get_locked(BlockCopyState *s,
                                                    int64_t bytes)
     TSA_REQUIRES(&s->lock)
 {
-    while (s->mem_in_flight > 0 &&
-           s->mem_in_flight + bytes > BLOCK_COPY_MAX_MEM) {
+    while (s->mem_in_flight > 0 && s->mem_in_flight + bytes > s->max_mem) {
         co_queue_wait_bd(&s->mem_queue, &s->lock);
     }
     s->mem_in_flight += bytes;

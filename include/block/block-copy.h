@@ -16,7 +16,8 @@
  * on the target, or skipped if the target is known to read as zero.
  *
  * Who calls what:
- *  - block_copy_state_new/free, set_progress_callback: main loop (BQL).
+ *  - block_copy_state_new/free, set_progress_callback, set_max_mem: main
+ *    loop (BQL).
  *  - block_copy(), block_copy_*_target_zero: coroutines in any AioContext,
  *    several threads at once (filter requests in iothreads, the backup
  *    job in its own).  block_copy() needs the graph read lock: it does
@@ -59,6 +60,12 @@ void block_copy_state_free(BlockCopyState *s);
 void block_copy_set_progress_callback(BlockCopyState *s,
                                       BlockCopyProgressFunc *fn,
                                       void *opaque);
+
+/*
+ * Change the budget of bounce buffers in flight (default
+ * BLOCK_COPY_MAX_MEM; tests use a small one).  Main loop.
+ */
+void block_copy_set_max_mem(BlockCopyState *s, int64_t bytes);
 
 /* The copy bitmap (dirty: still to copy).  Any thread. */
 BdrvDirtyBitmap *block_copy_dirty_bitmap(BlockCopyState *s);

@@ -2,8 +2,8 @@
 /*
  * block-copy and the copy-before-write filter: a guest write waits for the
  * copy of its cluster that is in flight instead of copying it again; every
- * cluster is read from the source exactly once, whoever copies it; a
- * failed copy fails the guest's write, leaves the source unchanged and the
+ * cluster is read from the source exactly once, whoever copies it; copies
+ * wait for room in the bounce-buffer budget; a failed copy fails the guest's write, leaves the source unchanged and the
  * cluster still to copy; and a stress test with guest writers in two
  * iothreads racing a job-like copier ends with the target equal to the
  * source as it was at the start (TSan clean, scales with
@@ -396,6 +396,40 @@ static void test_failed_copy_fails_write(void)
     fixture_destroy(&f);
 }
 
+static void test_memory_budget(void)
+{
+    Fixture f;
+    TestMem *src;
+    Req w[4];
+
+    fixture_init(&f, 0);
+    src = f.src->opaque;
+    block_copy_set_max_mem(f.bcs, 2 * CLUSTER);
+    mem_hold(f.src, true);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (Req) { .f = &f, .offset = i * CLUSTER, .bytes = 4096,
+                       .byte = 0x10 + i };
+        start(main_context(), guest_write_entry, &w[i]);
+    }
+    AIO_WAIT_WHILE(NULL, qatomic_read(&src->n_held) < 2);
+    for (int i = 0; i < 100; i++) {
+        aio_poll(main_context(), false);
+    }
+    /* Two clusters' worth of buffers: the other two copies wait. */
+    g_assert_cmpint(qatomic_read(&src->n_held), ==, 2);
+    g_assert_cmpint(block_copy_tasks_in_flight(f.bcs), ==, 4);
+    mem_hold(f.src, false);
+    for (int i = 0; i < 4; i++) {
+        AIO_WAIT_WHILE(NULL, !req_done(&w[i]));
+        g_assert_cmpint(w[i].ret, ==, 0);
+        g_assert_cmpint(reads_of(f.src, i), ==, 1);
+        g_assert_cmpint(src->data[i * CLUSTER], ==, 0x10 + i);
+    }
+    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->data, 4 * CLUSTER,
+                    f.original, 4 * CLUSTER);
+    fixture_destroy(&f);
+}
+
 /* --- Stress: writers in two iothreads against a job-like copier ---------- */
 
 #define N_WRITERS 8
@@ -511,6 +545,7 @@ int main(int argc, char **argv)
                     test_each_cluster_copied_once);
     g_test_add_func("/block-copy/filter/failed-copy-fails-write",
                     test_failed_copy_fails_write);
+    g_test_add_func("/block-copy/filter/memory-budget", test_memory_budget);
     g_test_add_func("/block-copy/stress/two-iothreads",
                     test_stress_two_iothreads);
     return g_test_run();
