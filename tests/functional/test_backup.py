@@ -5,10 +5,10 @@
 while a libnbd client keeps writing; the target equals the source as it
 was when the job started, byte for byte, and the source has every write.
 Also: cancel removes the copy-before-write filter and the export goes on;
-a failing target (blkdebug) is reported or retried per on-target-error; a
-failed copy fails the guest's write (break-guest-write); the
-JOB_STATUS_CHANGE sequences equal qemu-storage-daemon's; quit with a
-running backup exits 0."""
+a failing target (blkdebug) is reported, retried or stops the job per
+on-target-error; a failed copy fails the guest's write
+(break-guest-write); the JOB_STATUS_CHANGE sequences equal
+qemu-storage-daemon's; quit with a running backup exits 0."""
 
 import os
 import random
@@ -288,6 +288,27 @@ def test_failing_target_ignore_retries(env):
     ev = qmp.event('BLOCK_JOB_ERROR')
     assert_eq(ev['data'], {'device': 'job0', 'operation': 'write',
                            'action': 'ignore'})
+    ev = qmp.event('BLOCK_JOB_COMPLETED')
+    assert 'error' not in ev['data'], ev
+    status_changes(qmp, 'job0')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+    assert_same(read_file(target), bytes(snapshot), 'target vs source')
+
+
+@test
+def test_failing_target_stop_pauses_until_resume(env):
+    d, qmp, source, target, uri, snapshot = start(
+        env, target_opts=blkdebug_target(once=True), size=16 * MiB)
+    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
+            sync='full', on_target_error='stop')
+    ev = qmp.event('BLOCK_JOB_ERROR')
+    assert_eq(ev['data'], {'device': 'job0', 'operation': 'write',
+                           'action': 'stop'})
+    wait_status(qmp, 'job0', 'paused')
+    info = qmp.cmd('query-block-jobs')[0]
+    assert_eq(info['io-status'], 'failed')
+    qmp.cmd('job-resume', id='job0')
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert 'error' not in ev['data'], ev
     status_changes(qmp, 'job0')
