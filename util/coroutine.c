@@ -95,16 +95,24 @@ static void co_stack_init(Coroutine *co)
     uintptr_t *sp;
 
 #if defined(__x86_64__)
+    uint32_t mxcsr;
+    uint16_t fpucw;
+
     /*
-     * From co->sp up: r15 r14 r13 r12 rbx rbp (zero), the "return address"
-     * co_trampoline, then a zero return address for co_trampoline itself.
-     * After the ret, rsp % 16 == 8 as at any function entry.
+     * From co->sp up: MXCSR and the x87 control word, r15 r14 r13 r12 rbx
+     * rbp (zero), the "return address" co_trampoline, then a zero return
+     * address for co_trampoline itself.  After the ret, rsp % 16 == 8 as at
+     * any function entry.  The coroutine starts with the control words of
+     * the thread that allocated its stack (status flags cleared), as a
+     * function called from there would.
      */
+    __asm__ __volatile__("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fpucw));
     sp = (uintptr_t *)(top - 16);
     sp[0] = (uintptr_t)co_trampoline;
     sp[1] = 0;
-    sp -= 6;
-    memset(sp, 0, 6 * sizeof(*sp));
+    sp -= 7;
+    memset(sp, 0, 7 * sizeof(*sp));
+    sp[0] = (mxcsr & ~(uint32_t)0x3f) | (uint64_t)fpucw << 32;
 #elif defined(__aarch64__)
     /* A zeroed 176-byte frame whose x30 slot (offset 88) is the entry. */
     sp = (uintptr_t *)(top - 176);
