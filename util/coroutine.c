@@ -39,9 +39,6 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* In coroutine-switch-<arch>.S */
-void co_switch_stack(void **save_sp, void *new_sp);
-
 #define POOL_LOCAL_MAX  64
 #define POOL_GLOBAL_MAX 512
 

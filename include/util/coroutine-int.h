@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The Coroutine structure, for the runtime's own files (coroutine.c,
- * async.c and the coroutine locks).  Nothing outside util/ includes this.
+ * async.c and the coroutine locks).  Nothing outside util/ includes this,
+ * but for tests/unit/test-co-switch.c, which drives co_switch_stack()
+ * directly to check its ABI contract.
  */
 #ifndef UTIL_COROUTINE_INT_H
 #define UTIL_COROUTINE_INT_H
@@ -68,6 +70,14 @@ struct Coroutine {
     void *asan_fake_stack;
 #endif
 };
+
+/*
+ * In coroutine-switch-<arch>.S: save the callee-saved registers on the
+ * current stack and its stack pointer in *save_sp, then load the stack
+ * pointer new_sp and restore the registers saved there.  new_sp is what an
+ * earlier call stored, or a frame built by co_stack_init() in coroutine.c.
+ */
+void co_switch_stack(void **save_sp, void *new_sp);
 
 /* Append @co to the current coroutine's wakeup list (see co_enter()). */
 void co_wakeup_later(Coroutine *co);
