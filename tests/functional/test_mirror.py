@@ -9,12 +9,15 @@
   in the target file, not the source).
 - Cancel before READY, soft cancel after READY (completes without switch,
   target consistent), forced cancel after READY.
-- Errors of a failing target (blkdebug inject-error) per on-target-error:
-  report, stop (paused, io-status failed, job-resume goes on), ignore.
+- Errors of a failing target (blkdebug inject-error) per on-target-error,
+  and of a failing source (blkdebug under the source's format node, so
+  under the mirror's filter) per on-source-error: report, stop (paused,
+  io-status failed, job-resume goes on), ignore.
 - quit while a mirror runs, before and after READY: exit status 0.
 - For each flow, the JOB_STATUS_CHANGE sequence and the BLOCK_JOB_* events
   equal qemu-storage-daemon's for the same QMP commands."""
 
+import functools
 import os
 import random
 import shutil
@@ -63,25 +66,29 @@ def read_file(path):
         return f.read()
 
 
-def daemon_args(env, src, tgt, target_errors=None):
-    """Source disk0 (raw over file0), target tgt0 (raw over file1, or over
-    blkdebug dbg0 over file1 with @target_errors: QEMU's blkdebug fires
-    write_aio when the format driver above it writes), an iothread export
-    of disk0."""
+def raw_over(node, file, dbg, errors):
+    """raw @node over @file, or over blkdebug @dbg over @file with @errors
+    (QEMU's blkdebug fires read_aio / write_aio when the format driver
+    above it reads / writes)."""
+    if errors is None:
+        return ['--blockdev', f'driver=raw,node-name={node},file={file}']
+    rule = ','.join(f'inject-error.0.{k}={v}' for k, v in errors.items())
+    return ['--blockdev', f'driver=blkdebug,node-name={dbg},image={file},' +
+            rule,
+            '--blockdev', f'driver=raw,node-name={node},file={dbg}']
+
+
+def daemon_args(env, src, tgt, target_errors=None, source_errors=None):
+    """Source disk0 (raw over file0, or over blkdebug sdbg0 with
+    @source_errors), target tgt0 (raw over file1, or over blkdebug dbg0
+    with @target_errors), an iothread export of disk0."""
     args = ['--object', 'iothread,id=io0',
             '--blockdev', 'driver=file,node-name=file0,filename=' + src +
-            ',cache.direct=on,aio=io_uring',
-            '--blockdev', 'driver=raw,node-name=disk0,file=file0',
-            '--blockdev', 'driver=file,node-name=file1,filename=' + tgt +
             ',cache.direct=on,aio=io_uring']
-    if target_errors is None:
-        args += ['--blockdev', 'driver=raw,node-name=tgt0,file=file1']
-    else:
-        rule = ','.join(f'inject-error.0.{k}={v}'
-                        for k, v in target_errors.items())
-        args += ['--blockdev',
-                 'driver=blkdebug,node-name=dbg0,image=file1,' + rule,
-                 '--blockdev', 'driver=raw,node-name=tgt0,file=dbg0']
+    args += raw_over('disk0', 'file0', 'sdbg0', source_errors)
+    args += ['--blockdev', 'driver=file,node-name=file1,filename=' + tgt +
+             ',cache.direct=on,aio=io_uring']
+    args += raw_over('tgt0', 'file1', 'dbg0', target_errors)
     args += ['--nbd-server', 'addr.type=unix,addr.path=' +
              env.path('nbd.sock'),
              '--export', 'type=nbd,id=exp0,node-name=disk0,name=disk,'
@@ -140,14 +147,16 @@ def first_of_each(events):
     return out
 
 
-def run_flow(env, binary, flow, size=SMALL, target_errors=None):
+def run_flow(env, binary, flow, size=SMALL, target_errors=None,
+             source_errors=None):
     """Start @binary on fresh images, run @flow(qmp, events, src, tgt),
     quit; the events seen and what @flow returned."""
     tag = 'qsd' if binary else 'blockd'
     src, tgt = env.path(f'src-{tag}.raw'), env.path(f'tgt-{tag}.raw')
     make_source(src, size, seed=7)
     make_target(tgt, size)
-    d = env.start(daemon_args(env, src, tgt, target_errors), binary=binary)
+    d = env.start(daemon_args(env, src, tgt, target_errors, source_errors),
+                  binary=binary)
     qmp = env.qmp()
     events = Events(qmp)
     result = flow(qmp, events, src, tgt)
@@ -392,8 +401,8 @@ def test_force_cancel_after_ready_like_qsd(env):
 
 # --- Target errors ----------------------------------------------------------------
 
-def flow_error_report(qmp, events, src, tgt):
-    start_mirror(qmp, on_target_error='report')
+def flow_error_report(qmp, events, src, tgt, side='target'):
+    start_mirror(qmp, **{f'on_{side}_error': 'report'})
     done = events.wait('BLOCK_JOB_COMPLETED')
     events.status('null')
     return done['data'].get('error'), export_node(qmp)
@@ -413,8 +422,8 @@ def test_target_error_report_like_qsd(env):
                            'action': 'report', 'has-error': False})
 
 
-def flow_error_stop(qmp, events, src, tgt):
-    start_mirror(qmp, on_target_error='stop')
+def flow_error_stop(qmp, events, src, tgt, side='target'):
+    start_mirror(qmp, **{f'on_{side}_error': 'stop'})
     err = events.wait('BLOCK_JOB_ERROR')
     events.status('paused')
     job = qmp.cmd('query-block-jobs')[0]
@@ -437,8 +446,8 @@ def test_target_error_stop_like_qsd(env):
     assert same, 'target differs after resume and complete'
 
 
-def flow_error_ignore(qmp, events, src, tgt):
-    start_mirror(qmp, on_target_error='ignore')
+def flow_error_ignore(qmp, events, src, tgt, side='target'):
+    start_mirror(qmp, **{f'on_{side}_error': 'ignore'})
     err = events.wait('BLOCK_JOB_ERROR')
     events.wait('BLOCK_JOB_READY')
     qmp.cmd('job-complete', id='m0')
@@ -455,6 +464,55 @@ def test_target_error_ignore_like_qsd(env):
         target_errors={'event': 'write_aio', 'errno': 5, 'once': 'on'})
     assert_eq(action, 'ignore')
     assert same, 'the failed extent was not copied again'
+
+
+# --- Source errors ----------------------------------------------------------------
+# blkdebug under disk0, so under the mirror's filter: the job's reads of
+# the source fail (block status still passes, so only data extents are
+# read, as in QEMU).
+
+def source_flow(flow):
+    return functools.partial(flow, side='source')
+
+
+@test
+def test_source_error_report_like_qsd(env):
+    ours, (error, node) = compare_with_qsd(
+        env, source_flow(flow_error_report),
+        ['created', 'running', 'aborting', 'concluded', 'null'],
+        source_errors={'event': 'read_aio', 'errno': 5})
+    assert_eq(error, 'Input/output error')
+    assert_eq(node, 'disk0')
+    errs = [e for e in ours.block_events() if e[0] == 'BLOCK_JOB_ERROR']
+    assert errs, 'no BLOCK_JOB_ERROR'
+    assert_eq(errs[0][1], {'device': 'm0', 'operation': 'read',
+                           'action': 'report', 'has-error': False})
+
+
+@test
+def test_source_error_stop_like_qsd(env):
+    ours, (action, io_status, status, same) = compare_with_qsd(
+        env, source_flow(flow_error_stop),
+        ['created', 'running', 'paused', 'running', 'ready', 'waiting',
+         'pending', 'concluded', 'null'],
+        source_errors={'event': 'read_aio', 'errno': 5, 'once': 'on'})
+    assert_eq((action, io_status, status), ('stop', 'failed', 'paused'))
+    assert same, 'target differs after resume and complete'
+    errs = [e for e in ours.block_events() if e[0] == 'BLOCK_JOB_ERROR']
+    assert_eq(errs[0][1]['operation'], 'read')
+
+
+@test
+def test_source_error_ignore_like_qsd(env):
+    ours, (action, same) = compare_with_qsd(
+        env, source_flow(flow_error_ignore),
+        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+         'null'],
+        source_errors={'event': 'read_aio', 'errno': 5, 'once': 'on'})
+    assert_eq(action, 'ignore')
+    assert same, 'the extent that failed to read was not copied again'
+    errs = [e for e in ours.block_events() if e[0] == 'BLOCK_JOB_ERROR']
+    assert_eq(errs[0][1]['operation'], 'read')
 
 
 # --- quit while mirroring ----------------------------------------------------------
