@@ -125,6 +125,22 @@ void coroutine_fn job_pause_point(Job *job)
     job_unlock();
 }
 
+void coroutine_fn job_yield_unless(Job *job, bool (*has_work)(void *opaque),
+                                   void *opaque)
+{
+    job_lock();
+    /*
+     * A soft cancel is work too: it is a job_enter() like any other, lost
+     * if it came between the caller's last look and this critical section.
+     */
+    if (!job_cancel_requested_locked(job) && !job_should_pause_locked(job) &&
+        !has_work(opaque)) {
+        job_do_yield_locked(job, -1);
+    }
+    job_pause_point_locked(job);
+    job_unlock();
+}
+
 void coroutine_fn job_yield(Job *job)
 {
     job_lock();

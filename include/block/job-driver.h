@@ -38,6 +38,17 @@ void coroutine_fn job_pause_point(Job *job) TSA_EXCLUDES(job_mutex);
 /* Yield until job_enter() (or a pause/resume); a pause point before and
  * after. */
 void coroutine_fn job_yield(Job *job) TSA_EXCLUDES(job_mutex);
+/*
+ * job_yield(), unless @has_work(@opaque) says there is something to do or
+ * any cancel (soft ones too) was requested: @has_work is evaluated with
+ * job_mutex held, in the same critical section that lets the job be woken.  So a waker that makes @has_work true and then
+ * calls job_enter() (which takes job_mutex) is never lost: either the job
+ * sees the work and does not yield, or it is yielded and woken.  No timer
+ * is involved.  @has_work runs under job_mutex, a leaf: it may read
+ * atomics but take no lock.
+ */
+void coroutine_fn job_yield_unless(Job *job, bool (*has_work)(void *opaque),
+                                   void *opaque) TSA_EXCLUDES(job_mutex);
 /* Sleep @ns (or until woken by a cancel, pause or job_enter()), then
  * pause if asked. */
 void coroutine_fn job_sleep_ns(Job *job, int64_t ns) TSA_EXCLUDES(job_mutex);
