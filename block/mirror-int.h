@@ -50,6 +50,13 @@ struct MirrorBlockJob {
 
     /* Set by job-complete in the main loop, read by the job.  atomic */
     bool should_complete;
+    /*
+     * The job is READY, idle, and about to wait (or waits) for writes:
+     * set by the job's coroutine, cleared by it when it goes on or by the
+     * first writer that kicks it (mirror_kick()), so that one write per
+     * idle period, not every write, pays for the wake-up.  atomic
+     */
+    bool waiting_for_writes;
 
     BdMutex ops_lock;
     QLIST_HEAD(, MirrorOp) ops;         /* ops_lock */
@@ -75,6 +82,15 @@ void coroutine_fn mirror_op_begin(MirrorBlockJob *s, MirrorOp *op,
                                   bool is_active_write);
 /* Unregister @op and wake whoever waits for it or for any op. */
 void coroutine_fn mirror_op_end(MirrorBlockJob *s, MirrorOp *op);
+
+/*
+ * A write through the filter completed (the source's dirty bitmap, or the
+ * filter, has recorded it): wake the job if it waits for writes.  Cheap
+ * when it does not (a barrier and an atomic read).  Called concurrently
+ * from any thread, in a request of the filter, so the job is alive: it is
+ * detached from the filter in a drained section before it goes away.
+ */
+void mirror_kick(MirrorBlockJob *s);
 
 /*
  * An I/O error (positive errno) on the source (@is_read) or the target:

@@ -15,6 +15,9 @@
  *    per on-target-error; the guest's write still succeeds, as in QEMU.
  *    Write-zeroes are mirrored the same way; discards only mark dirty.
  *
+ * In both modes a completed write kicks the job (mirror_kick()), so an idle
+ * READY job copies what it left dirty without polling.
+ *
  * Without a job (before the job starts and after it ends) the filter is a
  * plain pass-through.  The driver is internal: it is not listed among the
  * drivers and refuses to be opened except by mirror_top_open().
@@ -114,12 +117,17 @@ mirror_top_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
 }
 
-/* The active mirror job of @bs in write-blocking mode, or NULL. */
-static MirrorBlockJob *active_job(BlockDriverState *bs)
+/* The mirror job attached to @bs, or NULL. */
+static MirrorBlockJob *job_of(BlockDriverState *bs)
 {
     MirrorTopState *st = bs->opaque;
-    MirrorBlockJob *s = qatomic_read(&st->job);
 
+    return qatomic_read(&st->job);
+}
+
+/* @s if it is in write-blocking mode, else NULL. */
+static MirrorBlockJob *active_job(MirrorBlockJob *s)
+{
     return s && s->copy_mode == MIRROR_COPY_MODE_WRITE_BLOCKING ? s : NULL;
 }
 
@@ -178,11 +186,12 @@ typedef enum MirrorTopWrite {
     MIRROR_TOP_DISCARD,
 } MirrorTopWrite;
 
+/* The write itself; @s: the job in write-blocking mode, or NULL. */
 static int coroutine_fn GRAPH_RDLOCK
-mirror_top_do_write(BlockDriverState *bs, MirrorTopWrite type, int64_t offset,
-                    int64_t bytes, IOVec *qiov, BdrvRequestFlags flags)
+mirror_top_write_through(BlockDriverState *bs, MirrorBlockJob *s,
+                         MirrorTopWrite type, int64_t offset, int64_t bytes,
+                         IOVec *qiov, BdrvRequestFlags flags)
 {
-    MirrorBlockJob *s = active_job(bs);
     MirrorOp op;
     int ret;
 
@@ -210,6 +219,25 @@ mirror_top_do_write(BlockDriverState *bs, MirrorTopWrite type, int64_t offset,
                                     flags);
         }
         mirror_op_end(s, &op);
+    }
+    return ret;
+}
+
+static int coroutine_fn GRAPH_RDLOCK
+mirror_top_do_write(BlockDriverState *bs, MirrorTopWrite type, int64_t offset,
+                    int64_t bytes, IOVec *qiov, BdrvRequestFlags flags)
+{
+    MirrorBlockJob *s = job_of(bs);
+    int ret;
+
+    ret = mirror_top_write_through(bs, active_job(s), type, offset, bytes,
+                                   qiov, flags);
+    /*
+     * Any copy mode: the write may have left dirty bits for the job (set
+     * by block/io.c before the source's request completed, or by us).
+     */
+    if (s) {
+        mirror_kick(s);
     }
     return ret;
 }

@@ -16,7 +16,8 @@
  * region is copied twice at once.  A failed copy marks its range dirty
  * again and applies on-source-error / on-target-error.  When the bitmap is
  * clean and nothing is in flight the job is READY, and stays so, copying
- * new writes, until job-complete or a cancel.
+ * new writes, until job-complete or a cancel.  An idle READY job waits
+ * with no timer: a write through the filter wakes it (mirror_kick()).
  *
  * Completion (main loop, JobDriver.prepare): with the filter and target
  * drained, copy what is left, flush the target, then (job-complete) make
@@ -35,7 +36,6 @@
 #include "util/atomic.h"
 #include "util/coroutine.h"
 
-#define MIRROR_SLICE_NS         100000000LL     /* idle READY poll, 100 ms */
 #define MIRROR_MAX_IN_FLIGHT    16
 #define MIRROR_MAX_IO_BYTES     (1 << 20)
 #define MIRROR_DEFAULT_BUF_SIZE (MIRROR_MAX_IN_FLIGHT * MIRROR_MAX_IO_BYTES)
@@ -271,6 +271,54 @@ static int coroutine_fn mirror_copy_all(MirrorBlockJob *s, bool *is_read)
     return blk_co_flush(s->target_blk);
 }
 
+/* --- Waiting for writes -------------------------------------------------------- */
+
+void mirror_kick(MirrorBlockJob *s)
+{
+    IO_CODE();
+    /*
+     * Our write's dirty bits are set (before the request completed).
+     * Pairs with smp_mb() in mirror_wait_for_writes(): either we see the
+     * job waiting, or it sees the bits.
+     */
+    smp_mb();
+    if (qatomic_read(&s->waiting_for_writes) &&
+        qatomic_xchg(&s->waiting_for_writes, false)) {
+        job_enter(&s->common.job);
+    }
+}
+
+/*
+ * Called with job_mutex held, a leaf lock: atomics only.  A writer that
+ * took waiting_for_writes has dirtied the bitmap and is calling (or has
+ * called) job_enter().
+ */
+static bool mirror_has_work(void *opaque)
+{
+    MirrorBlockJob *s = opaque;
+
+    return !qatomic_read(&s->waiting_for_writes) ||
+           qatomic_read(&s->should_complete);
+}
+
+/*
+ * READY and idle: wait until a write dirties the bitmap, job-complete, a
+ * cancel or a pause.  Either a writer sees the flag set, or we see its
+ * dirty bits below; a writer that takes the flag and calls job_enter()
+ * before we yielded is seen by mirror_has_work(), under job_mutex like
+ * its job_enter().
+ */
+static void coroutine_fn mirror_wait_for_writes(MirrorBlockJob *s)
+{
+    qatomic_set(&s->waiting_for_writes, true);
+    /* Pairs with smp_mb() in mirror_kick(). */
+    smp_mb();
+    if (bdrv_get_dirty_count(s->dirty_bitmap) == 0) {
+        job_yield_unless(&s->common.job, mirror_has_work, s);
+    }
+    qatomic_set(&s->waiting_for_writes, false);
+}
+
 /* --- The job's coroutine ----------------------------------------------------- */
 
 static int coroutine_fn mirror_run(Job *job, Error **errp)
@@ -315,7 +363,7 @@ static int coroutine_fn mirror_run(Job *job, Error **errp)
                 job_cancel_requested(job)) {
                 break;
             }
-            job_sleep_ns(job, MIRROR_SLICE_NS);
+            mirror_wait_for_writes(s);
             continue;
         }
         mirror_wait_for_any_op(s);

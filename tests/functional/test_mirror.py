@@ -549,8 +549,8 @@ def test_quit_after_ready(env):
 @test
 def test_write_blocking_writes_reach_target(env):
     """Once READY, a write acknowledged to the NBD client is already in the
-    target file: the job is never given the chance to copy it (it only
-    looks every 100 ms, and the check comes right after the ack)."""
+    target file, written by the filter before the ack (the job, woken by
+    the write, finds nothing dirty: progress stays complete)."""
     nbd = nbd_module()
     src, tgt = env.path('src.raw'), env.path('tgt.raw')
     make_source(src, SMALL, seed=5)
