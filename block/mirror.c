@@ -11,7 +11,8 @@
  * The job's coroutine (the source's AioContext): sync=full/top marks the
  * whole bitmap dirty; then it loops, taking the next dirty extent after a
  * cursor, resetting its bits and copying it in a coroutine of its own
- * (block status first: zero extents become write-zeroes on the target),
+ * (block status first: zero extents become write-zeroes on the target,
+ * skipped where the target already reads as zeroes),
  * with up to buf-size bytes in flight and every copy a MirrorOp, so no
  * region is copied twice at once.  A failed copy marks its range dirty
  * again and applies on-source-error / on-target-error.  When the bitmap is
@@ -147,9 +148,44 @@ BlockErrorAction mirror_report_error(MirrorBlockJob *s, bool is_read,
 /* --- Copying ----------------------------------------------------------------- */
 
 /*
+ * Make [offset, offset + bytes) of the target read as zeroes: nothing to
+ * do where the target's block status already says it does (a hole of a
+ * sparse file, a null-co node with read-zeroes), write-zeroes with unmap
+ * elsewhere.  Asking is right at any time, not only at the start: the job
+ * is the only writer of the target (its backend shares no write
+ * permission), and its op on the range keeps the filter's write-blocking
+ * writes out of it.  A status that is unknown means: write.
+ */
+static int coroutine_fn mirror_zero_target(MirrorBlockJob *s, int64_t offset,
+                                           int64_t bytes)
+{
+    int64_t end = offset + bytes;
+
+    while (offset < end) {
+        int64_t pnum = end - offset;
+        int status = 0;
+
+        if (blk_co_block_status(s->target_blk, offset, pnum, &pnum,
+                                &status) < 0 || pnum <= 0) {
+            pnum = end - offset;
+            status = 0;
+        }
+        if (!(status & BDRV_BLOCK_ZERO)) {
+            int ret = blk_co_pwrite_zeroes(s->target_blk, offset, pnum,
+                                           BDRV_REQ_MAY_UNMAP);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        offset += pnum;
+    }
+    return 0;
+}
+
+/*
  * Copy [offset, offset + bytes) from source to target: zero extents (by
- * the source's block status) as write-zeroes, the rest as read + write.
- * Returns 0 or -errno with *@is_read saying which side failed.
+ * the source's block status) with mirror_zero_target(), the rest as read
+ * + write.  Returns 0 or -errno with *@is_read saying which side failed.
  */
 static int coroutine_fn mirror_copy_range(MirrorBlockJob *s, int64_t offset,
                                           int64_t bytes, bool *is_read)
@@ -169,8 +205,7 @@ static int coroutine_fn mirror_copy_range(MirrorBlockJob *s, int64_t offset,
         }
         if (status & BDRV_BLOCK_ZERO) {
             *is_read = false;
-            ret = blk_co_pwrite_zeroes(s->target_blk, offset, pnum,
-                                       BDRV_REQ_MAY_UNMAP);
+            ret = mirror_zero_target(s, offset, pnum);
         } else {
             if (!buf) {
                 buf = blockd_memalign(4096, bytes);

@@ -14,6 +14,8 @@
   under the mirror's filter) per on-source-error: report, stop (paused,
   io-status failed, job-resume goes on), ignore.
 - quit while a mirror runs, before and after READY: exit status 0.
+- Zero extents of the source are not written where the target already
+  reads as zeroes (holes of a sparse target), and are where it does not.
 - For each flow, the JOB_STATUS_CHANGE sequence and the BLOCK_JOB_* events
   equal qemu-storage-daemon's for the same QMP commands."""
 
@@ -611,6 +613,63 @@ def test_replaces_node_below_filter(env):
         'the filter does not write the target'
     assert read_file(src)[3 * MiB:3 * MiB + 65536] != b'\x5a' * 65536, \
         'the filter still writes the source'
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+
+
+# --- Targets that read as zeroes --------------------------------------------------
+
+def mirror_and_complete(env, src, tgt, target_errors=None):
+    """sync=full of @src to @tgt, complete; the BLOCK_JOB_* event names."""
+    d = env.start(daemon_args(env, src, tgt, target_errors))
+    qmp = env.qmp()
+    events = Events(qmp)
+    start_mirror(qmp, on_target_error='report')
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd('job-complete', id='m0')
+    events.status('null')
+    qmp.cmd('quit')
+    d.wait(expect_rc=0)
+    return [e[0] for e in events.block_events()]
+
+
+@test
+def test_zero_extents_skipped_on_a_zero_target(env):
+    """A fresh sparse target reads as zeroes where it has holes: the source's
+    zero extents are not written there.  Every write-zeroes to the target
+    fails (blkdebug), and the job still completes with the same bytes."""
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=9)
+    make_target(tgt, SMALL)
+    names = mirror_and_complete(env, src, tgt,
+                                {'event': 'pwrite_zeroes', 'errno': 5})
+    assert_eq(names, ['BLOCK_JOB_READY', 'BLOCK_JOB_COMPLETED'],
+              'no write-zeroes reached the target')
+    assert read_file(src) == read_file(tgt), 'target differs from source'
+
+
+@test
+def test_zero_extents_written_over_target_data(env):
+    """Where the target holds data, the source's zero extents are written:
+    a target full of 0xff ends equal to the sparse source; and with its
+    write-zeroes failing the job fails (the zeroes were not skipped)."""
+    src, tgt = env.path('src.raw'), env.path('tgt.raw')
+    make_source(src, SMALL, seed=10)
+    with open(tgt, 'wb') as f:
+        f.write(b'\xff' * SMALL)
+    names = mirror_and_complete(env, src, tgt)
+    assert_eq(names, ['BLOCK_JOB_READY', 'BLOCK_JOB_COMPLETED'])
+    assert read_file(src) == read_file(tgt), 'target differs from source'
+
+    with open(tgt, 'wb') as f:
+        f.write(b'\xff' * SMALL)
+    d = env.start(daemon_args(env, src, tgt,
+                              {'event': 'pwrite_zeroes', 'errno': 5}))
+    qmp = env.qmp()
+    events = Events(qmp)
+    start_mirror(qmp, on_target_error='report')
+    done = events.wait('BLOCK_JOB_COMPLETED')
+    assert_eq(done['data'].get('error'), 'Input/output error')
     qmp.cmd('quit')
     d.wait(expect_rc=0)
 
