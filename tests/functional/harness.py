@@ -305,7 +305,18 @@ class TestEnv:
                 '--monitor', f'chardev={chardev}']
 
     def start(self, args, sock='qmp.sock', binary=None, env=None):
-        """Start a daemon with a monitor on @sock and wait until ready."""
+        """Start a daemon with a monitor on @sock and wait until ready.
+        Another binary (qemu-storage-daemon) is waited for by its pid file:
+        QSD's socket chardev can abort (tcp_chr_change_state: Assertion
+        `s->state == TCP_CHARDEV_STATE_DISCONNECTED') when a client
+        connects right after another left, which is what a connection
+        probe followed by the test's QMP client does."""
+        if binary and binary != blockd_binary():
+            pidfile = self.path(f'{sock}.pid')
+            d = self.daemon(args + self.monitor_args(sock) +
+                            ['--pidfile', pidfile], binary=binary, env=env)
+            d.wait_pidfile(pidfile)
+            return d
         d = self.daemon(args + self.monitor_args(sock), binary=binary,
                         env=env)
         d.wait_socket(self.path(sock))
