@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The mirror job on file nodes in an iothread, with guest writers: several
- * coroutines in the iothread write random data through a BlockBackend on
- * the source (each to a stripe of its own, so the expected content is
+ * coroutines, half in the job's iothread and half in another one (as a
+ * multiqueue export's connections are), write random data through a
+ * BlockBackend on the source (each to a stripe of its own, so the expected content is
  * known) before, during and after the copy.  After job-complete the
  * target file holds exactly what was written and the guest's backend sits
  * on the target; after a forced cancel the guest is back on the source and
  * the filter is gone.  Both copy modes; small granularity and buf-size so
- * that many copies are in flight at once.  In the 'stress' suite: TSan
- * checks the job, the filter and the bitmap under concurrent I/O.
+ * that many copies are in flight at once.  The writes to a READY job wake
+ * it (mirror_kick()), from its own thread and from the other one.  In the
+ * 'stress' suite: TSan checks the job, the filter, the bitmap and the
+ * wake-ups under concurrent I/O.
  */
 #include "util/osdep.h"
 
@@ -35,7 +38,8 @@ static int stress_iterations(void)
 }
 
 typedef struct Fixture {
-    IOThread *io;
+    IOThread *io;               /* the nodes' and the job's */
+    IOThread *io1;              /* odd writers only */
     char *src_path, *tgt_path;
     BlockDriverState *src, *tgt;
     BlockBackend *guest;
@@ -85,6 +89,7 @@ static void fixture_init(Fixture *f)
     f->src_path = make_file("mirror-src-XXXXXX", f->model);
     f->tgt_path = make_file("mirror-tgt-XXXXXX", NULL);
     f->io = iothread_create("io0", 0, &error_abort);
+    f->io1 = iothread_create("io1", 0, &error_abort);
     f->src = open_file("src", f->src_path);
     f->tgt = open_file("tgt", f->tgt_path);
     g_assert_cmpint(bdrv_try_change_aio_context(
@@ -102,6 +107,7 @@ static void fixture_cleanup(Fixture *f)
     blk_unref(f->guest);
     bdrv_unref(f->src);
     bdrv_unref(f->tgt);
+    iothread_destroy(f->io1);
     iothread_destroy(f->io);
     unlink(f->src_path);
     unlink(f->tgt_path);
@@ -151,7 +157,7 @@ static void start_writers_bh(void *opaque)
 
     for (int i = 0; i < N_WRITERS; i++) {
         writers[i] = (Writer) { f, i };
-        aio_co_enter(iothread_get_aio_context(f->io),
+        aio_co_enter(iothread_get_aio_context(i % 2 ? f->io1 : f->io),
                      co_create(writer_co, &writers[i]));
     }
 }
