@@ -14,11 +14,14 @@
  * QMP_MAX_OUTPUT_BYTES has stopped reading and is dropped, so neither the
  * main loop nor other clients ever wait for it.
  *
- * One command at a time: a command may run nested event-loop iterations
- * (AIO_WAIT_WHILE), and must not find another command running inside it.
- * While one runs (monitor_busy), a client whose input becomes readable
- * stops watching it (read_deferred) until the command is over; output
- * keeps flowing meanwhile.
+ * One command at a time, and only from the outermost iteration of the main
+ * loop: a command, or any other main-loop callback (a job's completion
+ * draining its nodes in job_exit()), may run nested event-loop iterations
+ * (AIO_WAIT_WHILE), and must not find a command running inside it -- a
+ * job-cancel there would free the job its completion is using.  While a
+ * command runs (monitor_busy) or the loop is nested, a client whose input
+ * becomes readable stops watching it (read_deferred) until the command is
+ * over or the outermost iteration returns; output keeps flowing meanwhile.
  *
  * Lifetimes: a client is on monitor_clients, which holds one reference,
  * until monitor_client_close(); whoever calls out to code that may close
@@ -316,6 +319,14 @@ static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
     }
 }
 
+static void monitor_resume_after_nesting(void *opaque)
+{
+    bql_assert_held();
+    if (!monitor_busy) {
+        monitor_resume_deferred();
+    }
+}
+
 void monitor_client_handle_request(MonitorClient *c, struct json_object *req)
 {
     struct json_object *rsp;
@@ -356,6 +367,14 @@ static void client_read(void *opaque)
         /* A command's nested loop: this input waits until it is done. */
         c->read_deferred = true;
         client_update_handlers(c);
+        return;
+    }
+    if (aio_poll_depth(main_context()) > 1) {
+        /* Some other callback's nested loop: wait until it is over. */
+        c->read_deferred = true;
+        client_update_handlers(c);
+        aio_poll_at_outermost_exit(main_context(),
+                                   monitor_resume_after_nesting, NULL);
         return;
     }
     memcpy(buf, c->utf8_tail, c->utf8_tail_len);

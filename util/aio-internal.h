@@ -121,6 +121,9 @@ struct AioContext {
     unsigned timer_count;           /* allocated timers; home */
 
     int poll_depth;                 /* nesting of aio_poll(); home */
+    /* aio_poll_at_outermost_exit()'s hook, NULL if none.  home */
+    void (*outermost_exit_fn)(void *opaque);
+    void *outermost_exit_opaque;    /* home */
 
     /* Adaptive polling.  home */
     int64_t poll_ns;

@@ -631,8 +631,35 @@ bool aio_poll(AioContext *ctx, bool blocking)
     progress |= aio_run_timers(ctx);
     progress |= aio_bh_poll(ctx);
 
-    if (--ctx->poll_depth == 0 && ctx->deleted_handlers) {
-        aio_free_deleted_handlers(ctx);
+    if (--ctx->poll_depth == 0) {
+        void (*fn)(void *opaque) = ctx->outermost_exit_fn;
+
+        if (ctx->deleted_handlers) {
+            aio_free_deleted_handlers(ctx);
+        }
+        if (fn) {
+            /* Cleared first: @fn may set it again (from a nested loop). */
+            ctx->outermost_exit_fn = NULL;
+            fn(ctx->outermost_exit_opaque);
+        }
     }
     return progress;
+}
+
+int aio_poll_depth(AioContext *ctx)
+{
+    assert(in_aio_context_home_thread(ctx));
+    return ctx->poll_depth;
+}
+
+void aio_poll_at_outermost_exit(AioContext *ctx, void (*fn)(void *opaque),
+                                void *opaque)
+{
+    assert(in_aio_context_home_thread(ctx));
+    assert(ctx->poll_depth > 0);
+    assert(!ctx->outermost_exit_fn ||
+           (ctx->outermost_exit_fn == fn &&
+            ctx->outermost_exit_opaque == opaque));
+    ctx->outermost_exit_fn = fn;
+    ctx->outermost_exit_opaque = opaque;
 }

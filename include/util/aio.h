@@ -133,6 +133,22 @@ void aio_context_set_aio_params(AioContext *ctx, int64_t max_batch);
 bool aio_poll(AioContext *ctx, bool blocking);
 
 /*
+ * How deeply aio_poll() of @ctx is nested right now: 0 outside it, 1 in a
+ * callback of the outermost iteration, more in a callback of a nested one
+ * (a bottom half waiting with AIO_WAIT_WHILE()).  Home thread.
+ */
+int aio_poll_depth(AioContext *ctx);
+
+/*
+ * Run @fn(@opaque) once, in the home thread, when the outermost aio_poll()
+ * of @ctx running now returns (there must be one).  One hook per context:
+ * setting it again before it ran must pass the same @fn and @opaque.  For
+ * callers that must not act inside a nested loop and wait for its end.
+ */
+void aio_poll_at_outermost_exit(AioContext *ctx, void (*fn)(void *opaque),
+                                void *opaque);
+
+/*
  * Wake @ctx if it is blocked in aio_poll(), or make its next blocking
  * aio_poll() return at once.  Any thread.
  */

@@ -89,9 +89,8 @@ static void qmp_test_emit(struct json_object *args, struct json_object **ret,
     }
 }
 
-/* Runs nested event-loop iterations until the client thread releases it. */
-static void qmp_test_block(struct json_object *args, struct json_object **ret,
-                           Error **errp)
+/* Run nested event-loop iterations until the client thread releases us. */
+static void block_in_nested_loop(void)
 {
     qatomic_set(&block_waiting, 1);
     AIO_WAIT_WHILE(main_context(), !qatomic_read(&block_release));
@@ -100,6 +99,27 @@ static void qmp_test_block(struct json_object *args, struct json_object **ret,
         aio_poll(main_context(), false);
     }
     qatomic_set(&block_waiting, 0);
+}
+
+static void qmp_test_block(struct json_object *args, struct json_object **ret,
+                           Error **errp)
+{
+    block_in_nested_loop();
+}
+
+static void block_bh(void *opaque)
+{
+    block_in_nested_loop();
+}
+
+/*
+ * Returns at once; a bottom half then waits in a nested loop, as a job's
+ * completion does (job_exit() draining, bdrv_run_co()).
+ */
+static void qmp_test_block_bh(struct json_object *args,
+                              struct json_object **ret, Error **errp)
+{
+    aio_bh_schedule_oneshot(main_context(), block_bh, NULL);
 }
 
 static void qmp_test_hidden(struct json_object *args, struct json_object **ret,
@@ -122,6 +142,8 @@ static const QmpCommand test_commands[] = {
     { "test-args", test_args_schema, qmp_test_args, 0, "echo arguments" },
     { "test-emit", test_emit_schema, qmp_test_emit, 0, "emit events" },
     { "test-block", NULL, qmp_test_block, 0, "wait in a nested loop" },
+    { "test-block-bh", NULL, qmp_test_block_bh, 0,
+      "wait in a nested loop of a bottom half" },
     { "x-test-hidden", NULL, qmp_test_hidden, QMP_CMD_HIDDEN, "hidden" },
     { "test-flags", NULL, qmp_test_flags, 0, "report the opts flags" },
     { NULL }
@@ -1183,7 +1205,45 @@ static void one_at_a_time_client(void *opaque)
 static void test_one_command_at_a_time(void)
 {
     commands_inside_block = 0;
+    qatomic_set(&block_release, 0);
     run_with_monitor(one_at_a_time_client);
+    g_assert_cmpint(commands_inside_block, ==, 0);
+}
+
+static void bh_nested_loop_client(void *opaque)
+{
+    TestConn *a = tc_open(opaque);
+    TestConn *b = tc_open(opaque);
+    struct json_object *rsp;
+
+    rsp = tc_cmd(a, "{\"execute\": \"test-block-bh\", \"id\": \"a\"}");
+    check_id(rsp, "\"a\"");
+    json_object_put(rsp);
+    while (!qatomic_read(&block_waiting)) {
+        sched_yield();
+    }
+    /* No command is running, but the loop is nested: b must wait. */
+    tc_send(b, "{\"execute\": \"test-args\", \"arguments\": "
+               "{\"name\": \"b\"}, \"id\": \"b\"}");
+    qatomic_set(&block_release, 1);
+    aio_wait_kick();
+    rsp = tc_recv(b);
+    check_id(rsp, "\"b\"");
+    json_object_put(rsp);
+    tc_free(a);
+    tc_free(b);
+}
+
+/*
+ * A bottom half that waits in a nested loop (a job's completion draining
+ * its nodes) must not find a command running inside it: a job-cancel
+ * there would free the job under the completion's feet.
+ */
+static void test_no_command_in_nested_loop_of_bh(void)
+{
+    commands_inside_block = 0;
+    qatomic_set(&block_release, 0);
+    run_with_monitor(bh_nested_loop_client);
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
@@ -1405,6 +1465,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/half-close-gets-replies",
                     test_half_close_gets_replies);
     g_test_add_func("/qmp/one-command-at-a-time", test_one_command_at_a_time);
+    g_test_add_func("/qmp/no-command-in-nested-loop-of-bh",
+                    test_no_command_in_nested_loop_of_bh);
     g_test_add_func("/qmp/control/queries", test_control_queries);
     g_test_add_func("/qmp/control/quit", test_control_quit);
     g_test_add_func("/qmp/run-command-keyval", test_run_command_keyval);
