@@ -20,8 +20,8 @@
  * new writes, until job-complete or a cancel.  An idle READY job waits
  * with no timer: a write through the filter wakes it (mirror_kick()).
  *
- * Completion (main loop, JobDriver.prepare): with the filter and target
- * drained, copy what is left, flush the target, then (job-complete) make
+ * Completion (main loop, JobDriver.prepare): with the filter, the source
+ * and the target drained, copy what is left, flush the target, then (job-complete) make
  * the target replace the source (or the 'replaces' node) in all its
  * parents and take the filter out, all in that drained section; graph
  * changes take the write lock inside bdrv_replace_node().  A soft cancel
@@ -463,6 +463,15 @@ static int mirror_exit(MirrorBlockJob *s, bool abort)
     s->exited = true;
     bdrv_ref(top);
     bdrv_drained_begin(top);
+    /*
+     * The source too: a parent attached to it after the job started (a
+     * second export of the source node) writes beside the filter.  Its
+     * writes are in the bitmap, but one landing after the last copy and
+     * before the switch would be lost.  Referenced: the switch takes the
+     * filter's edge off it.
+     */
+    bdrv_ref(s->source);
+    bdrv_drained_begin(s->source);
     bdrv_drained_begin(s->target);
 
     if (!abort) {
@@ -496,6 +505,8 @@ static int mirror_exit(MirrorBlockJob *s, bool abort)
         warn_report_err(err);
     }
     bdrv_drained_end(s->target);
+    bdrv_drained_end(s->source);
+    bdrv_unref(s->source);
     bdrv_drained_end(top);
     bdrv_unref(top);
     return ret;
