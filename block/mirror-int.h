@@ -35,7 +35,7 @@ struct MirrorBlockJob {
 
     /* Immutable once the job is created. */
     BlockDriverState *mirror_top_bs;    /* the filter (our reference) */
-    BlockDriverState *source;
+    BlockDriverState *source;           /* referenced */
     BlockDriverState *target;
     BlockDriverState *to_replace;       /* NULL: the source; referenced */
     BlockBackend *target_blk;

@@ -467,10 +467,9 @@ static int mirror_exit(MirrorBlockJob *s, bool abort)
      * The source too: a parent attached to it after the job started (a
      * second export of the source node) writes beside the filter.  Its
      * writes are in the bitmap, but one landing after the last copy and
-     * before the switch would be lost.  Referenced: the switch takes the
-     * filter's edge off it.
+     * before the switch would be lost.  (The job's reference keeps it
+     * alive after the switch takes the filter's edge off it.)
      */
-    bdrv_ref(s->source);
     bdrv_drained_begin(s->source);
     bdrv_drained_begin(s->target);
 
@@ -506,7 +505,6 @@ static int mirror_exit(MirrorBlockJob *s, bool abort)
     }
     bdrv_drained_end(s->target);
     bdrv_drained_end(s->source);
-    bdrv_unref(s->source);
     bdrv_drained_end(top);
     bdrv_unref(top);
     return ret;
@@ -539,6 +537,8 @@ static void mirror_clean(Job *job)
         bdrv_unref(s->to_replace);
         s->to_replace = NULL;
     }
+    /* Last: the bitmap above lived on it. */
+    bdrv_unref(s->source);
     bd_mutex_destroy(&s->ops_lock);
 }
 
@@ -702,6 +702,12 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
     QLIST_INIT(&s->ops);
     co_queue_init(&s->op_done);
     s->mirror_top_bs = top;
+    /*
+     * Referenced until clean(): the bitmap lives on it, and the switch
+     * takes its last parent from a source that nobody else holds (an
+     * inline child of a format node), which would free it with the bitmap.
+     */
+    bdrv_ref(source);
     s->source = source;
     s->target = a->target;
     s->dirty_bitmap = bitmap;

@@ -106,7 +106,9 @@ static void fixture_init(Fixture *f)
 static void fixture_cleanup(Fixture *f)
 {
     blk_unref(f->guest);
-    bdrv_unref(f->src);
+    if (f->src) {
+        bdrv_unref(f->src);
+    }
     bdrv_unref(f->tgt);
     iothread_destroy(f->io1);
     iothread_destroy(f->io);
@@ -322,6 +324,29 @@ static void test_complete_with_direct_writer(void)
     }
 }
 
+/*
+ * The source is held by nothing but its parents (an inline child, as
+ * 'file' of a format node given by definition): the switch takes its last
+ * parent, and it goes away while the job still holds its dirty bitmap.
+ */
+static void test_complete_source_freed_by_switch(void)
+{
+    Fixture f;
+
+    fixture_init(&f);
+    start_mirror(&f, MIRROR_COPY_MODE_BACKGROUND);
+    AIO_WAIT_WHILE(NULL, job_not_ready());
+    bdrv_unref(f.src);      /* the filter's edge holds it now */
+    f.src = NULL;
+    start_writers(&f, 100);
+    wait_writers(&f);
+    g_assert_cmpint(finish_job(complete), ==, 0);
+    g_assert_null(bdrv_find_node("src"));
+    g_assert_true(blk_bs(f.guest) == f.tgt);
+    check_target_file(&f);
+    fixture_cleanup(&f);
+}
+
 static void test_cancel_under_writes(void)
 {
     Fixture f;
@@ -353,6 +378,8 @@ int main(int argc, char **argv)
                     test_complete_write_blocking);
     g_test_add_func("/mirror/complete-with-direct-writer",
                     test_complete_with_direct_writer);
+    g_test_add_func("/mirror/complete-source-freed-by-switch",
+                    test_complete_source_freed_by_switch);
     g_test_add_func("/mirror/cancel-under-writes", test_cancel_under_writes);
     return g_test_run();
 }
