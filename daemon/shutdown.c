@@ -11,7 +11,8 @@
  *
  * daemon_teardown() runs the shutdown proper, after a request or after a
  * failed start-up.  The order matters:
- *   1. stop accepting: no new monitor client or NBD connection;
+ *   1. stop accepting: no new monitor client or NBD connection, and no
+ *      further command from the connected monitor clients;
  *   2. cancel jobs, so that nothing new is written;
  *   3. drain every node and flush it: what clients were told is written
  *      is on disk before anything goes away;
@@ -170,6 +171,12 @@ void daemon_teardown(const char *reason)
     shutdown_signals_cleanup();
 
     monitor_stop_listening();
+    /*
+     * No command runs while jobs are cancelled and nodes drained and
+     * closed below: those waits are the outermost loop, where a command
+     * would otherwise be read and run against a graph being torn down.
+     */
+    monitor_stop_input();
     shutdown_cancel_jobs();
     shutdown_stop_nbd_server();
 

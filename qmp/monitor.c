@@ -78,6 +78,8 @@ static QLIST_HEAD(, MonitorListener) monitor_listeners TSA_GUARDED_BY(bql) =
     QLIST_HEAD_INITIALIZER;
 /* Commands running right now (nested loops may make it 1 deep).  BQL */
 static unsigned monitor_busy TSA_GUARDED_BY(bql);
+/* Shutting down: no further command is read from anyone.  BQL */
+static bool monitor_input_stopped TSA_GUARDED_BY(bql);
 /* stdin/stdout serve at most one monitor in the life of the process.  BQL */
 static bool monitor_stdio_used TSA_GUARDED_BY(bql);
 /* Whether monitor_event_observer() is registered with qmp_dispatch.  BQL */
@@ -311,6 +313,9 @@ static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
 {
     MonitorClient *c;
 
+    if (monitor_input_stopped) {
+        return;
+    }
     QLIST_FOREACH(c, &monitor_clients, link) {
         if (c->read_deferred) {
             c->read_deferred = false;
@@ -363,8 +368,11 @@ static void client_read(void *opaque)
     ssize_t n;
 
     bql_assert_held();
-    if (monitor_busy) {
-        /* A command's nested loop: this input waits until it is done. */
+    if (monitor_busy || monitor_input_stopped) {
+        /*
+         * A command's nested loop: this input waits until it is done.
+         * Or the daemon is shutting down: it waits for ever.
+         */
         c->read_deferred = true;
         client_update_handlers(c);
         return;
@@ -668,6 +676,18 @@ void monitor_stop_listening(void)
     }
 }
 
+void monitor_stop_input(void)
+{
+    MonitorClient *c;
+
+    bql_assert_held();
+    monitor_input_stopped = true;
+    QLIST_FOREACH(c, &monitor_clients, link) {
+        c->read_deferred = true;
+        client_update_handlers(c);
+    }
+}
+
 void monitor_cleanup(void)
 {
     MonitorClient *c, *next;
@@ -681,5 +701,7 @@ void monitor_cleanup(void)
         monitor_client_close(c, LOG_LEVEL_DEBUG, "closed by the server");
         client_unref(c);
     }
+    /* Everything is closed: a monitor added later starts afresh. */
+    monitor_input_stopped = false;
 }
 

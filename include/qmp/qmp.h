@@ -98,6 +98,11 @@ bool monitor_add_unix(const char *path, unsigned mode, Error **errp);
 bool monitor_add_stdio(Error **errp);
 /* Stop accepting: close listeners (and remove their socket files). */
 void monitor_stop_listening(void);
+/*
+ * Read no further command from any client (shutdown): what they send is
+ * left unread, while queued replies and events still go out.
+ */
+void monitor_stop_input(void);
 /* Close every client and listener, flushing queued output first. */
 void monitor_cleanup(void);
 

@@ -1247,6 +1247,71 @@ static void test_no_command_in_nested_loop_of_bh(void)
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
+/* --- Shutdown: no command is read once input is stopped ------------------- */
+
+typedef struct StopInputRun {
+    const char *path;
+    int opened;             /* atomic: the client has negotiated */
+    int stopped;            /* atomic: monitor_stop_input() has run */
+    int sent;               /* atomic: the client's late command is sent */
+    int done;               /* atomic: the client has checked everything */
+} StopInputRun;
+
+static void *stop_input_client(void *opaque)
+{
+    StopInputRun *r = opaque;
+    TestConn *t = tc_open(r->path);
+    struct json_object *msg;
+
+    qatomic_set(&r->opened, 1);
+    aio_wait_kick();
+    while (!qatomic_read(&r->stopped)) {
+        sched_yield();
+    }
+    tc_send(t, "{\"execute\": \"test-args\", \"arguments\": "
+               "{\"name\": \"late\"}, \"id\": \"late\"}");
+    qatomic_set(&r->sent, 1);
+    aio_wait_kick();
+    /* The event sent after the command was in the socket, then EOF. */
+    msg = tc_recv(t);
+    g_assert_nonnull(msg);
+    g_assert_null(jget(msg, "return"));
+    g_assert_cmpstr(json_object_get_string(jget(msg, "event")), ==,
+                    "TEST_STOPPED");
+    json_object_put(msg);
+    g_assert_null(tc_recv(t));
+    tc_free(t);
+    qatomic_set(&r->done, 1);
+    aio_wait_kick();
+    return NULL;
+}
+
+/*
+ * At shutdown the daemon cancels jobs and drains and closes nodes in the
+ * outermost loop; a command read there would run against a graph being
+ * torn down.  After monitor_stop_input() a command is never read, while
+ * events still reach the client and the close flushes them.
+ */
+static void test_stop_input_at_shutdown(void)
+{
+    g_autofree char *path = start_monitor();
+    StopInputRun r = { .path = path };
+    pthread_t t;
+
+    bd_thread_create(&t, "qmp-client", stop_input_client, &r, &error_abort);
+    AIO_WAIT_WHILE(main_context(), !qatomic_read(&r.opened));
+    monitor_stop_input();
+    qatomic_set(&r.stopped, 1);
+    AIO_WAIT_WHILE(main_context(), !qatomic_read(&r.sent));
+    /* Every ready handler gets its chance to read the command. */
+    for (int i = 0; i < 100 && aio_poll(main_context(), false); i++) {
+    }
+    qmp_event_emit("TEST_STOPPED", json_object_new_object());
+    stop_monitors(path);
+    AIO_WAIT_WHILE(main_context(), !qatomic_read(&r.done));
+    bd_thread_join(t);
+}
+
 /* --- Control commands ------------------------------------------------------ */
 
 static void control_client(void *opaque)
@@ -1465,6 +1530,8 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/half-close-gets-replies",
                     test_half_close_gets_replies);
     g_test_add_func("/qmp/one-command-at-a-time", test_one_command_at_a_time);
+    g_test_add_func("/qmp/stop-input-at-shutdown",
+                    test_stop_input_at_shutdown);
     g_test_add_func("/qmp/no-command-in-nested-loop-of-bh",
                     test_no_command_in_nested_loop_of_bh);
     g_test_add_func("/qmp/control/queries", test_control_queries);
