@@ -620,6 +620,7 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
     QLIST_INIT(&bs->children);
     QLIST_INIT(&bs->parents);
     QLIST_INIT(&bs->tracked_requests);
+    co_queue_init(&bs->untracked_drained);
     bs->options = json_object_get(options);
     if (node_name) {
         g_strlcpy(bs->node_name, node_name, sizeof(bs->node_name));

@@ -36,7 +36,7 @@ static inline void bdrv_data_changed(BlockDriverState *bs)
 
 typedef enum BdrvTrackKind {
     BDRV_TRACK_READ,            /* tracked only if serialising in flight */
-    BDRV_TRACK_WRITE,           /* always tracked */
+    BDRV_TRACK_WRITE,           /* counted in writes_untracked, or tracked */
     BDRV_TRACK_SERIALISING,     /* always tracked, excludes overlaps */
 } BdrvTrackKind;
 

@@ -212,7 +212,9 @@ static int bdrv_check_request(BlockDriverState *bs, int64_t offset,
  * The range check again, once the request is tracked: it may have waited
  * behind a truncate that shrank the node since bdrv_check_request() saw
  * the old size.  The truncate stored the new size before it stopped
- * excluding us, and reqs_lock orders that store before this read.
+ * excluding us, and reqs_lock (tracked requests) or the acquire read of
+ * serialising_in_flight (untracked writes) orders that store before this
+ * read.
  */
 static int bdrv_check_range_tracked(BlockDriverState *bs, int64_t offset,
                                     int64_t bytes)

@@ -5,11 +5,13 @@
  * excludes every request that overlaps it; the comment below says which
  * requests are tracked, who waits for whom, and why waits cannot deadlock.
  *
- * Invariants: a request is on bs->tracked_requests (reqs_lock) from before
- * it may touch data until it has finished, newest first; a request only
- * ever waits for older conflicting requests; reqs_lock is a leaf, dropped
- * by co_queue_wait_bd() while a request waits.  Coroutine code in any
- * AioContext.
+ * Invariants: a request that changes data is on bs->tracked_requests
+ * (reqs_lock), newest first, or counted in bs->writes_untracked, from
+ * before it may touch data until it has finished; while a serialising
+ * request is in flight no write starts untracked; a request only ever
+ * waits for older conflicting requests, and a serialising one also for
+ * the untracked writes; reqs_lock is a leaf, dropped by co_queue_wait_bd()
+ * while a request waits.  Coroutine code in any AioContext.
  */
 #include "util/osdep.h"
 
@@ -33,11 +35,28 @@
  *  - Serialising requests (padded writes and write-zeroes, truncate) are
  *    always tracked, and count in bs->serialising_in_flight.
  *  - Every other request that changes data (aligned writes, write-zeroes,
- *    discard) is always tracked too.  It has to be: a read-modify-write
- *    that starts while such a write is already in flight must wait for it,
- *    and can only find it on the list.  (A lock-free fast path for writes
- *    would need a second counter of untracked writes, paired with
- *    serialising_in_flight Dekker-style; BlockDriverState has none.)
+ *    discard) must be found by a read-modify-write that starts while it
+ *    is in flight.  It is found either on the list or through the counter
+ *    bs->writes_untracked, which it increments instead of taking
+ *    reqs_lock when no serialising request is in flight (the hot path:
+ *    no lock, no list).  The two counters pair Dekker-style: a write
+ *    increments writes_untracked, then (smp_mb) reads
+ *    serialising_in_flight; a serialising request increments
+ *    serialising_in_flight, then (smp_mb) reads writes_untracked.  At
+ *    least one of them sees the other's increment: the write then backs
+ *    out of the counter and takes the tracked path (where it waits for
+ *    the serialising requests it overlaps), or the serialising request
+ *    waits on bs->untracked_drained until writes_untracked is 0.  No write
+ *    starts untracked while serialising_in_flight is non-zero, so that
+ *    wait ends.  It is coarser than the list (it waits for every
+ *    untracked write, overlapping or not), which costs nothing that
+ *    matters: serialising requests are rare (unaligned writes, truncate).
+ *    An untracked write that ends decrements writes_untracked, then
+ *    (smp_mb) reads serialising_in_flight and, if non-zero, wakes the
+ *    waiters under reqs_lock; a waiter checks the counter under reqs_lock
+ *    before it sleeps, so the wake-up cannot be lost.  The write reads
+ *    serialising_in_flight with acquire, so a write that saw a shrinking
+ *    truncate end sees the new size when it checks its range again.
  *  - Reads change nothing a read-modify-write could lose (the merge
  *    writes back the very bytes it read outside its own range), so a
  *    serialising request never needs to wait for a read.  A read is
@@ -101,6 +120,22 @@ static BdrvTrackedRequest *tracked_find_older_conflict(BlockDriverState *bs,
 }
 
 /*
+ * An untracked write has finished (or backs out to be tracked): wake the
+ * serialising requests waiting for untracked writes to drain.
+ */
+static void untracked_write_end(BlockDriverState *bs)
+{
+    qatomic_dec(&bs->writes_untracked);
+    /* Pairs with the smp_mb() after serialising_in_flight++. */
+    smp_mb();
+    if (qatomic_read(&bs->serialising_in_flight)) {
+        bd_mutex_lock(&bs->reqs_lock);
+        co_queue_restart_all(&bs->untracked_drained);
+        bd_mutex_unlock(&bs->reqs_lock);
+    }
+}
+
+/*
  * Start tracking @req for [offset, offset + bytes) and wait for the older
  * requests it conflicts with.  @bytes may reach to INT64_MAX (truncate).
  * An untracked read leaves req->bs NULL.
@@ -130,15 +165,30 @@ void coroutine_fn tracked_request_begin(BdrvTrackedRequest *req,
         return;
     }
     req->bs = bs;
+    if (kind == BDRV_TRACK_WRITE) {
+        qatomic_inc(&bs->writes_untracked);
+        /* Pairs with the smp_mb() after serialising_in_flight++ below. */
+        smp_mb();
+        if (!qatomic_load_acquire(&bs->serialising_in_flight)) {
+            req->untracked_write = true;
+            return;
+        }
+        untracked_write_end(bs);
+    }
     co_queue_init(&req->wait_queue);
 
     bd_mutex_lock(&bs->reqs_lock);
     if (req->serialising) {
         qatomic_inc(&bs->serialising_in_flight);
+        /* Pairs with the smp_mb() in the write path above. */
+        smp_mb();
     }
     QLIST_INSERT_HEAD(&bs->tracked_requests, req, list);
     while ((other = tracked_find_older_conflict(bs, req))) {
         co_queue_wait_bd(&other->wait_queue, &bs->reqs_lock);
+    }
+    while (req->serialising && qatomic_read(&bs->writes_untracked)) {
+        co_queue_wait_bd(&bs->untracked_drained, &bs->reqs_lock);
     }
     bd_mutex_unlock(&bs->reqs_lock);
 }
@@ -148,6 +198,10 @@ void coroutine_fn tracked_request_end(BdrvTrackedRequest *req)
     BlockDriverState *bs = req->bs;
 
     if (!bs) {
+        return;
+    }
+    if (req->untracked_write) {
+        untracked_write_end(bs);
         return;
     }
     bd_mutex_lock(&bs->reqs_lock);

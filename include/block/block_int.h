@@ -94,6 +94,7 @@ typedef struct BdrvTrackedRequest {
     int64_t offset;
     int64_t bytes;
     bool serialising;               /* read-modify-write: excludes overlaps */
+    bool untracked_write;           /* counted in bs->writes_untracked */
     int64_t overlap_offset;         /* range rounded to request_alignment */
     int64_t overlap_bytes;
     Coroutine *co;
@@ -151,6 +152,13 @@ struct BlockDriverState {
     BdMutex reqs_lock;
     QLIST_HEAD(, BdrvTrackedRequest) tracked_requests;  /* reqs_lock */
     int serialising_in_flight;      /* atomic; fast path skips the list */
+    /*
+     * Aligned writes running off the list (block/tracked-requests.c):
+     * atomic, paired with serialising_in_flight; serialising requests
+     * wait on untracked_drained (reqs_lock) until it is 0.
+     */
+    unsigned writes_untracked;
+    CoQueue untracked_drained;      /* reqs_lock */
 
     /*
      * Flush bookkeeping: write_gen counts completed writes; a flush that

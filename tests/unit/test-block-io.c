@@ -815,19 +815,25 @@ static void test_rmw_waits_for_aligned_write(void)
     memset(a, 'A', sizeof(a));
     memset(b, 'B', sizeof(b));
 
-    /* An aligned write in flight; then a read-modify-write of its block. */
+    /*
+     * An aligned write in flight, off the list (the lock-free path); then
+     * a read-modify-write of its block, which finds it by the counter.
+     */
     qatomic_set(&t.mem->hold, HOLD_WRITE);
     io_start(&ra);
     tm_wait_held(t.mem);
+    g_assert_cmpuint(qatomic_read(&t.bs->writes_untracked), ==, 1);
     io_start(&rb);
     settle();
     g_assert_false(io_done(&rb));
+    g_assert_cmpint(qatomic_read(&t.bs->serialising_in_flight), ==, 1);
     /* Reading the block now would merge B into data A is replacing. */
     g_assert_cmpint(qatomic_read(&t.mem->n_read), ==, 0);
 
     tm_release(t.mem);
     g_assert_cmpint(io_wait(&ra), ==, 0);
     g_assert_cmpint(io_wait(&rb), ==, 0);
+    g_assert_cmpuint(qatomic_read(&t.bs->writes_untracked), ==, 0);
     memset(expect, 'A', sizeof(expect));
     memset(expect + 100, 'B', 100);
     after = mem_copy(t.mem);
