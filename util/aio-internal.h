@@ -132,6 +132,8 @@ struct AioContext {
     int64_t poll_shrink;
     /* Submit once this many SQEs are queued (0: once per iteration).  home */
     int64_t aio_max_batch;
+    /* Blocking waits left before polling may grow again (contended). */
+    unsigned poll_backoff;
 
     /* io_uring backend.  home */
     struct io_uring ring;

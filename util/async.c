@@ -551,9 +551,28 @@ int coroutine_fn aio_co_submit_sqe(AioSqePrep *prep, void *opaque,
 /* --- The loop ------------------------------------------------------------ */
 
 #define POLL_NS_START 4000
+/*
+ * A poll that got the CPU for less than half of its wall-clock time was
+ * preempted: the CPU is oversubscribed, and spinning takes it from the
+ * threads that would produce the very work we poll for (on a small
+ * machine, the client).  Polling then stops for this many blocking waits.
+ */
+#define POLL_CONTENDED_BACKOFF 1024
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void adjust_poll_time(AioContext *ctx, int64_t block_ns)
 {
+    if (ctx->poll_backoff) {
+        ctx->poll_backoff--;
+        return;
+    }
     if (block_ns <= ctx->poll_ns) {
         return;     /* polling longer would have caught it: keep */
     }
@@ -574,19 +593,26 @@ static void adjust_poll_time(AioContext *ctx, int64_t block_ns)
 static bool aio_busy_poll(AioContext *ctx, int64_t timeout_ns)
 {
     int64_t limit = ctx->poll_ns;
-    int64_t end;
+    int64_t start = get_clock_ns();
+    int64_t cpu_start = thread_cpu_ns();
+    bool ready = false;
 
     if (timeout_ns >= 0 && timeout_ns < limit) {
         limit = timeout_ns;
     }
-    end = get_clock_ns() + limit;
     do {
         if (qatomic_read(&ctx->bh_incoming) ||
             ctx->backend->poll_ready(ctx)) {
-            return true;
+            ready = true;
+            break;
         }
-    } while (get_clock_ns() < end);
-    return false;
+    } while (get_clock_ns() < start + limit);
+    if (2 * (thread_cpu_ns() - cpu_start) < get_clock_ns() - start) {
+        /* Preempted while spinning: see POLL_CONTENDED_BACKOFF. */
+        ctx->poll_ns = 0;
+        ctx->poll_backoff = POLL_CONTENDED_BACKOFF;
+    }
+    return ready;
 }
 
 bool aio_poll(AioContext *ctx, bool blocking)

@@ -105,7 +105,10 @@ bool in_aio_context_home_thread(AioContext *ctx);
  * grows (times @grow, from 4 us) while blocking waits end sooner than
  * @max_ns, and shrinks (divided by @shrink) when they take longer.
  * max_ns = 0 disables polling (the main loop's default).  grow/shrink 0
- * mean the defaults (2).  Home thread.
+ * mean the defaults (2).  A poll that was preempted (it got the CPU for
+ * less than half its duration) stops polling for a while: on an
+ * oversubscribed machine spinning takes the CPU from whoever would send
+ * the work.  Home thread.
  */
 void aio_context_set_poll_params(AioContext *ctx, int64_t max_ns,
                                  int64_t grow, int64_t shrink);
