@@ -158,7 +158,7 @@ class Report:
                              fmt_spread(conns, fmt) if conns
                              else f'skipped: {self.python_nbd}'])
             out += ['', '## Memory', '',
-                    f'RSS of the server (process tree, VmRSS), file backend; '
+                    f'RSS of the server process (VmRSS), file backend; '
                     f'{self.args.connections} connections opened with libnbd, '
                     'each after one 4k read.', '',
                     table(['server', 'idle RSS MiB',
@@ -349,7 +349,7 @@ class Report:
                          'evicts the pages it read or wrote from the page '
                          'cache (fadvise, sync_file_range) instead.')
         notes.append('Server CPU µs/IO: utime+stime of the server process '
-                     'tree from /proc/PID/stat across the fio run (start-up '
+                     'from /proc/PID/stat across the fio run (start-up '
                      f'excluded), at {CLK_TCK} ticks per second, divided by '
                      'the I/Os fio completed.  The client (fio) shares the '
                      'same CPUs.')
