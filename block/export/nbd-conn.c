@@ -262,7 +262,7 @@ static void nbd_conn_break(NbdConn *conn, int err)
     debug_report("nbd: %s: cannot send: %s", conn->peer, strerror(-err));
     conn->send_failed = true;
     bd_mutex_lock(&conn->lock);
-    conn->closing = true;
+    qatomic_set(&conn->closing, true);
     bd_mutex_unlock(&conn->lock);
     /* The receive loop's pending RECV sees EOF and it ends. */
     shutdown(conn->fd, SHUT_RDWR);
@@ -444,6 +444,18 @@ static void nbd_conn_park_bh(void *opaque)
 static bool coroutine_fn nbd_conn_checkpoint(NbdConn *conn)
 {
     IO_CODE();
+    /*
+     * Fast path, lock-free: nothing asks us to stop, park or move (the
+     * receive loop passes here two or three times per request).  A stale
+     * read is the same as the close or drain beginning just after a locked
+     * check: the next checkpoint sees it, nbd_conn_recv() checks again
+     * under the lock before it waits, and drained_poll() counts us busy
+     * until we have parked.
+     */
+    if (!qatomic_read(&conn->closing) && !qatomic_read(&conn->quiesced) &&
+        qatomic_read(&conn->target_ctx) == aio_get_current_context()) {
+        return true;
+    }
     for (;;) {
         AioContext *target;
 
@@ -646,8 +658,8 @@ static void nbd_conn_attach(NbdConn *conn)
     QLIST_INSERT_HEAD(&exp->conns, conn, exp_link);
     bd_mutex_lock(&conn->lock);
     /* A drain in effect covers us from now on. */
-    conn->quiesced = exp->quiesced;
-    conn->target_ctx = blk_exp_next_aio_context(&exp->common);
+    qatomic_set(&conn->quiesced, exp->quiesced);
+    qatomic_set(&conn->target_ctx, blk_exp_next_aio_context(&exp->common));
     bd_mutex_unlock(&conn->lock);
     debug_report("nbd: %s: runs in '%s'", conn->peer,
                  aio_context_name(conn->target_ctx));
@@ -709,7 +721,7 @@ void nbd_conn_request_close(NbdConn *conn)
 
     GLOBAL_STATE_CODE();
     bd_mutex_lock(&conn->lock);
-    conn->closing = true;
+    qatomic_set(&conn->closing, true);
     if (conn->parked) {
         conn->parked = false;
         wake = conn->target_ctx;
@@ -740,7 +752,7 @@ void nbd_export_drained_begin(BlockExport *common)
         AioContext *ctx;
 
         bd_mutex_lock(&conn->lock);
-        conn->quiesced = true;
+        qatomic_set(&conn->quiesced, true);
         /*
          * A RECV set up before it saw quiesced must be cancelled; one set
          * up later never starts (nbd_conn_recv() checks under the lock).
@@ -795,7 +807,7 @@ void nbd_export_drained_end(BlockExport *common)
         AioContext *ctx = NULL;
 
         bd_mutex_lock(&conn->lock);
-        conn->quiesced = false;
+        qatomic_set(&conn->quiesced, false);
         if (conn->parked) {
             conn->parked = false;
             ctx = conn->target_ctx;
@@ -821,7 +833,7 @@ void nbd_export_aio_context_changed(BlockExport *common, AioContext *ctx)
     /* Every connection is parked or done: this drain was polled. */
     QLIST_FOREACH(conn, &exp->conns, exp_link) {
         bd_mutex_lock(&conn->lock);
-        conn->target_ctx = ctx;
+        qatomic_set(&conn->target_ctx, ctx);
         bd_mutex_unlock(&conn->lock);
     }
 }

@@ -100,6 +100,11 @@ struct NbdConn {
 
     /* --- Hand-over between the main loop and the connection ----------- */
     BdMutex lock;
+    /*
+     * quiesced, closing and target_ctx: written under the lock with
+     * qatomic_set(); read under it, or with qatomic_read() by the receive
+     * loop's lock-free fast path (nbd_conn_checkpoint()).
+     */
     bool quiesced;                  /* lock: the node is drained */
     bool parked;                    /* lock: suspended because quiesced */
     bool closing;                   /* lock: stop; tear down */
