@@ -10,11 +10,15 @@
  * state, on the filter's edges).
  *
  * run() (the job's coroutine, in the source's AioContext): sync=full
- * walks the copy bitmap in chunks, each copied by block_copy() between a
- * pause point and the rate limit, and ends with one block_copy() of the
- * whole image, which returns 0 only once no cluster is dirty and no task
- * (of the filter) is in flight: from then on no cluster can become dirty
- * again, so the target is complete.  sync=none yields until cancelled.
+ * walks the copy bitmap in chunks, each started between a pause point and
+ * the rate limit and copied by block_copy() in a worker coroutine of its
+ * own (same AioContext), up to BACKUP_MAX_WORKERS at once, as QEMU's
+ * backup runs parallel block-copy tasks: one chunk at a time leaves the
+ * disk idle while each read waits for the write before it.  Once the walk
+ * finds nothing dirty and no worker runs, one block_copy() of the whole
+ * image returns 0 only once no cluster is dirty and no task (of the
+ * filter) is in flight: from then on no cluster can become dirty again,
+ * so the target is complete.  sync=none yields until cancelled.
  * Errors go through block_job_error_action(): report fails the job,
  * ignore retries, stop pauses as job-pause does and retries on resume
  * (QEMU's behaviour).
@@ -23,7 +27,8 @@
  * the write lock, giving the source back to its parents.
  *
  * Fields: everything is immutable after creation except cbw (BQL, cleared
- * by clean()); progress goes to the job core, which locks.
+ * by clean()) and the workers' state (workers_lock); progress goes to the
+ * job core, which locks.
  */
 #include "util/osdep.h"
 
@@ -31,7 +36,18 @@
 #include "block/block-copy.h"
 #include "block/copy-before-write.h"
 #include "block/job-driver.h"
+#include "util/co-lock.h"
+#include "util/coroutine.h"
 #include "util/main-loop.h"
+
+/*
+ * Chunks (BLOCK_COPY_MAX_CHUNK) the job copies at once: 32 MiB of bounce
+ * buffers, half of block-copy's budget, so the filter's copies of guest
+ * writes always find room.  Fewer leave the disk idle: with one chunk at
+ * a time the job copied at about half of QSD's speed, with 16 at about
+ * two thirds (scripts/bench-jobs, docs/benchmarks.md).
+ */
+#define BACKUP_MAX_WORKERS  32
 
 const char *const backup_sync_mode_names[] = {
     "top", "full", "none", "incremental", "bitmap", NULL,
@@ -45,6 +61,16 @@ typedef struct BackupJob {
     BlockdevOnError on_source_error;    /* immutable */
     BlockdevOnError on_target_error;    /* immutable */
     int64_t len;                    /* immutable */
+
+    /*
+     * The job's coroutine and its workers run in the job's AioContext;
+     * the lock keeps that an implementation detail, as mirror's ops_lock.
+     */
+    BdMutex workers_lock;
+    int workers;                    /* workers_lock: copies in flight */
+    int worker_err;                 /* workers_lock: first failure, -errno */
+    bool worker_err_is_read;        /* workers_lock: of worker_err */
+    CoQueue worker_done;            /* workers_lock: the job waits here */
 } BackupJob;
 
 /* Block-copy's progress: copies by the filter count as well (as QEMU). */
@@ -54,10 +80,20 @@ static void backup_progress(void *opaque, int64_t bytes)
 }
 
 /*
- * Copy [offset, offset + bytes) and apply the error policy.  Returns 0
- * (copied, or an ignored/stopped error: the caller retries), or -errno to
- * fail the job.
+ * Apply the error policy to a failed copy.  Returns -errno to fail the
+ * job (report), or -EAGAIN: ignored, or stopped (the job pauses at its
+ * next pause point); the failed clusters are dirty again, to retry.
  */
+static int backup_error_action(BackupJob *s, int ret, bool is_read)
+{
+    BlockErrorAction action = block_job_error_action(
+        &s->common, is_read ? s->on_source_error : s->on_target_error,
+        is_read, -ret);
+
+    return action == BLOCK_ERROR_ACTION_REPORT ? ret : -EAGAIN;
+}
+
+/* Copy [offset, offset + bytes); 0, or backup_error_action()'s result. */
 static int coroutine_fn backup_copy(BackupJob *s, int64_t offset,
                                     int64_t bytes)
 {
@@ -67,21 +103,104 @@ static int coroutine_fn backup_copy(BackupJob *s, int64_t offset,
     WITH_GRAPH_RDLOCK_GUARD() {
         ret = block_copy(s->bcs, offset, bytes, &is_read);
     }
-    if (ret < 0) {
-        BlockErrorAction action = block_job_error_action(
-            &s->common, is_read ? s->on_source_error : s->on_target_error,
-            is_read, -ret);
-
-        if (action == BLOCK_ERROR_ACTION_REPORT) {
-            return ret;
-        }
-        /* ignore: retry; stop: paused, retry after job-resume */
-        return -EAGAIN;
-    }
-    return 0;
+    return ret < 0 ? backup_error_action(s, ret, is_read) : 0;
 }
 
-static int coroutine_fn backup_loop(BackupJob *s)
+typedef struct BackupWorker {
+    BackupJob *s;
+    int64_t offset;
+    int64_t bytes;
+} BackupWorker;
+
+/*
+ * One chunk.  A failure is only recorded: the job applies the policy once
+ * for all the workers that fail together, as QEMU's backup does for one
+ * block-copy call, so a failing target sends one BLOCK_JOB_ERROR, not one
+ * per chunk in flight.
+ */
+static void coroutine_fn backup_co_worker(void *opaque)
+{
+    BackupWorker *w = opaque;
+    BackupJob *s = w->s;
+    bool is_read = false;
+    int ret = 0;
+
+    WITH_GRAPH_RDLOCK_GUARD() {
+        ret = block_copy(s->bcs, w->offset, w->bytes, &is_read);
+    }
+    bd_mutex_lock(&s->workers_lock);
+    if (ret < 0 && !s->worker_err) {
+        s->worker_err = ret;
+        s->worker_err_is_read = is_read;
+    }
+    s->workers--;
+    co_queue_restart_all(&s->worker_done);
+    bd_mutex_unlock(&s->workers_lock);
+    g_free(w);
+}
+
+/* Sleep until fewer than @max workers run (@max 1: none). */
+static void coroutine_fn backup_wait_workers(BackupJob *s, int max)
+{
+    bd_mutex_lock(&s->workers_lock);
+    while (s->workers >= max && s->workers > 0) {
+        co_queue_wait_bd(&s->worker_done, &s->workers_lock);
+    }
+    bd_mutex_unlock(&s->workers_lock);
+}
+
+static int backup_workers_running(BackupJob *s)
+{
+    int n;
+
+    bd_mutex_lock(&s->workers_lock);
+    n = s->workers;
+    bd_mutex_unlock(&s->workers_lock);
+    return n;
+}
+
+/*
+ * If a worker failed: wait for all of them (their failed clusters are
+ * dirty again), then apply the policy to the first failure.  0 if none
+ * failed, else as backup_error_action().
+ */
+static int coroutine_fn backup_worker_error(BackupJob *s)
+{
+    bool is_read;
+    int err;
+
+    bd_mutex_lock(&s->workers_lock);
+    err = s->worker_err;
+    bd_mutex_unlock(&s->workers_lock);
+    if (!err) {
+        return 0;
+    }
+    backup_wait_workers(s, 1);
+    bd_mutex_lock(&s->workers_lock);
+    err = s->worker_err;
+    is_read = s->worker_err_is_read;
+    s->worker_err = 0;
+    bd_mutex_unlock(&s->workers_lock);
+    return backup_error_action(s, err, is_read);
+}
+
+static void coroutine_fn backup_start_worker(BackupJob *s, int64_t offset,
+                                             int64_t bytes)
+{
+    BackupWorker *w = g_new0(BackupWorker, 1);
+
+    w->s = s;
+    w->offset = offset;
+    w->bytes = bytes;
+    bd_mutex_lock(&s->workers_lock);
+    s->workers++;
+    bd_mutex_unlock(&s->workers_lock);
+    /* Runs once this coroutine yields. */
+    aio_co_enter(job_get_aio_context(&s->common.job),
+                 co_create(backup_co_worker, w));
+}
+
+static int coroutine_fn backup_walk(BackupJob *s)
 {
     Job *job = &s->common.job;
     BdrvDirtyBitmap *bitmap = block_copy_dirty_bitmap(s->bcs);
@@ -95,14 +214,30 @@ static int coroutine_fn backup_loop(BackupJob *s)
         if (job_is_cancelled(job)) {
             return 0;
         }
+        ret = backup_worker_error(s);
+        if (ret == -EAGAIN) {
+            continue;               /* ignored, or pause at the top */
+        }
+        if (ret < 0) {
+            return ret;
+        }
         next = bdrv_dirty_bitmap_next_dirty(bitmap, cursor, -1);
+        if (next < 0 && backup_workers_running(s) > 0) {
+            /*
+             * Look behind the cursor only once no worker runs: a chunk
+             * handed to a worker stays dirty until the worker starts.
+             */
+            backup_wait_workers(s, 1);
+            continue;
+        }
         if (next < 0 && cursor > 0) {
-            /* Failed copies of the filter behind us are dirty again. */
+            /* Failed copies behind us are dirty again. */
             cursor = 0;
             continue;
         }
         if (next < 0) {
-            /* Waits for the filter's copies in flight; 0 means done. */
+            /* No worker runs.  Waits for the filter's copies in flight;
+             * 0 means done. */
             ret = backup_copy(s, 0, s->len);
             if (ret != -EAGAIN) {
                 return ret;
@@ -110,19 +245,24 @@ static int coroutine_fn backup_loop(BackupJob *s)
             continue;
         }
         bytes = MIN(BLOCK_COPY_MAX_CHUNK, s->len - next);
+        backup_wait_workers(s, BACKUP_MAX_WORKERS);
         job_ratelimit_wait(job, bytes);
         if (job_is_cancelled(job)) {
             return 0;
         }
-        ret = backup_copy(s, next, bytes);
-        if (ret == -EAGAIN) {
-            continue;
-        }
-        if (ret < 0) {
-            return ret;
-        }
+        backup_start_worker(s, next, bytes);
         cursor = next + bytes;
     }
+}
+
+static int coroutine_fn backup_loop(BackupJob *s)
+{
+    int ret = backup_walk(s);
+
+    /* No worker may outlive the loop: they use the job.  Their failures
+     * after the walk ended (cancelled or failed) no longer matter. */
+    backup_wait_workers(s, 1);
+    return ret;
 }
 
 static int coroutine_fn backup_run(Job *job, Error **errp)
@@ -151,6 +291,7 @@ static void backup_clean(Job *job)
         bdrv_cbw_drop(s->cbw);
         s->cbw = NULL;
     }
+    bd_mutex_destroy(&s->workers_lock);
 }
 
 static const JobDriver backup_job_driver = {
@@ -210,6 +351,8 @@ BlockJob *backup_job_create(BlockDriverState *source,
         bdrv_cbw_drop(cbw);
         return NULL;
     }
+    bd_mutex_init(&s->workers_lock);
+    co_queue_init(&s->worker_done);
     s->cbw = cbw;
     s->bcs = bcs;
     s->sync = opts->sync;

@@ -36,8 +36,9 @@ typedef struct BlockCopyState BlockCopyState;
 #define BLOCK_COPY_CLUSTER_SIZE     (64 * 1024)
 /* Largest task: one read and one write of at most this many bytes. */
 #define BLOCK_COPY_MAX_CHUNK        (1024 * 1024)
-/* Budget of bounce buffers of all tasks in flight together. */
-#define BLOCK_COPY_MAX_MEM          (32 * 1024 * 1024)
+/* Budget of bounce buffers of all tasks in flight together: the backup
+ * job's workers use half (block/backup.c), the filter's copies the rest. */
+#define BLOCK_COPY_MAX_MEM          (64 * 1024 * 1024)
 
 /*
  * @bytes more were copied (or found already right on the target), by any

@@ -279,6 +279,32 @@ def test_failing_target_report_fails_job(env):
     assert_eq(filter_nodes(qmp), [], 'filters after failure')
 
 
+def errors_until_failed(env):
+    """BLOCK_JOB_ERROR events of a full backup to a target that always
+    fails, with on-target-error=report."""
+    d, qmp, source, target, uri, snapshot = start(
+        env, target_opts=blkdebug_target(once=False), size=16 * MiB)
+    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
+            sync='full', on_target_error='report')
+    ev = qmp.event('BLOCK_JOB_COMPLETED')
+    assert_eq(ev['data']['error'], 'Input/output error')
+    # Events before COMPLETED were queued while waiting for it.
+    errors = [e['data'] for e in qmp.client.events
+              if e['event'] == 'BLOCK_JOB_ERROR']
+    return errors
+
+
+@test
+def test_chunks_failing_together_report_once(env):
+    """All 16 chunks of the image are in flight at once and fail: the
+    policy is applied once, not once per chunk, as QEMU applies it once
+    per block-copy call of its parallel workers.  (Not compared with QSD:
+    its blkdebug injects write_aio only below a format driver.)"""
+    got = errors_until_failed(env)
+    assert_eq(got, [{'device': 'job0', 'operation': 'write',
+                     'action': 'report'}], 'BLOCK_JOB_ERROR events')
+
+
 @test
 def test_failing_target_ignore_retries(env):
     d, qmp, source, target, uri, snapshot = start(
