@@ -21,6 +21,7 @@ ROWS = [
     'mirror+load: guest IOPS during the copy',
     'complete: job-complete QMP latency (ms)',
     'complete: job-complete to COMPLETED (ms)',
+    'complete: guest I/O gap across it (ms)',
     'complete: longest guest I/O gap around it (ms)',
     'complete: longest guest I/O gap before the job (ms)',
     'complete: guest IOPS after the switch',
