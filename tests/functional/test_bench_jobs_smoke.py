@@ -79,7 +79,11 @@ def test_smoke_produces_every_row(env):
     for name, (blockd, qsd, ratio) in rows.items():
         b = number(blockd, f'{name}, blockd')
         q = number(qsd, f'{name}, QSD')
-        number(ratio, f'{name}, ratio')
+        if q == 0:
+            # A smoke copy may end before the guest completes anything.
+            assert_eq(ratio, '-', f'{name}, ratio')
+        else:
+            number(ratio, f'{name}, ratio')
         if name.startswith('complete: export serves'):
             assert_eq((b, q), (1.0, 1.0), name)
     with open(raw) as f:
