@@ -21,14 +21,13 @@ default 5).
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 
-from harness import (QMPError, SkipTest, TestEnv, assert_eq, main, nbd_available,
-                     require_program, skip, test)
+from harness import (QMPError, SkipTest, assert_eq, main, require_program,
+                     skip, test)
+from nbdserver import SERVER, check_server, server_binary
 
 require_program('fio')
 
@@ -37,42 +36,6 @@ IMAGE_SIZE = 64 * MiB
 RUNTIME = int(os.environ.get('BLOCKD_TEST_RUNTIME', '5'))
 # Graph changes that must at least happen while fio runs.
 MIN_ROUNDS = 20
-
-# --- The server under test (the same few lines in each test_nbd_*.py) ------
-
-
-def take_server_flag():
-    """--server=blockd|qsd from argv (removed there) or BLOCKD_TEST_SERVER."""
-    server = os.environ.get('BLOCKD_TEST_SERVER', 'blockd')
-    for arg in list(sys.argv[1:]):
-        if arg.startswith('--server='):
-            server = arg.split('=', 1)[1]
-            sys.argv.remove(arg)
-    if server not in ('blockd', 'qsd'):
-        print(f'unknown server {server!r} (blockd or qsd)')
-        sys.exit(2)
-    return server
-
-
-SERVER = take_server_flag()
-
-
-def check_server():
-    """Skip the script unless the server under test can export over NBD."""
-    if SERVER == 'qsd':
-        require_program('qemu-storage-daemon')
-        return
-    env = TestEnv('probe')
-    try:
-        if not nbd_available(env):
-            skip('this blockd has no NBD server (no nbd-server-start)')
-    finally:
-        env.cleanup()
-
-
-def server_binary():
-    return shutil.which('qemu-storage-daemon') if SERVER == 'qsd' else None
-
 
 def check_fio():
     r = subprocess.run(['fio', '--enghelp=nbd'], capture_output=True,

@@ -19,10 +19,10 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 
-from harness import (SkipTest, TestEnv, assert_eq, assert_in, main,
-                     nbd_available, require_program, skip, test)
+from harness import (SkipTest, assert_eq, assert_in, main, require_program,
+                     skip, test)
+from nbdserver import SERVER, check_server, server_binary
 
 try:
     import nbd
@@ -36,42 +36,6 @@ MiB = 1024 * 1024
 IMAGE_SIZE = 64 * MiB
 NBD_MAX_PAYLOAD = 32 * MiB
 TOOL_TIMEOUT = 120
-
-# --- The server under test (the same few lines in each test_nbd_*.py) ------
-
-
-def take_server_flag():
-    """--server=blockd|qsd from argv (removed there) or BLOCKD_TEST_SERVER."""
-    server = os.environ.get('BLOCKD_TEST_SERVER', 'blockd')
-    for arg in list(sys.argv[1:]):
-        if arg.startswith('--server='):
-            server = arg.split('=', 1)[1]
-            sys.argv.remove(arg)
-    if server not in ('blockd', 'qsd'):
-        print(f'unknown server {server!r} (blockd or qsd)')
-        sys.exit(2)
-    return server
-
-
-SERVER = take_server_flag()
-
-
-def check_server():
-    """Skip the script unless the server under test can export over NBD."""
-    if SERVER == 'qsd':
-        require_program('qemu-storage-daemon')
-        return
-    env = TestEnv('probe')
-    try:
-        if not nbd_available(env):
-            skip('this blockd has no NBD server (no nbd-server-start)')
-    finally:
-        env.cleanup()
-
-
-def server_binary():
-    return shutil.which('qemu-storage-daemon') if SERVER == 'qsd' else None
-
 
 class NbdDaemon:
     """A captive daemon exporting one image as 'disk' on a UNIX socket."""

@@ -16,15 +16,13 @@ is the behaviour under test.
 
 import os
 import random
-import shutil
 import socket
 import struct
-import sys
 import threading
 import time
 
-from harness import (QMP, TestEnv, assert_eq, main, nbd_available,
-                     require_program, skip, test)
+from harness import (QMP, assert_eq, main, skip, test)
+from nbdserver import SERVER, check_server, server_binary
 from nbdraw import (CLOSE_TIMEOUT, CMD_CACHE, CMD_DISC, CMD_FLUSH, CMD_READ,
                     CMD_WRITE, IHAVEOPT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO,
                     OPT_LIST, OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_UNSUP,
@@ -40,42 +38,6 @@ IMAGE_SIZE = 64 * MiB
 # The good client's region: garbage never writes there.
 GOOD_OFFSET = 48 * MiB
 GOOD_SIZE = 8 * MiB
-
-# --- The server under test (the same few lines in each test_nbd_*.py) ------
-
-
-def take_server_flag():
-    """--server=blockd|qsd from argv (removed there) or BLOCKD_TEST_SERVER."""
-    server = os.environ.get('BLOCKD_TEST_SERVER', 'blockd')
-    for arg in list(sys.argv[1:]):
-        if arg.startswith('--server='):
-            server = arg.split('=', 1)[1]
-            sys.argv.remove(arg)
-    if server not in ('blockd', 'qsd'):
-        print(f'unknown server {server!r} (blockd or qsd)')
-        sys.exit(2)
-    return server
-
-
-SERVER = take_server_flag()
-
-
-def check_server():
-    """Skip the script unless the server under test can export over NBD."""
-    if SERVER == 'qsd':
-        require_program('qemu-storage-daemon')
-        return
-    env = TestEnv('probe')
-    try:
-        if not nbd_available(env):
-            skip('this blockd has no NBD server (no nbd-server-start)')
-    finally:
-        env.cleanup()
-
-
-def server_binary():
-    return shutil.which('qemu-storage-daemon') if SERVER == 'qsd' else None
-
 
 class NbdDaemon:
     """A captive daemon exporting a 64 MiB image as 'disk'."""
