@@ -125,8 +125,7 @@ static bool block_job_drained_poll(void *opaque)
     job_lock();
     /* Not busy: yielded at a pause point, in job_yield() or asleep; no
      * driver code runs before the next pause point, which pauses. */
-    busy = bjob->job.busy && !job_is_completed_locked(&bjob->job) &&
-           !bjob->job.deferred_to_main_loop;
+    busy = job_is_busy_locked(&bjob->job);
     job_unlock();
     return busy;
 }

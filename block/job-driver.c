@@ -186,7 +186,11 @@ static void coroutine_fn job_co_entry(void *opaque)
     job->deferred_to_main_loop = true;
     job_unlock();
     error_free(err);
-    aio_bh_schedule_oneshot(main_context(), job_exit, job);
+    /*
+     * Completion changes the graph and frees the job's nodes: it waits for
+     * a safe point, never inside another piece of main-loop code's wait.
+     */
+    aio_wait_defer(job_exit, job);
 }
 
 void job_start(Job *job)

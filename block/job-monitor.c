@@ -413,7 +413,12 @@ int job_finish_sync_locked(Job *job, void (*finish)(Job *, Error **errp),
         return -EBUSY;
     }
     job_unlock();
-    AIO_WAIT_WHILE(NULL, job_wait_unfinished(job));
+    /*
+     * Completion (job_exit()) is deferred work: it runs inside this wait,
+     * and so may other jobs' completions and exports' deletions.  We hold
+     * a reference to @job.
+     */
+    AIO_WAIT_WHILE_RUNNING_DEFERRED(job_wait_unfinished(job));
     job_lock();
     ret = (job_is_cancelled_locked(job) && job->ret == 0) ? -ECANCELED
                                                           : job->ret;

@@ -225,7 +225,8 @@ bool job_is_paused_locked(Job *job)
 
 bool job_is_busy_locked(Job *job)
 {
-    return job->busy;
+    return job->busy && !job->deferred_to_main_loop &&
+           !job_is_completed_locked(job);
 }
 
 bool job_is_cancelled_locked(Job *job)

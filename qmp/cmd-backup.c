@@ -53,13 +53,17 @@ static const OptDesc blockdev_backup_args[] = {
     { NULL }
 };
 
-/* The job's coroutine runs (has not reached a pause point yet). */
+/*
+ * The job's coroutine runs (has not reached a pause point yet, nor
+ * finished: a job that failed at once waits for its completion, which is
+ * deferred work and cannot run inside our wait).
+ */
 static bool job_is_busy(Job *job)
 {
     bool busy;
 
     job_lock();
-    busy = job->busy;
+    busy = job_is_busy_locked(job);
     job_unlock();
     return busy;
 }

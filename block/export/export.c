@@ -436,7 +436,8 @@ void blk_exp_unref(BlockExport *exp)
     GLOBAL_STATE_CODE();
     assert(exp->refcount > 0);
     if (--exp->refcount == 0) {
-        aio_bh_schedule_oneshot(main_context(), blk_exp_delete_bh, exp);
+        /* Deletion drops the node: at a safe point (util/aio-wait.h). */
+        aio_wait_defer(blk_exp_delete_bh, exp);
     }
 }
 
@@ -477,7 +478,8 @@ void blk_exp_close_all_type(const char *type)
             blk_exp_request_shutdown(exp);
         }
     }
-    AIO_WAIT_WHILE(NULL, blk_exp_has_type(type));
+    /* Deletion is deferred work: let it run while we wait for it. */
+    AIO_WAIT_WHILE_RUNNING_DEFERRED(blk_exp_has_type(type));
 }
 
 void blk_exp_close_all(void)

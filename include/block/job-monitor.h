@@ -46,6 +46,11 @@ bool job_verb_allowed(JobStatus status, JobVerb verb);
 bool job_is_completed_locked(Job *job) TSA_REQUIRES(job_mutex);
 bool job_is_ready_locked(Job *job) TSA_REQUIRES(job_mutex);
 bool job_is_paused_locked(Job *job) TSA_REQUIRES(job_mutex);
+/*
+ * The job's coroutine runs driver code: it is between pause points and has
+ * not finished (a finished job only waits for its completion in the main
+ * loop, which may be deferred: nobody may wait for that with a plain wait).
+ */
 bool job_is_busy_locked(Job *job) TSA_REQUIRES(job_mutex);
 bool job_is_cancelled_locked(Job *job) TSA_REQUIRES(job_mutex);
 bool job_cancel_requested_locked(Job *job) TSA_REQUIRES(job_mutex);

@@ -208,8 +208,6 @@ bool status_is_not(TestJob *t, JobStatus s)
     return status_of(t) != s;
 }
 
-#define WAIT_STATUS(t, s) AIO_WAIT_WHILE(NULL, status_is_not(t, s))
-
 void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp)
 {
     job_lock();

@@ -63,7 +63,11 @@ TestJob *new_job(const char *id, JobTxn *txn, AioContext *ctx, int flags);
 void put_job(TestJob *t);
 JobStatus status_of(TestJob *t);
 bool status_is_not(TestJob *t, JobStatus s);
-#define WAIT_STATUS(t, s) AIO_WAIT_WHILE(NULL, status_is_not(t, s))
+/*
+ * The test is the outermost loop, a safe point: a job's completion
+ * (deferred work, util/aio-wait.h) runs inside this wait.
+ */
+#define WAIT_STATUS(t, s) AIO_WAIT_WHILE_RUNNING_DEFERRED(status_is_not(t, s))
 
 /* Apply a monitor verb under job_mutex. */
 void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp);

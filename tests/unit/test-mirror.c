@@ -366,6 +366,50 @@ static void test_cancel_under_writes(void)
     }
 }
 
+/*
+ * Issue #12's first crash, without QMP: job-cancel of a READY mirror, then
+ * at once a move of its filter to another iothread.  The move drains and
+ * takes the write lock, and the cancelled job finishes meanwhile; its
+ * completion (which frees the filter) used to run inside the move's wait,
+ * which then went on with the freed filter.  Completion is deferred work
+ * now: the move sees a live filter (and a job that cannot move), and the
+ * filter goes away only when the test, the outermost loop, lets deferred
+ * work run.
+ */
+static void test_cancel_then_move_filter(void)
+{
+    Fixture f;
+
+    for (int it = 0; it < MAX(stress_iterations(), 20); it++) {
+        BlockDriverState *mtop;
+        Error *err = NULL;
+        Job *job;
+        int ret;
+
+        fixture_init(&f);
+        start_mirror(&f, MIRROR_COPY_MODE_BACKGROUND);
+        AIO_WAIT_WHILE(NULL, job_not_ready());
+        mtop = bdrv_find_node("mtop");
+        g_assert_nonnull(mtop);
+
+        job_lock();
+        job = job_get_locked("m0");
+        job_user_cancel_locked(job, true, &error_abort);
+        job_unlock();
+        ret = bdrv_try_change_aio_context(mtop,
+                                          iothread_get_aio_context(f.io1),
+                                          NULL, &err);
+        g_assert_cmpint(ret, <, 0);
+        g_assert_nonnull(strstr(error_get_pretty(err), "block job"));
+        error_free(err);
+        g_assert_true(bdrv_find_node("mtop") == mtop);
+
+        AIO_WAIT_WHILE_RUNNING_DEFERRED(bdrv_find_node("mtop") != NULL);
+        g_assert_true(blk_bs(f.guest) == f.src);
+        fixture_cleanup(&f);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -381,5 +425,7 @@ int main(int argc, char **argv)
     g_test_add_func("/mirror/complete-source-freed-by-switch",
                     test_complete_source_freed_by_switch);
     g_test_add_func("/mirror/cancel-under-writes", test_cancel_under_writes);
+    g_test_add_func("/mirror/cancel-then-move-filter",
+                    test_cancel_then_move_filter);
     return g_test_run();
 }
