@@ -137,17 +137,27 @@ BlockDriverState *bdrv_find_node(const char *node_name)
 
     GLOBAL_STATE_CODE();
     QLIST_FOREACH(bs, &all_nodes, node_list) {
-        if (!strcmp(bs->node_name, node_name)) {
+        /* A node being closed (its close waits) is gone for users. */
+        if (bs->refcnt > 0 && !strcmp(bs->node_name, node_name)) {
             return bs;
         }
     }
     return NULL;
 }
 
-BlockDriverState *bdrv_next_node(BlockDriverState *bs)
+BlockDriverState *bdrv_next_node_all(BlockDriverState *bs)
 {
     GLOBAL_STATE_CODE();
     return bs ? QLIST_NEXT(bs, node_list) : QLIST_FIRST(&all_nodes);
+}
+
+BlockDriverState *bdrv_next_node(BlockDriverState *bs)
+{
+    GLOBAL_STATE_CODE();
+    do {
+        bs = bdrv_next_node_all(bs);
+    } while (bs && bs->refcnt == 0);
+    return bs;
 }
 
 bool bdrv_is_monitor_owned(BlockDriverState *bs)
@@ -740,6 +750,17 @@ void bdrv_unref(BlockDriverState *bs)
     if (--bs->refcnt > 0) {
         return;
     }
+    /*
+     * Whoever waits in the main loop finds its nodes alive afterwards
+     * because the work that frees nodes is deferred to safe points
+     * (util/aio-wait.h).  A node freed inside someone's wait is the bug
+     * the rule exists for: say so here, not as a use-after-free later.
+     */
+    if (!aio_wait_at_safe_point()) {
+        error_report("node '%s' freed inside a main-loop wait: the work that "
+                     "dropped it must be deferred", bs->node_name);
+        abort();
+    }
     bdrv_close(bs);
     QLIST_REMOVE(bs, node_list);
     assert(!qatomic_read(&bs->in_flight));
@@ -857,7 +878,7 @@ int bdrv_flush_all(void)
     int result = 0;
 
     GLOBAL_STATE_CODE();
-    while ((bs = bdrv_next_node(bs))) {
+    while ((bs = bdrv_next_node_all(bs))) {
         FlushCo f = { .bs = bs };
 
         bdrv_run_co(bs->aio_context, flush_co_entry, &f);

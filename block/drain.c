@@ -192,7 +192,7 @@ void bdrv_drain_all_begin_nopoll(void)
 
     GLOBAL_STATE_CODE();
     bdrv_drain_all_count++;
-    while ((bs = bdrv_next_node(bs))) {
+    while ((bs = bdrv_next_node_all(bs))) {
         bdrv_do_drained_begin_quiesce(bs);
     }
 }
@@ -201,7 +201,7 @@ static bool GRAPH_RDLOCK drain_all_poll(void)
 {
     BlockDriverState *bs = NULL;
 
-    while ((bs = bdrv_next_node(bs))) {
+    while ((bs = bdrv_next_node_all(bs))) {
         if (bdrv_drain_poll(bs)) {
             return true;
         }
@@ -235,7 +235,7 @@ void bdrv_drain_all_end(void)
     }
     GLOBAL_STATE_CODE();
     assert(bdrv_drain_all_count > 0);
-    while ((bs = bdrv_next_node(bs))) {
+    while ((bs = bdrv_next_node_all(bs))) {
         bdrv_do_drained_end(bs);
     }
     bdrv_drain_all_count--;

@@ -25,6 +25,7 @@
 #include "util/atomic.h"
 #include "util/co-lock.h"
 #include "util/coroutine.h"
+#include "util/log.h"
 #include "util/main-loop.h"
 #include "util/queue.h"
 
@@ -45,6 +46,29 @@ static CoQueue reader_queue;        /* aio_context_list_lock */
 static int waiting_readers;         /* in reader_queue; atomic for tests */
 
 static int has_writer;              /* atomic */
+/*
+ * A write section is in progress: from the start of bdrv_graph_wrlock()
+ * (which polls, with has_writer clear, while readers leave) to the end of
+ * bdrv_graph_wrunlock().  There is one writer at a time by construction:
+ * the main-loop callbacks that change the graph are deferred work
+ * (util/aio-wait.h), which never runs inside the writer's wait.  This
+ * catches a violation at once instead of as a use-after-free later.  BQL
+ */
+static bool writer_active;
+
+static void graph_writer_begin(void)
+{
+    GLOBAL_STATE_CODE();
+    assert(!in_coroutine());
+    if (writer_active) {
+        error_report("graph write lock taken inside another write section "
+                     "(a graph change ran inside a writer's wait: it must be "
+                     "deferred work)");
+        abort();
+    }
+    assert(!qatomic_read(&has_writer));
+    writer_active = true;
+}
 
 static void graph_ctx_created(AioContext *ctx)
 {
@@ -144,9 +168,7 @@ static void graph_wait_for_readers(void)
 
 void bdrv_graph_wrlock(void)
 {
-    GLOBAL_STATE_CODE();
-    assert(!in_coroutine());
-    assert(!qatomic_read(&has_writer));
+    graph_writer_begin();
 
     /*
      * Quiesce without polling, so that a stream of new requests cannot
@@ -160,9 +182,7 @@ void bdrv_graph_wrlock(void)
 
 void bdrv_graph_wrlock_drained(void)
 {
-    GLOBAL_STATE_CODE();
-    assert(!in_coroutine());
-    assert(!qatomic_read(&has_writer));
+    graph_writer_begin();
     graph_wait_for_readers();
 }
 
@@ -180,6 +200,7 @@ void bdrv_graph_wrunlock(void)
     qatomic_store_release(&has_writer, 0);
     co_queue_restart_all(&reader_queue);
     bd_mutex_unlock(&aio_context_list_lock);
+    writer_active = false;
 
     /* Close what lost its last reference while we held the lock. */
     bdrv_run_pending_unrefs();

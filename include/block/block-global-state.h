@@ -34,7 +34,12 @@ void bdrv_ref(BlockDriverState *bs);
 void bdrv_unref(BlockDriverState *bs) GRAPH_UNLOCKED;
 
 BlockDriverState *bdrv_find_node(const char *node_name);
-/* Iterate over all nodes: bs = bdrv_next_node(NULL) ... */
+/*
+ * Iterate over the nodes users see: bs = bdrv_next_node(NULL) ...  A node
+ * being closed (its last reference dropped; closing may wait, and queries
+ * answered meanwhile must not look into it) is skipped, as by
+ * bdrv_find_node().
+ */
 BlockDriverState *bdrv_next_node(BlockDriverState *bs);
 /* Nodes opened by blockdev-add (the monitor's references). */
 bool bdrv_is_monitor_owned(BlockDriverState *bs);

@@ -350,6 +350,12 @@ void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
 void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
     GRAPH_UNLOCKED;
 
+/*
+ * Iterate over every node, those being closed included: for drains and
+ * flushes of everything.  Main loop.
+ */
+BlockDriverState *bdrv_next_node_all(BlockDriverState *bs);
+
 /* Counting of requests (block/io.c); any thread. */
 void bdrv_inc_in_flight(BlockDriverState *bs);
 void bdrv_dec_in_flight(BlockDriverState *bs);

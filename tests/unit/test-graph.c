@@ -240,6 +240,78 @@ static void test_wrlock_waits_for_readers_in_two_iothreads(void)
     iothread_destroy(r[1].io);
 }
 
+/* Runs inside the first writer's wait: a second writer must abort. */
+static void nested_writer_bh(void *opaque)
+{
+    bdrv_graph_wrlock();
+    bdrv_graph_wrunlock();
+}
+
+/*
+ * Issue #12, finding 2: a main-loop callback that takes the write lock ran
+ * a whole write section inside another writer's wait.  Such callbacks are
+ * deferred work now; one that is not is caught at once.
+ */
+static void test_wrlock_inside_writer_wait_aborts(void)
+{
+    if (g_test_subprocess()) {
+        Reader r = { 0 };
+
+        r.io = iothread_create("rd0", 0, &error_abort);
+        start_reader(&r);
+        aio_bh_schedule_oneshot(main_context(), nested_writer_bh, NULL);
+        bdrv_graph_wrlock();        /* waits for r: runs the BH */
+        g_assert_not_reached();
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*graph write lock taken inside another write "
+                              "section*");
+}
+
+static void unref_bh(void *opaque)
+{
+    bdrv_unref(opaque);
+}
+
+static int wait_done;
+
+static void wait_done_bh(void *opaque)
+{
+    wait_done = 1;
+}
+
+/* A node freed inside someone's wait is the bug itself: it aborts. */
+static void test_node_freed_inside_wait_aborts(void)
+{
+    if (g_test_subprocess()) {
+        BlockDriverState *bs = open_node(
+            "{\"driver\": \"test-node\", \"node-name\": \"doomed\"}");
+
+        aio_bh_schedule_oneshot(main_context(), unref_bh, bs);
+        aio_bh_schedule_oneshot(main_context(), wait_done_bh, NULL);
+        AIO_WAIT_WHILE(NULL, !wait_done);
+        g_assert_not_reached();
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*node 'doomed' freed inside a main-loop wait*");
+}
+
+/* The same unref as deferred work runs after the wait, at a safe point. */
+static void test_node_unref_deferred_runs_after_wait(void)
+{
+    BlockDriverState *bs = open_node(
+        "{\"driver\": \"test-node\", \"node-name\": \"later\"}");
+
+    wait_done = 0;
+    aio_wait_defer(unref_bh, bs);
+    aio_bh_schedule_oneshot(main_context(), wait_done_bh, NULL);
+    AIO_WAIT_WHILE(NULL, !wait_done);
+    g_assert_true(bdrv_find_node("later") == bs);
+    AIO_WAIT_WHILE_RUNNING_DEFERRED(bdrv_find_node("later") != NULL);
+}
+
 typedef struct LateReader {
     int attempting;         /* atomic */
     int acquired;           /* atomic */
@@ -834,6 +906,12 @@ int main(int argc, char **argv)
     g_test_add_func("/graph-lock/dying-context-hands-off-count",
                     test_dying_context_hands_off_count);
     g_test_add_func("/graph-lock/stress", test_rwlock_stress);
+    g_test_add_func("/graph-lock/wrlock-inside-writer-wait-aborts",
+                    test_wrlock_inside_writer_wait_aborts);
+    g_test_add_func("/graph/node-freed-inside-wait-aborts",
+                    test_node_freed_inside_wait_aborts);
+    g_test_add_func("/graph/node-unref-deferred-runs-after-wait",
+                    test_node_unref_deferred_runs_after_wait);
     g_test_add_func("/drain/quiesces-parents-once",
                     test_drain_quiesces_parents_once);
     g_test_add_func("/drain/propagates-up-through-nodes",
