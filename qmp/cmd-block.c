@@ -508,16 +508,19 @@ static QmpCommand block_commands[] = {
     { "blockdev-del", blockdev_del_args, qmp_blockdev_del, 0,
       "close a node that blockdev-add opened" },
     { "query-named-block-nodes", query_named_block_nodes_args,
-      qmp_query_named_block_nodes, 0, "describe every node" },
+      qmp_query_named_block_nodes, QMP_CMD_WHILE_WAITING,
+      "describe every node" },
     { "x-blockdev-set-iothread", set_iothread_args,
       qmp_x_blockdev_set_iothread, 0,
       "move a node (and what is connected to it) to an iothread" },
     { "block_resize", block_resize_args, qmp_block_resize, 0,
       "resize a node" },
-    { "query-blockstats", query_blockstats_args, qmp_query_blockstats, 0,
+    { "query-blockstats", query_blockstats_args, qmp_query_blockstats,
+      QMP_CMD_WHILE_WAITING,
       "I/O statistics of every BlockBackend (or node)" },
     { "x-query-command-args", NULL, qmp_x_query_command_args,
-      QMP_CMD_HIDDEN, "argument schema of every command" },
+      QMP_CMD_HIDDEN | QMP_CMD_WHILE_WAITING,
+      "argument schema of every command" },
     { NULL }
 };
 

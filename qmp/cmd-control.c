@@ -126,13 +126,13 @@ static void qmp_quit(struct json_object *args, struct json_object **ret,
 
 static const QmpCommand control_commands[] = {
     { "qmp_capabilities", qmp_capabilities_args, qmp_qmp_capabilities,
-      QMP_CMD_BEFORE_NEGOTIATION,
+      QMP_CMD_BEFORE_NEGOTIATION | QMP_CMD_WHILE_WAITING,
       "end capabilities negotiation (must be the first command)" },
-    { "query-version", NULL, qmp_query_version, 0,
+    { "query-version", NULL, qmp_query_version, QMP_CMD_WHILE_WAITING,
       "the QEMU version blockd is compatible with, and blockd's own" },
-    { "query-commands", NULL, qmp_query_commands, 0,
+    { "query-commands", NULL, qmp_query_commands, QMP_CMD_WHILE_WAITING,
       "the names of the commands this server accepts" },
-    { "quit", NULL, qmp_quit, 0,
+    { "quit", NULL, qmp_quit, QMP_CMD_WHILE_WAITING,
       "shut the daemon down (after this reply is sent)" },
     { NULL }
 };

@@ -280,7 +280,8 @@ static const QmpCommand job_commands[] = {
       "remove a concluded job" },
     { "job-finalize", id_args, qmp_job_finalize, 0,
       "finalize a pending job's transaction" },
-    { "query-jobs", NULL, qmp_query_jobs, 0, "list the jobs" },
+    { "query-jobs", NULL, qmp_query_jobs, QMP_CMD_WHILE_WAITING,
+      "list the jobs" },
     { "block-job-cancel", block_job_cancel_args, qmp_block_job_cancel, 0,
       "cancel a block job" },
     { "block-job-complete", device_args, qmp_block_job_complete, 0,
@@ -295,7 +296,7 @@ static const QmpCommand job_commands[] = {
       "remove a concluded block job" },
     { "block-job-set-speed", set_speed_args, qmp_block_job_set_speed, 0,
       "change a block job's rate limit" },
-    { "query-block-jobs", NULL, qmp_query_block_jobs, 0,
+    { "query-block-jobs", NULL, qmp_query_block_jobs, QMP_CMD_WHILE_WAITING,
       "list the block jobs" },
     { NULL }
 };

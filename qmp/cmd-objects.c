@@ -279,7 +279,7 @@ static const QmpCommand objects_commands[] = {
       "create an object (an iothread)" },
     { "object-del", object_del_args, qmp_object_del, 0,
       "delete an object that nothing uses" },
-    { "query-iothreads", NULL, qmp_query_iothreads, 0,
+    { "query-iothreads", NULL, qmp_query_iothreads, QMP_CMD_WHILE_WAITING,
       "list the iothreads" },
     { NULL }
 };

@@ -46,8 +46,15 @@ struct MonitorClient {
 
     bool negotiated;                /* BQL: qmp_capabilities succeeded */
     bool input_done;                /* BQL: EOF; close once output drained */
-    bool read_deferred;             /* BQL: input waits for monitor_busy */
     bool closed;                    /* BQL */
+    /*
+     * Messages read and not yet answered, in order: requests waiting for
+     * their turn, and error replies to bad input behind them (a
+     * MonitorPending each).  Input is not read while it is not empty.  BQL
+     */
+    GQueue pending;
+    bool running;                   /* BQL: one of our commands runs */
+    bool pumping;                   /* BQL: client_run_pending() is on it */
     bool read_armed, write_armed;   /* BQL: what the fd handlers watch */
 
     /* Input: the tokener and the scanner follow the same bytes.  BQL */
@@ -84,8 +91,9 @@ void monitor_client_send_error(MonitorClient *c, const char *fmt, ...)
     TSA_REQUIRES(bql) PRINTF_FMT(2, 3);
 
 /*
- * Run one request and queue its reply; @req is NULL for the JSON text
- * "null".  May close @c.
+ * Take one request (NULL for the JSON text "null"; the caller keeps its
+ * reference): it runs now, or when its turn comes (qmp/monitor.c says
+ * when), and its reply is queued in order.  May close @c.
  */
 void monitor_client_handle_request(MonitorClient *c, struct json_object *req)
     TSA_REQUIRES(bql);

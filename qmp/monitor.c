@@ -14,14 +14,19 @@
  * QMP_MAX_OUTPUT_BYTES has stopped reading and is dropped, so neither the
  * main loop nor other clients ever wait for it.
  *
- * One command at a time, and only from the outermost iteration of the main
- * loop: a command, or any other main-loop callback (a job's completion
- * draining its nodes in job_exit()), may run nested event-loop iterations
- * (AIO_WAIT_WHILE), and must not find a command running inside it -- a
- * job-cancel there would free the job its completion is using.  While a
- * command runs (monitor_busy) or the loop is nested, a client whose input
- * becomes readable stops watching it (read_deferred) until the command is
- * over or the outermost iteration returns; output keeps flowing meanwhile.
+ * Running requests.  A command, or any other main-loop callback (a job's
+ * completion draining its nodes), may wait in nested event-loop iterations
+ * (AIO_WAIT_WHILE).  Clients are served inside those waits, so that a
+ * command that waits for a drain or a job does not stop everybody else,
+ * but only with commands flagged QMP_CMD_WHILE_WAITING: queries, quit and
+ * block-export-del, which neither wait nor change the graph themselves.
+ * Any other command waits, queued, until no command runs (monitor_busy)
+ * and the loop is at its outermost iteration: found inside a wait, a
+ * job-cancel would free the job the waiting code is using.  Each client's
+ * requests run one at a time and in order (a client whose command waits
+ * gets nothing else answered meanwhile); errors about bad input queue
+ * behind them; and a client with requests queued is not read, so the
+ * queue holds at most one read's worth.  Output keeps flowing throughout.
  *
  * Lifetimes: a client is on monitor_clients, which holds one reference,
  * until monitor_client_close(); whoever calls out to code that may close
@@ -78,6 +83,12 @@ static QLIST_HEAD(, MonitorListener) monitor_listeners TSA_GUARDED_BY(bql) =
     QLIST_HEAD_INITIALIZER;
 /* Commands running right now (nested loops may make it 1 deep).  BQL */
 static unsigned monitor_busy TSA_GUARDED_BY(bql);
+/* One request read and not yet answered (MonitorClient.pending).  BQL */
+typedef struct MonitorPending {
+    struct json_object *req;        /* a request (NULL: the text "null") */
+    struct json_object *reply;      /* or, instead, a reply ready to go */
+} MonitorPending;
+
 /* Shutting down: no further command is read from anyone.  BQL */
 static bool monitor_input_stopped TSA_GUARDED_BY(bql);
 /* stdin/stdout serve at most one monitor in the life of the process.  BQL */
@@ -86,6 +97,12 @@ static bool monitor_stdio_used TSA_GUARDED_BY(bql);
 static bool monitor_observing TSA_GUARDED_BY(bql);
 
 static void client_update_handlers(MonitorClient *c) TSA_REQUIRES(bql);
+
+/* Requests of @c still to run or running. */
+static bool client_has_requests(MonitorClient *c)
+{
+    return c->running || !g_queue_is_empty(&c->pending);
+}
 
 /* --- Output --------------------------------------------------------------- */
 
@@ -129,7 +146,7 @@ static void client_flush(MonitorClient *c) TSA_REQUIRES(bql)
             g_byte_array_set_size(c->out, 0);
         }
         c->out_head = 0;
-        if (c->input_done) {
+        if (c->input_done && !client_has_requests(c)) {
             monitor_client_close(c, LOG_LEVEL_DEBUG, "disconnected");
             return;
         }
@@ -198,6 +215,14 @@ void monitor_client_send_error(MonitorClient *c, const char *fmt, ...)
                                error_class_name(ERROR_CLASS_GENERIC_ERROR)));
     json_object_object_add(error, "desc", json_object_new_string(desc));
     json_object_object_add(rsp, "error", error);
+    if (client_has_requests(c)) {
+        /* Behind the requests read before the bad input. */
+        MonitorPending *p = g_new0(MonitorPending, 1);
+
+        p->reply = rsp;
+        g_queue_push_tail(&c->pending, p);
+        return;
+    }
     client_send(c, rsp);
     json_object_put(rsp);
 }
@@ -209,6 +234,15 @@ static void client_ref(MonitorClient *c)
     c->refcnt++;
 }
 
+static void monitor_pending_free(gpointer data)
+{
+    MonitorPending *p = data;
+
+    json_object_put(p->req);
+    json_object_put(p->reply);
+    g_free(p);
+}
+
 static void client_unref(MonitorClient *c)
 {
     assert(c->refcnt > 0);
@@ -216,15 +250,17 @@ static void client_unref(MonitorClient *c)
         return;
     }
     assert(c->closed);
+    g_queue_clear_full(&c->pending, monitor_pending_free);
     monitor_input_free(c);
     g_byte_array_unref(c->out);
     g_free(c->name);
     g_free(c);
 }
 
-static bool client_wants_read(MonitorClient *c)
+static bool client_wants_read(MonitorClient *c) TSA_REQUIRES(bql)
 {
-    return !c->closed && !c->input_done && !c->read_deferred;
+    return !c->closed && !c->input_done && !monitor_input_stopped &&
+           !client_has_requests(c);
 }
 
 static bool client_wants_write(MonitorClient *c)
@@ -308,42 +344,138 @@ void monitor_client_close(MonitorClient *c, LogLevel level, const char *fmt,
 
 /* --- Reading, and running requests -------------------------------------- */
 
-/* Let clients whose input waited for a command read again. */
-static void monitor_resume_deferred(void) TSA_REQUIRES(bql)
+/*
+ * Whether any command may run now: none runs, and the loop is at its
+ * outermost iteration (not inside some callback's wait).
+ */
+static bool monitor_at_outermost(void) TSA_REQUIRES(bql)
 {
+    return !monitor_busy && aio_poll_depth(main_context()) <= 1;
+}
+
+/*
+ * Whether @req may run inside a wait: a command flagged
+ * QMP_CMD_WHILE_WAITING, or a request qmp_dispatch() refuses before
+ * running anything (malformed, unknown command).
+ */
+static bool request_runs_while_waiting(struct json_object *req)
+{
+    struct json_object *name;
+    const QmpCommand *cmd;
+
+    if (!req || !json_object_is_type(req, json_type_object) ||
+        !json_object_object_get_ex(req, "execute", &name) ||
+        !json_object_is_type(name, json_type_string)) {
+        return true;
+    }
+    cmd = qmp_find_command(json_object_get_string(name));
+    return !cmd || (cmd->flags & QMP_CMD_WHILE_WAITING);
+}
+
+static void monitor_run_all_pending(void) TSA_REQUIRES(bql);
+
+static void monitor_resume_after_nesting(void *opaque)
+{
+    bql_assert_held();
+    monitor_run_all_pending();
+}
+
+/* Run @req for @c and queue its reply.  May close @c. */
+static void client_run_request(MonitorClient *c, struct json_object *req)
+    TSA_REQUIRES(bql)
+{
+    struct json_object *rsp;
+
+    c->running = true;
+    monitor_busy++;
+    rsp = qmp_dispatch(req, &c->negotiated);
+    monitor_busy--;
+    c->running = false;
+    client_send(c, rsp);
+    json_object_put(rsp);
+}
+
+/*
+ * Answer @c's queued messages in order, as far as their turn has come;
+ * then read its input again if the queue is empty.  May close @c.
+ */
+static void client_run_pending(MonitorClient *c) TSA_REQUIRES(bql)
+{
+    MonitorPending *p;
+    bool ran = false;
+
+    if (c->pumping) {
+        return;     /* the frame further out goes on after its command */
+    }
+    client_ref(c);
+    c->pumping = true;
+    while (!c->closed && !c->running &&
+           (p = g_queue_peek_head(&c->pending))) {
+        if (!p->reply && !monitor_at_outermost() &&
+            !request_runs_while_waiting(p->req)) {
+            if (!monitor_busy) {
+                /* Some callback's wait: try again when it is over. */
+                aio_poll_at_outermost_exit(main_context(),
+                                           monitor_resume_after_nesting,
+                                           NULL);
+            }
+            break;
+        }
+        g_queue_pop_head(&c->pending);
+        if (p->reply) {
+            client_send(c, p->reply);
+        } else {
+            client_run_request(c, p->req);
+            ran = true;
+        }
+        monitor_pending_free(p);
+    }
+    c->pumping = false;
+    if (!c->closed) {
+        if (c->input_done && !client_has_requests(c) &&
+            client_out_pending(c) == 0) {
+            monitor_client_close(c, LOG_LEVEL_DEBUG, "disconnected");
+        } else {
+            client_update_handlers(c);
+        }
+    }
+    client_unref(c);
+    /* A command of ours that waited held everybody else's back. */
+    if (ran && !monitor_busy) {
+        monitor_run_all_pending();
+    }
+}
+
+/* Give every client's queue its turn (a waiting command is over). */
+static void monitor_run_all_pending(void)
+{
+    g_autoptr(GPtrArray) clients = g_ptr_array_new();
     MonitorClient *c;
 
     if (monitor_input_stopped) {
         return;
     }
+    /* Commands may close clients, any of them: hold them all first. */
     QLIST_FOREACH(c, &monitor_clients, link) {
-        if (c->read_deferred) {
-            c->read_deferred = false;
-            client_update_handlers(c);
+        if (!g_queue_is_empty(&c->pending)) {
+            client_ref(c);
+            g_ptr_array_add(clients, c);
         }
     }
-}
-
-static void monitor_resume_after_nesting(void *opaque)
-{
-    bql_assert_held();
-    if (!monitor_busy) {
-        monitor_resume_deferred();
+    for (guint i = 0; i < clients->len; i++) {
+        c = clients->pdata[i];
+        client_run_pending(c);
+        client_unref(c);
     }
 }
 
 void monitor_client_handle_request(MonitorClient *c, struct json_object *req)
 {
-    struct json_object *rsp;
+    MonitorPending *p = g_new0(MonitorPending, 1);
 
-    monitor_busy++;
-    rsp = qmp_dispatch(req, &c->negotiated);
-    monitor_busy--;
-    if (!monitor_busy) {
-        monitor_resume_deferred();
-    }
-    client_send(c, rsp);
-    json_object_put(rsp);
+    p->req = json_object_get(req);
+    g_queue_push_tail(&c->pending, p);
+    client_run_pending(c);
 }
 
 static void client_input_eof(MonitorClient *c) TSA_REQUIRES(bql)
@@ -352,10 +484,10 @@ static void client_input_eof(MonitorClient *c) TSA_REQUIRES(bql)
         debug_report("%s: input ended in the middle of a message", c->name);
     }
     c->input_done = true;
-    if (client_out_pending(c) == 0) {
+    if (client_out_pending(c) == 0 && !client_has_requests(c)) {
         monitor_client_close(c, LOG_LEVEL_DEBUG, "disconnected");
     } else {
-        /* A half-closed socket still reads: send what is queued first. */
+        /* A half-closed socket still reads: answer and send first. */
         client_update_handlers(c);
     }
 }
@@ -368,21 +500,9 @@ static void client_read(void *opaque)
     ssize_t n;
 
     bql_assert_held();
-    if (monitor_busy || monitor_input_stopped) {
-        /*
-         * A command's nested loop: this input waits until it is done.
-         * Or the daemon is shutting down: it waits for ever.
-         */
-        c->read_deferred = true;
+    if (!client_wants_read(c)) {
+        /* Shutting down, or requests wait (a stale readiness). */
         client_update_handlers(c);
-        return;
-    }
-    if (aio_poll_depth(main_context()) > 1) {
-        /* Some other callback's nested loop: wait until it is over. */
-        c->read_deferred = true;
-        client_update_handlers(c);
-        aio_poll_at_outermost_exit(main_context(),
-                                   monitor_resume_after_nesting, NULL);
         return;
     }
     memcpy(buf, c->utf8_tail, c->utf8_tail_len);
@@ -404,6 +524,9 @@ static void client_read(void *opaque)
     c->utf8_tail_len = hold;
     client_ref(c);
     monitor_input_feed(c, buf, len - hold);
+    if (!c->closed) {
+        client_update_handlers(c);
+    }
     client_unref(c);
 }
 
@@ -683,7 +806,6 @@ void monitor_stop_input(void)
     bql_assert_held();
     monitor_input_stopped = true;
     QLIST_FOREACH(c, &monitor_clients, link) {
-        c->read_deferred = true;
         client_update_handlers(c);
     }
 }

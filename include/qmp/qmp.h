@@ -32,6 +32,13 @@ typedef enum QmpCommandFlags {
     QMP_CMD_BEFORE_NEGOTIATION = 1 << 0,
     /* Not listed by query-commands (internal). */
     QMP_CMD_HIDDEN = 1 << 1,
+    /*
+     * Answered while another command waits (a drain, a job): it neither
+     * waits nor changes the graph itself (queries; quit, which only asks;
+     * block-export-del, whose deletion is deferred work).  Other commands
+     * wait until the waiting one is done.  See qmp/monitor.c.
+     */
+    QMP_CMD_WHILE_WAITING = 1 << 2,
 } QmpCommandFlags;
 
 typedef struct QmpCommand {

@@ -122,6 +122,15 @@ static void qmp_test_block_bh(struct json_object *args,
     aio_bh_schedule_oneshot(main_context(), block_bh, NULL);
 }
 
+/* Releases test-block: may run while a command waits. */
+static void qmp_test_release(struct json_object *args,
+                             struct json_object **ret, Error **errp)
+{
+    g_assert_true(qatomic_read(&block_waiting));
+    qatomic_set(&block_release, 1);
+    aio_wait_kick();
+}
+
 static void qmp_test_hidden(struct json_object *args, struct json_object **ret,
                             Error **errp)
 {
@@ -144,6 +153,8 @@ static const QmpCommand test_commands[] = {
     { "test-block", NULL, qmp_test_block, 0, "wait in a nested loop" },
     { "test-block-bh", NULL, qmp_test_block_bh, 0,
       "wait in a nested loop of a bottom half" },
+    { "test-release", NULL, qmp_test_release, QMP_CMD_WHILE_WAITING,
+      "release test-block" },
     { "x-test-hidden", NULL, qmp_test_hidden, QMP_CMD_HIDDEN, "hidden" },
     { "test-flags", NULL, qmp_test_flags, 0, "report the opts flags" },
     { NULL }
@@ -1247,6 +1258,91 @@ static void test_no_command_in_nested_loop_of_bh(void)
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
+/* --- Answered while a command waits --------------------------------------- */
+
+/*
+ * a's command waits in a nested loop until b's test-release, a command
+ * flagged QMP_CMD_WHILE_WAITING, releases it: b is answered while a
+ * waits, or nobody is ever answered.  c's queue (an ordinary command,
+ * then a query) waits behind a's command and keeps its order; a's own
+ * query, sent with its command, comes after the command's reply.
+ */
+static void while_waiting_client(void *opaque)
+{
+    TestConn *a = tc_open(opaque);
+    TestConn *b = tc_open(opaque);
+    TestConn *c = tc_open(opaque);
+    struct json_object *rsp;
+
+    tc_send(a, "{\"execute\": \"test-block\", \"id\": \"a\"}"
+               "{\"execute\": \"query-version\", \"id\": \"a2\"}");
+    while (!qatomic_read(&block_waiting)) {
+        sched_yield();
+    }
+    tc_send(c, "{\"execute\": \"test-args\", \"arguments\": "
+               "{\"name\": \"c\"}, \"id\": \"c1\"}"
+               "{\"execute\": \"query-version\", \"id\": \"c2\"}");
+    /* A query first, answered in the wait, then the release. */
+    rsp = tc_cmd(b, "{\"execute\": \"query-version\", \"id\": \"b1\"}");
+    check_id(rsp, "\"b1\"");
+    g_assert_true(qatomic_read(&block_waiting));
+    json_object_put(rsp);
+    rsp = tc_cmd(b, "{\"execute\": \"test-release\", \"id\": \"b2\"}");
+    check_id(rsp, "\"b2\"");
+    check_return(rsp);
+    json_object_put(rsp);
+
+    rsp = tc_recv(a);
+    check_id(rsp, "\"a\"");
+    json_object_put(rsp);
+    rsp = tc_recv(a);
+    check_id(rsp, "\"a2\"");
+    json_object_put(rsp);
+    rsp = tc_recv(c);
+    check_id(rsp, "\"c1\"");
+    json_object_put(rsp);
+    rsp = tc_recv(c);
+    check_id(rsp, "\"c2\"");
+    json_object_put(rsp);
+    tc_free(a);
+    tc_free(b);
+    tc_free(c);
+}
+
+static void test_answered_while_command_waits(void)
+{
+    commands_inside_block = 0;
+    qatomic_set(&block_release, 0);
+    run_with_monitor(while_waiting_client);
+    g_assert_cmpint(commands_inside_block, ==, 0);
+}
+
+/* The same inside a bottom half's wait (a job's completion draining). */
+static void while_waiting_bh_client(void *opaque)
+{
+    TestConn *a = tc_open(opaque);
+    TestConn *b = tc_open(opaque);
+    struct json_object *rsp;
+
+    rsp = tc_cmd(a, "{\"execute\": \"test-block-bh\", \"id\": \"a\"}");
+    json_object_put(rsp);
+    while (!qatomic_read(&block_waiting)) {
+        sched_yield();
+    }
+    rsp = tc_cmd(b, "{\"execute\": \"test-release\", \"id\": \"b\"}");
+    check_id(rsp, "\"b\"");
+    check_return(rsp);
+    json_object_put(rsp);
+    tc_free(a);
+    tc_free(b);
+}
+
+static void test_answered_while_bh_waits(void)
+{
+    qatomic_set(&block_release, 0);
+    run_with_monitor(while_waiting_bh_client);
+}
+
 /* --- Shutdown: no command is read once input is stopped ------------------- */
 
 typedef struct StopInputRun {
@@ -1534,6 +1630,10 @@ int main(int argc, char **argv)
                     test_stop_input_at_shutdown);
     g_test_add_func("/qmp/no-command-in-nested-loop-of-bh",
                     test_no_command_in_nested_loop_of_bh);
+    g_test_add_func("/qmp/answered-while-command-waits",
+                    test_answered_while_command_waits);
+    g_test_add_func("/qmp/answered-while-bh-waits",
+                    test_answered_while_bh_waits);
     g_test_add_func("/qmp/control/queries", test_control_queries);
     g_test_add_func("/qmp/control/quit", test_control_quit);
     g_test_add_func("/qmp/run-command-keyval", test_run_command_keyval);
