@@ -22,9 +22,10 @@
  *   checkpoint -- closing? ----------------------> end
  *       |         quiesced? ---> park (until the drain ends)
  *       |         elsewhere? --> move to target_ctx
+ *       +-- pending request, no slot or budget --> wait for room
+ *       +-- pending request, not admitted -------> admit (count, buffer)
  *       +-- pending WRITE short of payload ------> receive payload
  *       +-- payload to drop (refused WRITE) -----> receive and drop
- *       +-- pending request, no slot ------------> wait for a slot
  *       +-- pending request ---------------------> dispatch
  *       +-- NBD_CMD_DISC seen -------------------> end
  *       +-- a whole request header buffered -----> parse (bad magic: end)
@@ -43,12 +44,29 @@
  * a connection has requests in flight or has not parked; so inside a
  * polled drained section no connection has an SQE or a coroutine running,
  * and a move of the node only has to change target_ctx.  drained_end
- * resumes parked connections straight in their target context.
+ * resumes a parked connection in the context it parked in (park_ctx):
+ * replies of its requests may still be on their way there, in request
+ * coroutines that own the connection's home state with it; the receive
+ * loop moves itself to target_ctx at its next checkpoint, once no request
+ * is in flight.
  *
  * Every receive in this phase is cancellable and never MSG_WAITALL, so a
- * drain never waits for a client to send something.  It does wait for
- * replies to be sent: a client that stops reading its replies holds a
- * drain up (as with QEMU); closing the connection releases it.
+ * drain never waits for a client to send something.  Nor for a client to
+ * read: drained_poll counts only requests whose block I/O runs
+ * (io_in_flight), and a receive loop that waits for a slot or for buffer
+ * budget (waiting_room) is idle, because it does nothing on the node
+ * before its next checkpoint.  A request whose I/O is done touches only
+ * the connection while its reply waits for the client.  A connection
+ * moves to another thread only once no request is in flight at all,
+ * replies included (the receive loop waits for that at its checkpoint,
+ * outside any drain); QEMU's server, by contrast, lets a client that does
+ * not read its replies hold a drain, and with it the main loop, for ever.
+ *
+ * Memory: requests are admitted (their WRITE payload buffer allocated,
+ * their READ data counted) only while the connection holds less than its
+ * buffer budget (x-blockd-buffer-budget) of request data; past it the
+ * receive loop stops reading, so a connection pins at most the budget (or
+ * one request longer than it) however its client behaves.
  */
 #include "util/osdep.h"
 
@@ -157,6 +175,8 @@ static NbdRequest *nbd_req_get(NbdConn *conn)
     req->buf = NULL;
     req->buf_size = 0;
     req->payload_done = 0;
+    req->admitted = false;
+    req->cost = 0;
     req->bytes_read = 0;
     req->bytes_written = 0;
     req->niov = 0;
@@ -203,6 +223,7 @@ static void nbd_req_release(NbdConn *conn, NbdRequest *req)
     nbd_stat_add(&conn->stats.requests, 1);
     nbd_stat_add(&conn->stats.bytes_read, req->bytes_read);
     nbd_stat_add(&conn->stats.bytes_written, req->bytes_written);
+    conn->buffered -= req->cost;
     nbd_req_put(conn, req);
     /* Runs after we yield, in this thread: it then sees the new count. */
     nbd_conn_wake_receiver(conn);
@@ -336,6 +357,15 @@ static void coroutine_fn nbd_request_co(void *opaque)
 
     IO_CODE();
     nbd_req_execute(conn, req);
+    /*
+     * Our block I/O is done: a drain no longer waits for us, however long
+     * the client takes to read the reply.  From here we touch only the
+     * connection, which stays in this thread until in_flight drops.
+     * Pairs with the load-acquire in nbd_export_drained_poll(), and with
+     * AIO_WAIT_WHILE() through the smp_mb() in aio_wait_kick().
+     */
+    qatomic_store_release(&conn->io_in_flight, conn->io_in_flight - 1);
+    aio_wait_kick();
     nbd_conn_send_reply(conn, req);
 }
 
@@ -424,8 +454,9 @@ static void nbd_conn_park_bh(void *opaque)
     IO_CODE();
     bd_mutex_lock(&conn->lock);
     if (conn->quiesced && !conn->closing) {
-        /* From now on only drained_end or a close resumes us. */
+        /* From now on only drained_end or a close resumes us, here. */
         conn->parked = true;
+        conn->park_ctx = aio_get_current_context();
         bd_mutex_unlock(&conn->lock);
         /* drained_poll() may wait for the park; @conn is not ours now. */
         aio_wait_kick();
@@ -433,6 +464,60 @@ static void nbd_conn_park_bh(void *opaque)
     }
     bd_mutex_unlock(&conn->lock);
     co_enter(co);
+}
+
+/*
+ * Whether @req may be admitted now: a slot is free and its data fits the
+ * buffer budget (a request longer than the budget runs alone).  With
+ * @req NULL: whether no request is in flight at all.
+ */
+static bool nbd_conn_has_room(NbdConn *conn, NbdRequest *req)
+{
+    unsigned in_flight = qatomic_read(&conn->in_flight);
+
+    if (!req) {
+        return in_flight == 0;
+    }
+    return in_flight < conn->exp->max_in_flight &&
+           (in_flight == 0 ||
+            conn->buffered + req->cost <= conn->exp->buffer_budget);
+}
+
+/*
+ * Wait until nbd_conn_has_room(@req).  Meanwhile the receive loop counts
+ * as idle for drains: it does nothing on the node before its next
+ * checkpoint, and whoever wakes it (a request leaving) runs in this
+ * thread.  So a client that reads no replies, holding every slot or the
+ * whole budget, holds up no drain.
+ */
+static void coroutine_fn nbd_conn_wait_room(NbdConn *conn, NbdRequest *req)
+{
+    while (!nbd_conn_has_room(conn, req)) {
+        bd_mutex_lock(&conn->lock);
+        conn->waiting_room = true;
+        bd_mutex_unlock(&conn->lock);
+        /* drained_poll() may be waiting for us to be idle. */
+        aio_wait_kick();
+        conn->idle_waiter = co_self();
+        co_yield();             /* nbd_req_release() wakes us */
+        bd_mutex_lock(&conn->lock);
+        conn->waiting_room = false;
+        bd_mutex_unlock(&conn->lock);
+    }
+}
+
+/*
+ * Count @req's data against the buffer budget and give a WRITE its
+ * payload buffer.  Only after nbd_conn_has_room(): the payload stays in
+ * the socket (TCP pushes back) while the budget is spent.
+ */
+static void nbd_conn_admit(NbdConn *conn, NbdRequest *req)
+{
+    req->admitted = true;
+    conn->buffered += req->cost;
+    if (req->type == NBD_CMD_WRITE && !req->error && req->len) {
+        req->buf = nbd_buf_get(conn, req->len, &req->buf_size);
+    }
 }
 
 /*
@@ -476,19 +561,13 @@ static bool coroutine_fn nbd_conn_checkpoint(NbdConn *conn)
         if (target == aio_get_current_context()) {
             return true;
         }
-        /* Requests run in our context: none may be left behind. */
-        assert(qatomic_read(&conn->in_flight) == 0);
+        /*
+         * Requests run in our context: none may be left behind.  Their
+         * block I/O is done (the node moved in a drained section), but
+         * replies may still be on their way to a slow client.
+         */
+        nbd_conn_wait_room(conn, NULL);
         aio_co_reschedule_self(target);
-    }
-}
-
-/* Wait until fewer than @limit requests are in flight. */
-static void coroutine_fn nbd_conn_wait_in_flight(NbdConn *conn,
-                                                 unsigned limit)
-{
-    while (qatomic_read(&conn->in_flight) >= limit) {
-        conn->idle_waiter = co_self();
-        co_yield();             /* nbd_req_release() wakes us */
     }
 }
 
@@ -500,6 +579,7 @@ static void nbd_conn_dispatch(NbdConn *conn, NbdRequest *req)
      * which it does only after this.
      */
     qatomic_inc(&conn->in_flight);
+    qatomic_inc(&conn->io_in_flight);
     /* Runs when the receive loop yields: after the whole buffer's parse. */
     aio_co_enter(aio_get_current_context(), co_create(nbd_request_co, req));
 }
@@ -528,13 +608,13 @@ static int nbd_conn_parse(NbdConn *conn)
     req->offset = hdr.offset;
     req->len = hdr.len;
     nbd_req_check(conn, req);
-    if (req->type == NBD_CMD_WRITE) {
-        if (req->error) {
-            /* Keep the stream in step: the payload follows regardless. */
-            conn->discard = req->len;
-        } else if (req->len) {
-            req->buf = nbd_buf_get(conn, req->len, &req->buf_size);
-        }
+    if (!req->error &&
+        (req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE)) {
+        req->cost = req->len;
+    }
+    if (req->type == NBD_CMD_WRITE && req->error) {
+        /* Keep the stream in step: the payload follows regardless. */
+        conn->discard = req->len;
     }
     conn->pending = req;
     return 0;
@@ -605,15 +685,18 @@ static int coroutine_fn nbd_conn_fill(NbdConn *conn)
 
 static void coroutine_fn nbd_conn_receive_loop(NbdConn *conn)
 {
-    unsigned max = conn->exp->max_in_flight;
     int ret = 0;
 
     IO_CODE();
     while (ret >= 0 && nbd_conn_checkpoint(conn)) {
         NbdRequest *req = conn->pending;
 
-        if (req && req->type == NBD_CMD_WRITE && !req->error &&
-            req->payload_done < req->len) {
+        if (req && !req->admitted && !nbd_conn_has_room(conn, req)) {
+            nbd_conn_wait_room(conn, req);
+        } else if (req && !req->admitted) {
+            nbd_conn_admit(conn, req);
+        } else if (req && req->type == NBD_CMD_WRITE && !req->error &&
+                   req->payload_done < req->len) {
             ret = nbd_conn_recv_payload(conn, req);
         } else if (conn->discard) {
             /*
@@ -621,8 +704,6 @@ static void coroutine_fn nbd_conn_receive_loop(NbdConn *conn)
              * a reply to a request they are still sending.
              */
             ret = nbd_conn_discard(conn);
-        } else if (req && qatomic_read(&conn->in_flight) >= max) {
-            nbd_conn_wait_in_flight(conn, max);
         } else if (req) {
             conn->pending = NULL;
             nbd_conn_dispatch(conn, req);
@@ -706,11 +787,14 @@ void coroutine_fn nbd_conn_transmission(NbdConn *conn)
     bd_mutex_unlock(&conn->lock);
     if (conn->pending) {
         /* Parsed, never dispatched: no reply is owed to a leaving client. */
+        if (conn->pending->admitted) {
+            conn->buffered -= conn->pending->cost;
+        }
         nbd_req_put(conn, conn->pending);
         conn->pending = NULL;
     }
     /* Let the requests in flight finish and send their replies. */
-    nbd_conn_wait_in_flight(conn, 1);
+    nbd_conn_wait_room(conn, NULL);
     aio_co_reschedule_self(main_context());
     nbd_conn_detach(conn);
 }
@@ -724,7 +808,7 @@ void nbd_conn_request_close(NbdConn *conn)
     qatomic_set(&conn->closing, true);
     if (conn->parked) {
         conn->parked = false;
-        wake = conn->target_ctx;
+        wake = conn->park_ctx;
     }
     bd_mutex_unlock(&conn->lock);
     /* Pending receives see EOF, pending sends fail. */
@@ -732,8 +816,8 @@ void nbd_conn_request_close(NbdConn *conn)
     if (wake) {
         /*
          * Parked: fully suspended (nbd_conn_park_bh()), so any thread may
-         * resume it; in its target context, where its requests (if any)
-         * run, it finds closing set and ends.
+         * resume it; in the context it parked in, where its requests (if
+         * any) run, it finds closing set and ends.
          */
         aio_co_schedule(wake, conn->co);
     }
@@ -779,15 +863,16 @@ bool nbd_export_drained_poll(BlockExport *common)
         bool idle;
 
         /*
-         * Pairs with the decrement in nbd_req_release() (a full barrier):
-         * seeing the count at zero, we also see everything the requests
-         * did to the connection, which may then move to another thread.
+         * Pairs with the store-release in nbd_request_co(): seeing the
+         * count at zero, we also see that every request is done with the
+         * node (replies may still be on their way: they touch only the
+         * connection, which moves only once in_flight is zero).
          */
-        if (qatomic_load_acquire(&conn->in_flight)) {
+        if (qatomic_load_acquire(&conn->io_in_flight)) {
             return true;
         }
         bd_mutex_lock(&conn->lock);
-        idle = conn->parked || conn->done;
+        idle = conn->parked || conn->done || conn->waiting_room;
         bd_mutex_unlock(&conn->lock);
         if (!idle) {
             return true;
@@ -810,11 +895,14 @@ void nbd_export_drained_end(BlockExport *common)
         qatomic_set(&conn->quiesced, false);
         if (conn->parked) {
             conn->parked = false;
-            ctx = conn->target_ctx;
+            ctx = conn->park_ctx;
         }
         bd_mutex_unlock(&conn->lock);
         if (ctx) {
-            /* Straight to where it runs now (it may have moved). */
+            /*
+             * Where it parked, beside its requests still sending replies;
+             * if the node moved, it follows at its checkpoint.
+             */
             aio_co_schedule(ctx, conn->co);
         }
     }

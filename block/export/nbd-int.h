@@ -51,6 +51,7 @@ typedef struct NbdExport {
     int64_t size;                   /* immutable: resize is not shared */
     uint32_t pref_block;            /* immutable: preferred block size */
     uint32_t max_in_flight;         /* immutable: requests per connection */
+    uint64_t buffer_budget;         /* immutable: data bytes per connection */
     /*
      * Inside a drained section of the node.  BQL.  May be set before
      * create() (see export.h), on the zeroed instance.
@@ -107,12 +108,26 @@ struct NbdConn {
      */
     bool quiesced;                  /* lock: the node is drained */
     bool parked;                    /* lock: suspended because quiesced */
+    AioContext *park_ctx;           /* lock: where it parked (resume there) */
     bool closing;                   /* lock: stop; tear down */
     bool done;                      /* lock: the receive loop has ended */
     AioContext *recv_ctx;           /* lock: ring of a pending RECV */
     AioContext *target_ctx;         /* lock: where the connection runs */
+    /*
+     * The receive loop is suspended until a request leaves (no slot or no
+     * buffer budget for the next one): it does nothing on the node before
+     * its next checkpoint, so a drain need not wait for it.
+     */
+    bool waiting_room;              /* lock */
     unsigned bh_refs;               /* atomic: BHs that point to us */
-    unsigned in_flight;             /* atomic: written home */
+    /*
+     * Requests from dispatch until their reply is sent (or dropped), and
+     * among them those whose block I/O has not finished: drains wait for
+     * io_in_flight only, never for a client to read its replies.  atomic;
+     * written home.
+     */
+    unsigned in_flight;
+    unsigned io_in_flight;
 
     /* --- Transmission (home) ------------------------------------------ */
     AioCqeHandler recv_handler;     /* home: the pending RECV's completion */
@@ -124,6 +139,7 @@ struct NbdConn {
     bool stop_reading;              /* home: NBD_CMD_DISC or bad stream */
     Coroutine *idle_waiter;         /* home: receive loop waits for slots */
     NbdRequest *free_reqs;          /* home: request structs to reuse */
+    uint64_t buffered;              /* home: data bytes of admitted requests */
     NbdRequest *sendq_head;         /* home: replies waiting to be sent */
     NbdRequest **sendq_tail;        /* home */
     bool sending;                   /* home: a request is sending replies */
@@ -161,6 +177,8 @@ struct NbdRequest {
     uint64_t handle;
     uint64_t offset;
     uint32_t len;
+    bool admitted;                  /* counted in conn->buffered */
+    uint32_t cost;                  /* its share of conn->buffered */
 
     int error;                      /* NBD error of the reply, or 0 */
     const char *error_msg;          /* for structured error chunks */

@@ -479,6 +479,11 @@ static const OptDesc nbd_export_opts[] = {
       .min = 1, .max = NBD_MAX_IN_FLIGHT_LIMIT,
       .help = "requests a connection keeps in flight before it stops "
               "reading (blockd)" },
+    { "x-blockd-buffer-budget", OPT_SIZE,
+      .def = "32M",
+      .min = NBD_MIN_BUFFER_BUDGET, .max = INT64_MAX,
+      .help = "bytes of request data (WRITE payloads, READ replies) a "
+              "connection holds before it stops reading (blockd)" },
     { NULL }
 };
 
@@ -536,6 +541,8 @@ static int nbd_export_create(BlockExport *common, struct json_object *args,
     exp->description = g_strdup(desc);
     exp->max_in_flight = opts_get_int(args, "x-blockd-max-in-flight",
                                       NBD_DEFAULT_MAX_IN_FLIGHT);
+    exp->buffer_budget = opts_get_int(args, "x-blockd-buffer-budget",
+                                      NBD_DEFAULT_BUFFER_BUDGET);
     return 0;
 }
 

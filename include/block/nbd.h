@@ -22,6 +22,15 @@
 #define NBD_MAX_STRING                  4096
 /* Largest READ or WRITE payload; longer requests fail with EINVAL. */
 #define NBD_MAX_BUFFER                  (32 * 1024 * 1024)
+/*
+ * Request data (WRITE payloads, READ replies) one connection holds in
+ * memory before it stops reading new requests: so a client that does not
+ * read its replies pins at most this much.  A request longer than the
+ * budget still runs, alone.
+ */
+/* Keep the schema default ("32M" in nbd-server.c) in step. */
+#define NBD_DEFAULT_BUFFER_BUDGET       (32 * 1024 * 1024)
+#define NBD_MIN_BUFFER_BUDGET           (64 * 1024)
 
 typedef struct NbdServerOptions {
     /* Exactly one of: a UNIX path, or host + port. */
