@@ -281,11 +281,17 @@ static bool aio_bh_poll(AioContext *ctx)
             continue;
         }
         if (flags & BH_SCHEDULED) {
+            /*
+             * The callback may delete @bh and then run a nested aio_poll(),
+             * which frees it: take what we need afterwards now, and do not
+             * touch @bh after the call unless we own it (oneshot).
+             */
+            const char *name = bh->name;
+            bool counts = bh != ctx->co_schedule_bh;
+
             bh->cb(bh->opaque);
-            bd_mutex_assert_none_held(bh->name);
-            if (bh != ctx->co_schedule_bh) {
-                progress = true;
-            }
+            bd_mutex_assert_none_held(name);
+            progress |= counts;
         }
         if (flags & BH_ONESHOT) {
             g_free(bh);

@@ -154,6 +154,36 @@ static void test_bh_delete_from_callback(void)
     g_assert_cmpint(self_delete_runs, ==, 1);
 }
 
+/*
+ * A non-oneshot bottom half that deletes itself and then runs a nested
+ * loop: the nested aio_poll() frees it, so the outer aio_poll() must not
+ * read it after the callback (under ASan: heap-use-after-free).
+ */
+static int delete_then_nest_runs;
+
+static void delete_then_nest_cb(void *opaque)
+{
+    AioBH **bh = opaque;
+
+    delete_then_nest_runs++;
+    aio_bh_delete(*bh);
+    *bh = NULL;
+    while (aio_poll(ctx, false)) {
+        /* nested loop: frees the deleted bottom half */
+    }
+}
+
+static void test_bh_delete_then_nested_poll(void)
+{
+    AioBH *bh = aio_bh_new(ctx, delete_then_nest_cb, &bh);
+
+    delete_then_nest_runs = 0;
+    aio_bh_schedule(bh);
+    drain_main();
+    g_assert_cmpint(delete_then_nest_runs, ==, 1);
+    g_assert_null(bh);
+}
+
 typedef struct CrossThread {
     int n;
     int seen;           /* main thread only */
@@ -632,6 +662,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio/bh/cancel", test_bh_cancel);
     g_test_add_func("/aio/bh/delete-from-callback",
                     test_bh_delete_from_callback);
+    g_test_add_func("/aio/bh/delete-then-nested-poll",
+                    test_bh_delete_then_nested_poll);
     g_test_add_func("/aio/bh/cross-thread-fifo", test_bh_cross_thread_fifo);
     g_test_add_func("/aio/bh/two-iothreads-stress",
                     test_bh_two_iothreads_stress);
