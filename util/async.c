@@ -678,6 +678,25 @@ bool aio_poll(AioContext *ctx, bool blocking)
     return progress;
 }
 
+void aio_poll_until_idle(AioContext *ctx)
+{
+    bool progress;
+
+    assert(in_aio_context_home_thread(ctx));
+    /*
+     * aio_poll()'s result alone is not enough: aio_bh_poll() does not count
+     * co_schedule_bh as progress, so an iteration that only entered
+     * scheduled coroutines returns false even if one of them scheduled
+     * another.  Keep going while work is queued, whatever was counted.
+     * (Counting co_schedule_bh would change aio_poll()'s contract for
+     * every caller; only teardown needs "until idle".)
+     */
+    do {
+        progress = aio_poll(ctx, false);
+    } while (progress || bh_pending(ctx) ||
+             qatomic_read(&ctx->co_sched_incoming));
+}
+
 int aio_poll_depth(AioContext *ctx)
 {
     assert(in_aio_context_home_thread(ctx));

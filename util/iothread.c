@@ -73,10 +73,11 @@ static void *iothread_run(void *opaque)
         aio_poll(ctx, true);
     }
 
-    /* Run what was queued before the stop request (e.g. completions). */
-    while (aio_poll(ctx, false)) {
-        /* nothing */
-    }
+    /*
+     * Run what was queued before the stop request (completions, bottom
+     * halves, scheduled coroutines and whatever they schedule in turn).
+     */
+    aio_poll_until_idle(ctx);
     aio_context_destroy(ctx);
     aio_context_set_current(NULL);
     return NULL;

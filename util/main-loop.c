@@ -71,10 +71,11 @@ void main_loop_cleanup(void) TSA_NO_TSA
     }
     assert(in_main_thread());
     aio_wait_cleanup();
-    /* Let pending bottom halves (e.g. final kicks) run and be freed. */
-    while (aio_poll(main_ctx, false)) {
-        /* nothing */
-    }
+    /*
+     * Let pending bottom halves (e.g. final kicks) and scheduled
+     * coroutines run, and deleted bottom halves be freed.
+     */
+    aio_poll_until_idle(main_ctx);
     aio_context_destroy(main_ctx);
     aio_context_set_current(NULL);
     main_ctx = NULL;

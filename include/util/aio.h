@@ -136,6 +136,17 @@ void aio_context_set_aio_params(AioContext *ctx, int64_t max_batch);
 bool aio_poll(AioContext *ctx, bool blocking);
 
 /*
+ * Run non-blocking iterations of @ctx until nothing is queued: no bottom
+ * half pending, no coroutine scheduled (aio_co_schedule()), and the last
+ * iteration ran no callback.  For teardown, before aio_context_destroy(),
+ * which aborts on work left behind: an iteration that only entered
+ * scheduled coroutines is not progress for aio_poll(), though they may
+ * have scheduled more.  Completions still in the kernel are not waited
+ * for.  Home thread.
+ */
+void aio_poll_until_idle(AioContext *ctx);
+
+/*
  * How deeply aio_poll() of @ctx is nested right now: 0 outside it, 1 in a
  * callback of the outermost iteration, more in a callback of a nested one
  * (a bottom half waiting with AIO_WAIT_WHILE()).  Home thread.

@@ -2,7 +2,9 @@
 /*
  * iothreads and their properties: start and stop, and QEMU's poll-max-ns,
  * poll-grow, poll-shrink and aio-max-batch put into effect in the
- * iothread's AioContext, on the backend BLOCKD_AIO_BACKEND selects.
+ * iothread's AioContext, on the backend BLOCKD_AIO_BACKEND selects; and
+ * the teardown of an iothread's context and of the main loop, which runs
+ * what is still queued.
  */
 #include "util/osdep.h"
 
@@ -10,6 +12,7 @@
 
 #include "util/aio-wait.h"
 #include "util/atomic.h"
+#include "util/coroutine.h"
 #include "util/iothread.h"
 #include "util/main-loop.h"
 
@@ -171,6 +174,77 @@ static void test_aio_max_batch(void)
     close(fds[1]);
 }
 
+/* --- Teardown ------------------------------------------------------------ */
+
+/*
+ * A chain of coroutines, each scheduling the next one on @ctx: work that
+ * an iteration of the loop that only enters coroutines leaves behind.
+ */
+typedef struct Chain {
+    AioContext *ctx;
+    int hops_left;          /* the context's home thread */
+    int done;               /* atomic */
+    int gate_entered;       /* atomic */
+} Chain;
+
+static void coroutine_fn chain_entry(void *opaque)
+{
+    Chain *c = opaque;
+
+    if (--c->hops_left > 0) {
+        aio_co_schedule(c->ctx, co_create(chain_entry, c));
+    } else {
+        qatomic_set(&c->done, 1);
+    }
+}
+
+/*
+ * In the iothread: wait (nested) for the next callback, which is the stop
+ * bottom half, then start the chain.  The iothread's loop ends with this
+ * iteration, so the whole chain runs in its teardown.
+ */
+static void start_chain_after_stop_bh(void *opaque)
+{
+    Chain *c = opaque;
+
+    qatomic_set(&c->gate_entered, 1);
+    aio_wait_kick();
+    /* Nothing but iothread_destroy()'s stop is scheduled here. */
+    while (!aio_poll(c->ctx, true)) {
+        /* woken without a callback: wait on */
+    }
+    aio_co_schedule(c->ctx, co_create(chain_entry, c));
+}
+
+static void test_iothread_teardown_runs_scheduled_coroutines(void)
+{
+    IOThread *io = iothread_create("chain", 0, &error_abort);
+    Chain c = { .ctx = iothread_get_aio_context(io), .hops_left = 3 };
+
+    aio_bh_schedule_oneshot(c.ctx, start_chain_after_stop_bh, &c);
+    AIO_WAIT_WHILE(NULL, !qatomic_read(&c.gate_entered));
+    iothread_destroy(io);
+    /* The join orders the iothread's writes before our reads. */
+    g_assert_cmpint(c.hops_left, ==, 0);
+    g_assert_cmpint(qatomic_read(&c.done), ==, 1);
+}
+
+/* The same for the main loop, in a subprocess: it ends the main loop. */
+static void test_main_loop_cleanup_runs_scheduled_coroutines(void)
+{
+    if (g_test_subprocess()) {
+        Chain c = { .ctx = main_context(), .hops_left = 3 };
+
+        aio_co_schedule(c.ctx, co_create(chain_entry, &c));
+        main_loop_cleanup();
+        g_assert_cmpint(c.hops_left, ==, 0);
+        g_assert_cmpint(c.done, ==, 1);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_passed();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -180,5 +254,9 @@ int main(int argc, char **argv)
     g_test_add_func("/iothread/poll-max-ns", test_iothread_poll_max_ns);
     g_test_add_func("/iothread/params-applied", test_iothread_params_applied);
     g_test_add_func("/iothread/aio-max-batch", test_aio_max_batch);
+    g_test_add_func("/iothread/teardown-runs-scheduled-coroutines",
+                    test_iothread_teardown_runs_scheduled_coroutines);
+    g_test_add_func("/main-loop/cleanup-runs-scheduled-coroutines",
+                    test_main_loop_cleanup_runs_scheduled_coroutines);
     return g_test_run();
 }
