@@ -140,6 +140,16 @@ struct AioContext {
     uint64_t notify_buf;            /* target of the eventfd READ */
     AioCqeHandler notify_cqe;
     bool notify_armed;
+    /*
+     * Completions moved out of the CQ ring, handlers not yet run, oldest
+     * first from index cqe_deferred_head (see uring_submit()).  The reap
+     * runs them before anything still in the ring.  NULL until needed.
+     */
+    GArray *cqe_deferred;
+    guint cqe_deferred_head;
+    /* aio_context_test_busy_on_cq_overflow() and its count. */
+    bool test_busy_on_overflow;
+    unsigned submit_busy_count;
 
     /* epoll backend's private state.  home */
     void *epoll;

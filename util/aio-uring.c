@@ -16,6 +16,10 @@
  *    until the cancelled poll's CQE has come back.
  *  - The context's eventfd has a READ outstanding at all times; its
  *    completion is the cross-thread wake-up.
+ *  - Completion handlers run only from the loop's reap (uring_wait()),
+ *    never from aio_get_sqe(): when submission needs room in a full CQ
+ *    ring, the completions are moved to a per-context list and their
+ *    handlers run from the next reap, in order, before newer ones.
  *
  * The ring is created with IORING_SETUP_SINGLE_ISSUER where the kernel has
  * it: only the home thread ever submits (see aio_get_sqe()).
@@ -42,14 +46,80 @@ static NORETURN void ring_fatal(AioContext *ctx, const char *what, int ret)
     abort();
 }
 
-static bool uring_reap(AioContext *ctx);
+/* A completion taken out of the CQ ring whose handler has not run yet. */
+typedef struct DeferredCqe {
+    AioCqeHandler *handler;
+    int res;
+    uint32_t flags;
+} DeferredCqe;
 
-/* Submit what is queued; deal with a full completion queue. */
+/*
+ * Empty the CQ ring, and the kernel's overflow list behind it, into
+ * ctx->cqe_deferred without running a single handler: the reap runs them
+ * later, in order, before any completion that arrives after this.
+ */
+static void uring_defer_cqes(AioContext *ctx)
+{
+    struct io_uring_cqe *cqe;
+
+    if (!ctx->cqe_deferred) {
+        ctx->cqe_deferred = g_array_new(false, false, sizeof(DeferredCqe));
+    }
+    /* io_uring_peek_cqe() flushes the kernel's overflow list when needed. */
+    while (io_uring_peek_cqe(&ctx->ring, &cqe) == 0) {
+        DeferredCqe d = {
+            .handler = io_uring_cqe_get_data(cqe),
+            .res = cqe->res,
+            .flags = cqe->flags,
+        };
+
+        io_uring_cqe_seen(&ctx->ring, cqe);
+        if (d.handler) {
+            g_array_append_val(ctx->cqe_deferred, d);
+        }
+    }
+}
+
+/* Take the oldest deferred completion into *@d; false if there is none. */
+static bool uring_pop_deferred(AioContext *ctx, DeferredCqe *d)
+{
+    GArray *a = ctx->cqe_deferred;
+
+    if (!a || ctx->cqe_deferred_head == a->len) {
+        return false;
+    }
+    *d = g_array_index(a, DeferredCqe, ctx->cqe_deferred_head++);
+    if (ctx->cqe_deferred_head == a->len) {
+        g_array_set_size(a, 0);
+        ctx->cqe_deferred_head = 0;
+    }
+    return true;
+}
+
+static bool uring_have_deferred(AioContext *ctx)
+{
+    return ctx->cqe_deferred &&
+           ctx->cqe_deferred_head < ctx->cqe_deferred->len;
+}
+
+/*
+ * Submit what is queued; deal with a full completion queue.  Called from
+ * aio_get_sqe(), so it must not run completion handlers: a caller may be
+ * between two steps of its own state change, or hold a lock that a
+ * handler takes.
+ */
 static void uring_submit(AioContext *ctx)
 {
     for (;;) {
-        int ret = io_uring_submit(&ctx->ring);
+        int ret;
 
+        if (unlikely(ctx->test_busy_on_overflow) &&
+            (IO_URING_READ_ONCE(*ctx->ring.sq.kflags) &
+             IORING_SQ_CQ_OVERFLOW)) {
+            ret = -EBUSY;       /* aio_context_test_busy_on_cq_overflow() */
+        } else {
+            ret = io_uring_submit(&ctx->ring);
+        }
         if (ret >= 0) {
             return;
         }
@@ -58,12 +128,12 @@ static void uring_submit(AioContext *ctx)
         }
         if (ret == -EBUSY || ret == -EAGAIN) {
             /*
-             * The kernel cannot post more completions until we consume
-             * some.  Rare (the ring is large and overflow is buffered);
-             * dispatching here runs callbacks from inside aio_get_sqe(),
-             * which they must tolerate like any nested event.
+             * The kernel will not take more submissions until we consume
+             * completions.  Consume them, but defer their handlers to the
+             * loop's reap.
              */
-            uring_reap(ctx);
+            ctx->submit_busy_count++;
+            uring_defer_cqes(ctx);
             continue;
         }
         ring_fatal(ctx, "io_uring_submit", ret);
@@ -152,6 +222,10 @@ static bool uring_init(AioContext *ctx, Error **errp)
 
 static void uring_cleanup(AioContext *ctx)
 {
+    /* Like completions left in the ring: nobody waits for them any more. */
+    if (ctx->cqe_deferred) {
+        g_array_free(ctx->cqe_deferred, true);
+    }
     io_uring_queue_exit(&ctx->ring);
 }
 
@@ -223,23 +297,33 @@ static bool uring_handler_busy(AioContext *ctx, AioHandler *h)
 /*
  * Dispatch completions one at a time, consuming each before its callback
  * runs: a callback may run a nested aio_poll() that reaps the same ring.
+ * Deferred completions (uring_submit()) are older than anything in the
+ * ring, so they go first; a callback that defers more (by filling the
+ * submission queue) appends them behind the ones still waiting, and the
+ * next pass of the loop takes them before the ring.
  */
 static bool uring_reap(AioContext *ctx)
 {
-    struct io_uring_cqe *cqe;
     bool progress = false;
 
-    while (io_uring_peek_cqe(&ctx->ring, &cqe) == 0) {
-        AioCqeHandler *handler = io_uring_cqe_get_data(cqe);
-        int res = cqe->res;
-        uint32_t flags = cqe->flags;
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        DeferredCqe d;
 
-        io_uring_cqe_seen(&ctx->ring, cqe);
-        if (!handler) {
+        if (!uring_pop_deferred(ctx, &d)) {
+            if (io_uring_peek_cqe(&ctx->ring, &cqe) != 0) {
+                break;
+            }
+            d.handler = io_uring_cqe_get_data(cqe);
+            d.res = cqe->res;
+            d.flags = cqe->flags;
+            io_uring_cqe_seen(&ctx->ring, cqe);
+        }
+        if (!d.handler) {
             continue;   /* POLL_REMOVE and other fire-and-forget SQEs */
         }
-        handler->cb(handler, res, flags);
-        if (handler != &ctx->notify_cqe) {
+        d.handler->cb(d.handler, d.res, d.flags);
+        if (d.handler != &ctx->notify_cqe) {
             progress = true;
         }
     }
@@ -250,6 +334,9 @@ static bool uring_wait(AioContext *ctx, int64_t timeout_ns)
 {
     if (!ctx->notify_armed) {
         arm_notify(ctx);
+    }
+    if (uring_have_deferred(ctx)) {
+        timeout_ns = 0;     /* completions are waiting for their handlers */
     }
     if (timeout_ns == 0) {
         if (io_uring_sq_ready(&ctx->ring)) {
@@ -281,7 +368,7 @@ static bool uring_poll_ready(AioContext *ctx)
     if (io_uring_sq_ready(&ctx->ring)) {
         uring_submit(ctx);
     }
-    if (io_uring_cq_ready(&ctx->ring)) {
+    if (uring_have_deferred(ctx) || io_uring_cq_ready(&ctx->ring)) {
         return true;
     }
     /* With COOP_TASKRUN, completions may wait for us to enter the kernel. */
@@ -290,6 +377,22 @@ static bool uring_poll_ready(AioContext *ctx)
         return io_uring_cq_ready(&ctx->ring) > 0;
     }
     return false;
+}
+
+bool aio_context_test_busy_on_cq_overflow(AioContext *ctx, bool on)
+{
+    assert(in_aio_context_home_thread(ctx));
+    if (ctx->backend != &aio_uring_backend) {
+        return false;
+    }
+    ctx->test_busy_on_overflow = on;
+    return true;
+}
+
+unsigned aio_context_test_submit_busy_count(AioContext *ctx)
+{
+    assert(in_aio_context_home_thread(ctx));
+    return ctx->submit_busy_count;
 }
 
 const AioBackend aio_uring_backend = {

@@ -227,6 +227,9 @@ void aio_timer_free(AioTimer *timer);
  * runs in the home thread with the result.  The SQE is submitted with the
  * next loop iteration's wait (or earlier if the ring fills up).  Home
  * thread only: I/O is always submitted on the ring of the thread that asks.
+ * Never runs a completion callback (also not when the ring is full): the
+ * caller's state cannot change under it.  Still, do not call it holding a
+ * BdMutex (docs/locking.md).
  *
  * Do not change user_data.  Linked SQEs (IOSQE_IO_LINK) work on io_uring;
  * the epoll fallback runs linked operations in order.
@@ -241,6 +244,17 @@ struct io_uring_sqe *aio_get_sqe(AioContext *ctx, AioCqeHandler *handler);
 typedef void AioSqePrep(struct io_uring_sqe *sqe, void *opaque);
 int coroutine_fn aio_co_submit_sqe(AioSqePrep *prep, void *opaque,
                                    uint32_t *cqe_flags);
+
+/*
+ * Tests only.  Make io_uring submission on @ctx fail with -EBUSY whenever
+ * completions have overflowed the CQ ring (IORING_SQ_CQ_OVERFLOW), as
+ * older kernels do (io_uring_enter(2): EBUSY), so that the path that
+ * deals with it can be tested on kernels that buffer without failing.
+ * Returns false, and does nothing, on the epoll backend.  Home thread.
+ */
+bool aio_context_test_busy_on_cq_overflow(AioContext *ctx, bool on);
+/* Tests only: how often submission on @ctx has met -EBUSY or -EAGAIN. */
+unsigned aio_context_test_submit_busy_count(AioContext *ctx);
 
 /* --- Coroutines and contexts ----------------------------------------- */
 

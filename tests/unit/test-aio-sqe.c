@@ -824,6 +824,73 @@ static void test_nop(void)
     g_assert_cmpint(n.res, ==, 0);
 }
 
+/*
+ * More NOPs than the submission and completion queues hold together, none
+ * reaped while they are queued: the CQ ring overflows, and (with the test
+ * hook on io_uring) submission fails with -EBUSY as on older kernels.  No
+ * handler may run inside aio_get_sqe(); all run later, in order.
+ */
+typedef struct OverflowNop {
+    AioCqeHandler handler;
+    int index;
+} OverflowNop;
+
+static struct {
+    bool in_get_sqe;
+    int ran_inside;         /* handlers that ran inside aio_get_sqe() */
+    int out_of_order;
+    int next;               /* index of the next expected completion */
+} overflow;
+
+static void overflow_nop_done(AioCqeHandler *handler, int res,
+                              uint32_t flags)
+{
+    OverflowNop *n = container_of(handler, OverflowNop, handler);
+
+    g_assert_cmpint(res, ==, 0);
+    if (overflow.in_get_sqe) {
+        overflow.ran_inside++;
+    }
+    if (n->index != overflow.next) {
+        overflow.out_of_order++;
+    }
+    overflow.next = n->index + 1;
+}
+
+static void test_full_cq_defers_handlers(void)
+{
+    /* 512 SQEs and 1024 CQEs per ring: this overflows the CQ ring. */
+    enum { N = 4096 };
+    OverflowNop *nops = g_new0(OverflowNop, N);
+    bool hooked = aio_context_test_busy_on_cq_overflow(ctx, true);
+    unsigned busy_before = aio_context_test_submit_busy_count(ctx);
+
+    memset(&overflow, 0, sizeof(overflow));
+    for (int i = 0; i < N; i++) {
+        struct io_uring_sqe *sqe;
+
+        nops[i].handler.cb = overflow_nop_done;
+        nops[i].index = i;
+        overflow.in_get_sqe = true;
+        sqe = aio_get_sqe(ctx, &nops[i].handler);
+        overflow.in_get_sqe = false;
+        io_uring_prep_nop(sqe);
+    }
+    if (hooked) {
+        /* The -EBUSY path was taken, and took completions off the ring. */
+        g_assert_cmpuint(aio_context_test_submit_busy_count(ctx), >,
+                         busy_before);
+    }
+    while (overflow.next < N) {
+        aio_poll(ctx, true);
+    }
+    aio_context_test_busy_on_cq_overflow(ctx, false);
+    g_assert_cmpint(overflow.ran_inside, ==, 0);
+    g_assert_cmpint(overflow.out_of_order, ==, 0);
+    g_assert_cmpint(overflow.next, ==, N);
+    g_free(nops);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -850,6 +917,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio-sqe/error-propagates", test_error_propagates);
     g_test_add_func("/aio-sqe/many-in-flight", test_many_in_flight);
     g_test_add_func("/aio-sqe/from-iothread", test_from_iothread);
+    g_test_add_func("/aio-sqe/full-cq-defers-handlers",
+                    test_full_cq_defers_handlers);
 
     ret = g_test_run();
     thread_pool_shutdown();
