@@ -426,14 +426,31 @@ static void nbd_conn_cancel_recv_bh(void *opaque)
 {
     NbdConn *conn = opaque;
     AioContext *ctx = aio_get_current_context();
+    bool cancel;
 
     IO_CODE();
     bd_mutex_lock(&conn->lock);
-    if (conn->quiesced && conn->recv_ctx == ctx) {
-        /* Fire and forget: the RECV's own completion is what we wait for. */
+    cancel = conn->quiesced && conn->recv_ctx == ctx;
+    bd_mutex_unlock(&conn->lock);
+    /*
+     * Decided under the lock, prepared after it: aio_get_sqe() is never
+     * called holding a BdMutex (docs/locking.md).  That is safe because
+     * nothing else runs in this thread between the unlock and the SQE
+     * (aio_get_sqe() runs no completion handler), and the RECV, its
+     * completion and the receive loop that would set up the next one
+     * all run only in this thread: the RECV we decided to cancel is still
+     * the pending one when the cancel is queued, and any later RECV is
+     * queued behind the cancel.  The main loop may end the drain
+     * meanwhile, as it could after the unlock before; a cancel that
+     * comes too late finds nothing, one that is no longer needed sends
+     * the receive loop back to its checkpoint.  recv_handler, whose
+     * address the cancel matches, lives in @conn, which bh_refs keeps
+     * alive until we drop it below.
+     */
+    if (cancel) {
+        /* The RECV's own completion is what the drain waits for. */
         io_uring_prep_cancel(aio_get_sqe(ctx, NULL), &conn->recv_handler, 0);
     }
-    bd_mutex_unlock(&conn->lock);
     /*
      * @conn may be freed once the count drops.  Pairs with AIO_WAIT_WHILE()
      * in nbd_conn_free_bh(), through the smp_mb() in aio_wait_kick().
