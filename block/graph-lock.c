@@ -35,6 +35,7 @@ typedef struct BdrvGraphRWlock {
     /* Readers that locked in this context minus those that unlocked
      * here: may be negative.  Home thread writes; atomic. */
     int reader_count;
+    AioContext *ctx;                        /* immutable */
     QLIST_ENTRY(BdrvGraphRWlock) next_aio;  /* aio_context_list_lock */
 } BdrvGraphRWlock;
 
@@ -70,10 +71,15 @@ static void graph_writer_begin(void)
     writer_active = true;
 }
 
+/* bdrv_graph_set_reader_count_hook(): tests only.  atomic */
+static BdrvGraphReaderCountHook *reader_count_hook;
+static void *reader_count_hook_opaque;
+
 static void graph_ctx_created(AioContext *ctx)
 {
     BdrvGraphRWlock *g = g_new0(BdrvGraphRWlock, 1);
 
+    g->ctx = ctx;
     aio_context_set_slot(ctx, AIO_SLOT_GRAPH_LOCK, g);
     bd_mutex_lock(&aio_context_list_lock);
     QLIST_INSERT_HEAD(&aio_context_list, g, next_aio);
@@ -116,8 +122,60 @@ void bdrv_graph_init(void)
     }
 }
 
+/*
+ * The sum of the per-context counts and the orphans.  It is read one
+ * context at a time, not at one instant, and a reader may lock in one
+ * context and unlock in another (multiqueue exports move requests, and a
+ * coroutine may reschedule itself), so the sum is exact only when no
+ * reader locks or unlocks while it is taken.  Take a reader R that locks
+ * in context A (A's count +1) and unlocks in context B (B's count -1),
+ * and a writer W that reads A's count and, later, B's:
+ *
+ * Case 1: W reads A after R's lock and B before R's unlock.  R counts +1:
+ *   right while R holds the lock, and harmless if R has left since (the
+ *   writer polls again and the next sample drops it).
+ *
+ * Case 2: W reads A and B both before R's lock, or both after R's
+ *   unlock.  R counts 0, and rightly so.
+ *
+ * Case 3: W reads A before R's lock and B after R's unlock.  R counts -1:
+ *   R came and went between the two reads.  The sum is too low by one;
+ *   it can be negative, and it can be 0 while another reader S holds the
+ *   lock (S's +1 and R's -1 cancel out).
+ *
+ * Case 3 needs a reader that takes the lock after W has read its
+ * context.  When that can happen depends on has_writer:
+ *
+ * Case 3a: has_writer is clear.  The writer clears it while it polls
+ *   (graph_wait_for_readers()), so that callbacks run by the poll can
+ *   take read locks.  Readers come and go freely, and the sum is only a
+ *   hint: negative, or 0 with readers inside.  The poll treats anything
+ *   but 0 as "not done" (a negative sum comes from an unlock, and every
+ *   unlock kicks the writer, so it samples again), and never trusts a 0
+ *   from here: it goes on to the re-check of case 3b.
+ *
+ * Case 3b: has_writer is set and the writer has issued its smp_mb()
+ *   after setting it.  A reader R that locks in A after W read A:
+ *
+ *      R:  A's count++;  smp_mb();  read has_writer
+ *      W:  has_writer = 1;  smp_mb();  read A's count
+ *
+ *   W did not see R's increment, so R sees has_writer == 1 (the two
+ *   barriers pair): R undoes its increment, in A, and waits for the
+ *   writer without touching the graph.  It never unlocks in B: both of
+ *   its changes are in A, and W sees none, the +1 alone, or both.  So
+ *   every reader that is inside the lock while W sums locked before W
+ *   read its lock context, and W sees its +1; its -1 W may or may not
+ *   see.  Hence the sum is at least the number of readers inside, and
+ *   it is never negative: a negative sum there is a bug, and 0 means
+ *   that no reader is inside.
+ *
+ * The orphans cannot move while we sum: a dying context hands its count
+ * over under aio_context_list_lock, which we hold.
+ */
 static int reader_count_locked(void) TSA_REQUIRES(aio_context_list_lock)
 {
+    BdrvGraphReaderCountHook *hook = qatomic_read(&reader_count_hook);
     BdrvGraphRWlock *g;
     int rd = orphaned_reader_count;
 
@@ -127,9 +185,19 @@ static int reader_count_locked(void) TSA_REQUIRES(aio_context_list_lock)
          * so that a reader's accesses happen before the writer's changes.
          */
         rd += qatomic_load_acquire(&g->reader_count);
+        if (unlikely(hook)) {
+            hook(g->ctx, reader_count_hook_opaque);
+        }
     }
-    assert(rd >= 0);
     return rd;
+}
+
+void bdrv_graph_set_reader_count_hook(BdrvGraphReaderCountHook *fn,
+                                      void *opaque)
+{
+    GLOBAL_STATE_CODE();
+    reader_count_hook_opaque = opaque;
+    qatomic_set(&reader_count_hook, fn);
 }
 
 int bdrv_graph_waiting_readers(void)
@@ -149,21 +217,27 @@ int bdrv_graph_reader_count(void)
 
 static void graph_wait_for_readers(void)
 {
+    int rd;
+
     do {
         /*
          * Let callbacks that run while we poll take read locks (they may
          * be what the readers we wait for are waiting on), then keep new
-         * readers out and look again.
+         * readers out and look again.  While has_writer is clear the sum
+         * is a hint (case 3a above): negative means "not zero yet".
          */
         qatomic_set(&has_writer, 0);
-        AIO_WAIT_WHILE(NULL, bdrv_graph_reader_count() > 0);
+        AIO_WAIT_WHILE(NULL, bdrv_graph_reader_count() != 0);
         qatomic_set(&has_writer, 1);
         /*
          * Pairs with smp_mb() in bdrv_graph_co_rdlock(): either a reader
-         * sees has_writer and backs off, or we see its count.
+         * sees has_writer and backs off, or we see its count.  From here
+         * the sum is reliable (case 3b above).
          */
         smp_mb();
-    } while (bdrv_graph_reader_count() > 0);
+        rd = bdrv_graph_reader_count();
+        assert(rd >= 0);
+    } while (rd > 0);
 }
 
 void bdrv_graph_wrlock(void)

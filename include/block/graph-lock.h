@@ -81,10 +81,24 @@ void bdrv_graph_rdlock_main_loop(void)
 void bdrv_graph_rdunlock_main_loop(void)
     TSA_RELEASE_SHARED(graph_lock) TSA_NO_TSA;
 
-/* Number of readers in all contexts (sum, including orphans). */
+/*
+ * Number of readers in all contexts (sum, including orphans).  Exact when
+ * no reader locks or unlocks meanwhile; a snapshot taken while readers
+ * move between contexts may be off, even negative (block/graph-lock.c).
+ */
 int bdrv_graph_reader_count(void);
 /* Readers parked behind a writer (for tests). */
 int bdrv_graph_waiting_readers(void);
+
+/*
+ * Tests only: @fn(ctx, @opaque) runs each time the reader count has read
+ * @ctx's count, inside the sum, with the lock of the context list held,
+ * so a test can make readers lock and unlock between two reads.  NULL
+ * removes it.  Main loop.
+ */
+typedef void BdrvGraphReaderCountHook(AioContext *ctx, void *opaque);
+void bdrv_graph_set_reader_count_hook(BdrvGraphReaderCountHook *fn,
+                                      void *opaque);
 
 /* Assertions, active in debug builds. */
 void assert_bdrv_graph_readable(void);

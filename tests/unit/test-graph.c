@@ -432,6 +432,137 @@ static void test_dying_context_hands_off_count(void)
     iothread_destroy(survivor);
 }
 
+/*
+ * Readers driven by hand from the test thread, in two contexts that no
+ * thread runs: making a context current and entering the coroutine is
+ * what running it in that context's thread would do.  The writer's sum
+ * calls a hook after reading each context, so a reader can lock and
+ * unlock exactly between two reads.
+ */
+typedef struct HandReaders {
+    AioContext *a, *b;
+    Coroutine *holder;      /* locked in a, until released */
+    bool holder_released;
+    bool migrated;          /* the migrant came and went inside a sum */
+    bool writer_returned;
+    bool released_while_writer_waited;
+} HandReaders;
+
+static void enter_in(AioContext *ctx, Coroutine *co)
+{
+    AioContext *home = aio_get_current_context();
+
+    aio_context_set_current(ctx);
+    co_enter(co);
+    aio_context_set_current(home);
+}
+
+/* Lock, yield (the test moves us), unlock. */
+static void coroutine_fn hand_reader_entry(void *opaque)
+{
+    bdrv_graph_co_rdlock();
+    co_yield();
+    bdrv_graph_co_rdunlock();
+}
+
+static void hand_readers_init(HandReaders *h)
+{
+    *h = (HandReaders) {
+        .a = aio_context_new("hand-a", &error_abort),
+        .b = aio_context_new("hand-b", &error_abort),
+    };
+}
+
+static void destroy_in(AioContext *ctx)
+{
+    AioContext *home = aio_get_current_context();
+
+    aio_context_set_current(ctx);
+    aio_context_destroy(ctx);
+    aio_context_set_current(home);
+}
+
+static void hand_readers_cleanup(HandReaders *h)
+{
+    bdrv_graph_set_reader_count_hook(NULL, NULL);
+    g_assert_cmpint(bdrv_graph_reader_count(), ==, 0);
+    destroy_in(h->a);
+    destroy_in(h->b);
+}
+
+/*
+ * Runs inside the sum, after @read has been read: the first time it is
+ * one of ours, the other one has not been read yet.  A reader locks in
+ * @read and unlocks in the other: the sum sees its -1 and not its +1.
+ */
+static void migrate_between_reads(AioContext *read, void *opaque)
+{
+    HandReaders *h = opaque;
+    Coroutine *co;
+
+    if (h->migrated || (read != h->a && read != h->b)) {
+        return;
+    }
+    h->migrated = true;
+    co = co_create(hand_reader_entry, NULL);
+    enter_in(read, co);                         /* locks in @read */
+    enter_in(read == h->a ? h->b : h->a, co);   /* unlocks in the other */
+}
+
+/*
+ * While the writer polls (has_writer clear), the sum can be negative: it
+ * means "not zero yet", not a broken invariant.
+ */
+static void test_negative_sum_while_polling(void)
+{
+    HandReaders h;
+
+    hand_readers_init(&h);
+    bdrv_graph_set_reader_count_hook(migrate_between_reads, &h);
+    bdrv_graph_wrlock();
+    g_assert_true(h.migrated);
+    g_assert_cmpint(bdrv_graph_reader_count(), ==, 0);
+    bdrv_graph_wrunlock();
+    hand_readers_cleanup(&h);
+}
+
+/* A main-loop bottom half, so it runs only while the writer polls. */
+static void release_holder_bh(void *opaque)
+{
+    HandReaders *h = opaque;
+
+    h->released_while_writer_waited = !h->writer_returned;
+    h->holder_released = true;
+    enter_in(h->a, h->holder);                  /* unlocks in a */
+}
+
+/*
+ * A reader holds the lock while another comes and goes inside the sum:
+ * the polling sum reads 0 with a reader inside.  The writer must not
+ * take that for "no readers": the re-check with has_writer set sees the
+ * holder, and the writer goes on waiting until the holder leaves.
+ */
+static void test_transient_zero_keeps_writer_out(void)
+{
+    HandReaders h;
+
+    hand_readers_init(&h);
+    h.holder = co_create(hand_reader_entry, NULL);
+    enter_in(h.a, h.holder);                    /* locks in a, holds */
+    g_assert_cmpint(bdrv_graph_reader_count(), ==, 1);
+
+    aio_bh_schedule_oneshot(main_context(), release_holder_bh, &h);
+    bdrv_graph_set_reader_count_hook(migrate_between_reads, &h);
+    bdrv_graph_wrlock();
+    h.writer_returned = true;
+    g_assert_true(h.migrated);
+    g_assert_true(h.holder_released);
+    g_assert_true(h.released_while_writer_waited);
+    g_assert_cmpint(bdrv_graph_reader_count(), ==, 0);
+    bdrv_graph_wrunlock();
+    hand_readers_cleanup(&h);
+}
+
 typedef struct LockStress {
     int writer_active;      /* atomic */
     int violations;         /* atomic */
@@ -905,6 +1036,10 @@ int main(int argc, char **argv)
                     test_reader_migrates_between_contexts);
     g_test_add_func("/graph-lock/dying-context-hands-off-count",
                     test_dying_context_hands_off_count);
+    g_test_add_func("/graph-lock/negative-sum-while-polling",
+                    test_negative_sum_while_polling);
+    g_test_add_func("/graph-lock/transient-zero-keeps-writer-out",
+                    test_transient_zero_keeps_writer_out);
     g_test_add_func("/graph-lock/stress", test_rwlock_stress);
     g_test_add_func("/graph-lock/wrlock-inside-writer-wait-aborts",
                     test_wrlock_inside_writer_wait_aborts);
