@@ -66,7 +66,10 @@ static bool req_complete(EpollState *es, EpollReq *req, int res)
 
     g_free(req);
     if (handler && !skip) {
-        handler->cb(handler, res, 0);
+        AioCqeFunc *cb = handler->cb;   /* @handler may free itself */
+
+        cb(handler, res, 0);
+        aio_cqe_assert_none_held(cb);
         progress = true;
     }
     if (next) {

@@ -16,6 +16,7 @@
 #include <poll.h>
 
 #include "util/aio.h"
+#include "util/thread.h"
 
 typedef struct AioHandler AioHandler;
 
@@ -157,6 +158,18 @@ struct AioContext {
     /* State of higher layers (see AioContextHooks). */
     void *slots[AIO_SLOT_MAX];
 };
+
+/*
+ * After running the CQE handler @cb: abort, naming @cb and the BdMutexes
+ * it left held, if it returned holding one.  Home.
+ */
+void aio_cqe_held_abort(AioCqeFunc *cb);
+static inline void aio_cqe_assert_none_held(AioCqeFunc *cb)
+{
+    if (unlikely(bd_mutex_held_count() != 0)) {
+        aio_cqe_held_abort(cb);
+    }
+}
 
 /* Call the handler's callbacks for @revents (POLLIN etc.).  Home. */
 bool aio_dispatch_fd(AioContext *ctx, AioHandler *h, uint32_t revents);

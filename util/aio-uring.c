@@ -309,6 +309,8 @@ static bool uring_reap(AioContext *ctx)
     for (;;) {
         struct io_uring_cqe *cqe;
         DeferredCqe d;
+        AioCqeFunc *cb;
+        bool counts;
 
         if (!uring_pop_deferred(ctx, &d)) {
             if (io_uring_peek_cqe(&ctx->ring, &cqe) != 0) {
@@ -322,10 +324,12 @@ static bool uring_reap(AioContext *ctx)
         if (!d.handler) {
             continue;   /* POLL_REMOVE and other fire-and-forget SQEs */
         }
-        d.handler->cb(d.handler, d.res, d.flags);
-        if (d.handler != &ctx->notify_cqe) {
-            progress = true;
-        }
+        /* The handler may free itself: read what we need before. */
+        cb = d.handler->cb;
+        counts = d.handler != &ctx->notify_cqe;
+        cb(d.handler, d.res, d.flags);
+        aio_cqe_assert_none_held(cb);
+        progress |= counts;
     }
     return progress;
 }

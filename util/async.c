@@ -512,6 +512,15 @@ void aio_free_deleted_handlers(AioContext *ctx)
 
 /* --- SQEs ---------------------------------------------------------------- */
 
+void aio_cqe_held_abort(AioCqeFunc *cb)
+{
+    char where[64];
+
+    /* CQE handlers have no name: the address is for addr2line. */
+    snprintf(where, sizeof(where), "CQE handler %p", (void *)(uintptr_t)cb);
+    bd_mutex_assert_none_held(where);
+}
+
 struct io_uring_sqe *aio_get_sqe(AioContext *ctx, AioCqeHandler *handler)
 {
     assert(in_aio_context_home_thread(ctx));

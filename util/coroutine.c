@@ -281,6 +281,23 @@ void co_get_stats(CoroutineStats *out)
 
 /* --- Entering and yielding ---------------------------------------------- */
 
+/*
+ * No BdMutex across a yield: a coroutine may resume in another thread,
+ * which would then unlock a mutex it does not own.  Checked here, where it
+ * happens, rather than after the callback that entered the coroutine
+ * returns, so that the report names the lock and where it was taken.
+ * Locks the entering thread held before it entered us are not ours.
+ */
+static void co_assert_no_bd_mutex(Coroutine *self, const char *event)
+{
+    if (unlikely(bd_mutex_held_count() > self->bd_held_base)) {
+        char where[64];
+
+        snprintf(where, sizeof(where), "coroutine %p", (void *)self);
+        bd_mutex_assert_held_at_most(self->bd_held_base, where, event);
+    }
+}
+
 static NORETURN void co_trampoline(void)
 {
     Coroutine *self = get_current_co();
@@ -290,6 +307,7 @@ static NORETURN void co_trampoline(void)
 #endif
     for (;;) {
         self->entry(self->entry_arg);
+        co_assert_no_bd_mutex(self, "terminated");
         self->terminated = true;
 #ifdef CONFIG_ASAN
         self->asan_fake_stack = NULL;
@@ -331,6 +349,7 @@ void co_enter(Coroutine *co)
             abort();
         }
         to->caller = from;
+        to->bd_held_base = bd_mutex_held_count();
         /* Pairs with qatomic_load_acquire() in aio_co_wake(). */
         qatomic_store_release(&to->ctx, aio_get_current_context());
         set_current_co(to);
@@ -365,6 +384,7 @@ void coroutine_fn co_yield(void)
         fprintf(stderr, "co_yield called outside coroutine context\n");
         abort();
     }
+    co_assert_no_bd_mutex(self, "yielded");
     to = self->caller;
     self->caller = NULL;
     co_switch(self, to, false);

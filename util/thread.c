@@ -8,11 +8,17 @@
  * pthread_create(), which fails when the process is out of threads or
  * memory, and whose caller gets an error.  Each thread counts
  * the BdMutexes it holds in a thread-local integer; the event loop checks
- * that the count is zero whenever a callback returns.  The count is only
- * meaningful because a coroutine never holds a BdMutex across a yield, so a
- * lock is always released by the thread that took it.  Debug builds use
- * error-checking mutexes, which turn a double lock or a foreign unlock into
- * an abort instead of a deadlock or silent corruption.
+ * that the count is zero whenever a callback returns, and co_yield() that
+ * it is back where it was when the coroutine was entered.  The count is
+ * only meaningful because a coroutine never holds a BdMutex across a
+ * yield, so a lock is always released by the thread that took it.  Debug
+ * builds also keep, per thread, the list of held BdMutexes with where each
+ * was taken (as SPDK's debug spinlocks do), which those checks print, and
+ * use error-checking mutexes, which turn a double lock or a foreign unlock
+ * into an abort instead of a deadlock or silent corruption.
+ *
+ * The BQL is a plain pthread mutex (util/main-loop.c), not counted here:
+ * the main thread holds it for its whole life.
  *
  * Condition variables wait on CLOCK_MONOTONIC, the clock of get_clock_ns(),
  * so deadlines do not move when the wall clock is set.
@@ -24,7 +30,64 @@
 #include "util/log.h"
 #include "util/thread.h"
 
+/*
+ * The BdMutexes this thread holds: how many, and in debug builds the first
+ * HELD_MAX of them, in the order taken, with where.  Thread-local: read
+ * only by functions that do not yield, so a cached TLS address cannot go
+ * stale (compare CO_TLS in util/coroutine.h).
+ */
 static __thread int mutex_held_count;
+
+#ifndef NDEBUG
+#define HELD_MAX 16
+
+typedef struct HeldLock {
+    const BdMutex *mutex;       /* NULL: not recorded (over HELD_MAX) */
+    const char *name;           /* the lock as written at the call */
+    const char *file;
+    int line;
+    const char *func;
+} HeldLock;
+
+static __thread HeldLock held_locks[HELD_MAX];
+
+static void held_push(const BdMutex *mutex, const char *name,
+                      const char *file, int line, const char *func)
+{
+    if (mutex_held_count < HELD_MAX) {
+        held_locks[mutex_held_count] = (HeldLock) {
+            mutex, name, file, line, func,
+        };
+    }
+}
+
+/* Forget @mutex; locks need not be released in the order taken. */
+static void held_remove(const BdMutex *mutex)
+{
+    int n = MIN(mutex_held_count, HELD_MAX);
+    int i;
+
+    for (i = n - 1; i >= 0 && held_locks[i].mutex != mutex; i--) {
+        /* search from the most recent */
+    }
+    if (i < 0) {
+        return;     /* one of those not recorded */
+    }
+    memmove(&held_locks[i], &held_locks[i + 1],
+            (n - 1 - i) * sizeof(held_locks[0]));
+    /* A lock taken beyond HELD_MAX moves into the list, unrecorded. */
+    held_locks[n - 1] = (HeldLock) { NULL };
+}
+#else
+static void held_push(const BdMutex *mutex, const char *name,
+                      const char *file, int line, const char *func)
+{
+}
+
+static void held_remove(const BdMutex *mutex)
+{
+}
+#endif
 
 NORETURN static void thread_fail(const char *what, int err)
 {
@@ -64,13 +127,17 @@ void bd_mutex_destroy(BdMutex *mutex)
 }
 
 /* The analysis cannot see that pthread_mutex_lock() takes the capability. */
-void bd_mutex_lock(BdMutex *mutex) TSA_NO_TSA
+void bd_mutex_lock_at(BdMutex *mutex, const char *name, const char *file,
+                      int line, const char *func) TSA_NO_TSA
 {
     int ret = pthread_mutex_lock(&mutex->m);
 
     if (ret) {
+        log_msg(LOG_LEVEL_ERROR, "%s:%d: %s(): locking '%s'", file, line,
+                func, name);
         thread_fail("pthread_mutex_lock", ret);
     }
+    held_push(mutex, name, file, line, func);
     mutex_held_count++;
 }
 
@@ -83,10 +150,12 @@ void bd_mutex_unlock(BdMutex *mutex) TSA_NO_TSA
     if (ret) {
         thread_fail("pthread_mutex_unlock", ret);
     }
+    held_remove(mutex);
     mutex_held_count--;
 }
 
-bool bd_mutex_trylock(BdMutex *mutex) TSA_NO_TSA
+bool bd_mutex_trylock_at(BdMutex *mutex, const char *name, const char *file,
+                         int line, const char *func) TSA_NO_TSA
 {
     int ret = pthread_mutex_trylock(&mutex->m);
 
@@ -95,8 +164,11 @@ bool bd_mutex_trylock(BdMutex *mutex) TSA_NO_TSA
     }
     if (ret) {
         /* Including EDEADLK: trying a lock the thread holds is a bug too. */
+        log_msg(LOG_LEVEL_ERROR, "%s:%d: %s(): trying '%s'", file, line,
+                func, name);
         thread_fail("pthread_mutex_trylock", ret);
     }
+    held_push(mutex, name, file, line, func);
     mutex_held_count++;
     return true;
 }
@@ -106,13 +178,43 @@ int bd_mutex_held_count(void)
     return mutex_held_count;
 }
 
+/* The locks held beyond the first @depth, with where they were taken. */
+static void held_describe(GString *out, int depth)
+{
+#ifndef NDEBUG
+    for (int i = depth; i < mutex_held_count; i++) {
+        const HeldLock *h = i < HELD_MAX ? &held_locks[i] : NULL;
+
+        g_string_append(out, i > depth ? "; " : ": ");
+        if (h && h->mutex) {
+            g_string_append_printf(out, "'%s' locked at %s:%d in %s()",
+                                   h->name, h->file, h->line, h->func);
+        } else {
+            g_string_append(out, "(site not recorded)");
+        }
+    }
+#endif
+}
+
+void bd_mutex_assert_held_at_most(int depth, const char *where,
+                                  const char *event)
+{
+    g_autoptr(GString) msg = NULL;
+
+    if (likely(mutex_held_count <= depth)) {
+        return;
+    }
+    msg = g_string_new(NULL);
+    g_string_printf(msg, "%s: %s holding %d mutex(es)", where, event,
+                    mutex_held_count - depth);
+    held_describe(msg, depth);
+    log_msg(LOG_LEVEL_ERROR, "%s", msg->str);
+    abort();
+}
+
 void bd_mutex_assert_none_held(const char *where)
 {
-    if (unlikely(mutex_held_count != 0)) {
-        log_msg(LOG_LEVEL_ERROR, "%s: returned holding %d mutex(es)",
-                where, mutex_held_count);
-        abort();
-    }
+    bd_mutex_assert_held_at_most(0, where, "returned");
 }
 
 void bd_cond_init(BdCond *cond)

@@ -44,8 +44,9 @@ typedef void AioTimerFunc(void *opaque);
  * flags.
  */
 typedef struct AioCqeHandler AioCqeHandler;
+typedef void AioCqeFunc(AioCqeHandler *handler, int res, uint32_t cqe_flags);
 struct AioCqeHandler {
-    void (*cb)(AioCqeHandler *handler, int res, uint32_t cqe_flags);
+    AioCqeFunc *cb;
 };
 
 /* --- Life cycle ------------------------------------------------------- */

@@ -57,6 +57,14 @@ struct Coroutine {
     /* Number of CoMutex/CoRwlock locks held; checked at termination. */
     int locks_held;
 
+    /*
+     * BdMutexes the entering thread held when it entered us (they are its
+     * own, not ours): at a yield, or when the coroutine ends, the thread
+     * must hold no more than that.  Written by co_enter() in the entering
+     * thread, read by this coroutine in the same thread.
+     */
+    int bd_held_base;
+
     /* Stack and saved stack pointer; private to coroutine.c. */
     void *stack;            /* lowest usable address, above the guard */
     size_t stack_size;

@@ -891,6 +891,49 @@ static void test_full_cq_defers_handlers(void)
     g_free(nops);
 }
 
+/*
+ * A CQE handler that returns holding a BdMutex is caught after it returns,
+ * and the report names the lock and where it was taken.  The lock is
+ * taken three lines below cqe_locker_line; keep it there.
+ */
+static BdMutex cqe_test_lock;
+static bool cqe_locker_ran;
+
+static const int cqe_locker_line = __LINE__ + 3;
+static void cqe_locker(AioCqeHandler *h, int res, uint32_t flags) TSA_NO_TSA
+{
+    bd_mutex_lock(&cqe_test_lock);
+    cqe_locker_ran = true;
+}
+
+static void test_cqe_handler_holding_bd_mutex_aborts(void)
+{
+    if (g_test_subprocess()) {
+        AioCqeHandler h = { .cb = cqe_locker };
+
+        bd_mutex_init(&cqe_test_lock);
+        io_uring_prep_nop(aio_get_sqe(ctx, &h));
+        while (!cqe_locker_ran) {
+            aio_poll(ctx, true);
+        }
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_failed();
+#ifndef NDEBUG
+    {
+        g_autofree char *want = g_strdup_printf(
+            "*CQE handler 0x*: returned holding 1 mutex(es): "
+            "'&cqe_test_lock' locked at *tests/unit/test-aio-sqe.c:%d in "
+            "cqe_locker()*", cqe_locker_line);
+
+        g_test_trap_assert_stderr(want);
+    }
+#else
+    g_test_trap_assert_stderr("*CQE handler 0x*: returned holding 1*");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -919,6 +962,8 @@ int main(int argc, char **argv)
     g_test_add_func("/aio-sqe/from-iothread", test_from_iothread);
     g_test_add_func("/aio-sqe/full-cq-defers-handlers",
                     test_full_cq_defers_handlers);
+    g_test_add_func("/aio-sqe/cqe-handler-holding-bd-mutex-aborts",
+                    test_cqe_handler_holding_bd_mutex_aborts);
 
     ret = g_test_run();
     thread_pool_shutdown();

@@ -351,6 +351,97 @@ static void test_stack_overflow_hits_guard(void)
     g_test_trap_assert_failed();
 }
 
+/* --- No BdMutex across a yield ------------------------------------------ */
+
+static BdMutex co_test_lock;
+
+/* Takes co_test_lock three lines below locker_line; keep it there. */
+static const int locker_line = __LINE__ + 3;
+static void coroutine_fn lock_then(void *opaque) TSA_NO_TSA
+{
+    bd_mutex_lock(&co_test_lock);
+    if (opaque) {
+        co_yield();
+    }
+}
+
+/* A bottom half that enters the coroutine, as an I/O completion would. */
+static void enter_locker_bh(void *opaque)
+{
+    co_enter(co_create(lock_then, opaque));
+}
+
+static void run_locker_in_bh(bool yield)
+{
+    bd_mutex_init(&co_test_lock);
+    aio_bh_schedule_oneshot(main_context(), enter_locker_bh,
+                            yield ? "yield" : NULL);
+    while (aio_poll(main_context(), false)) {
+        /* run it */
+    }
+}
+
+static void assert_names_locker(const char *event)
+{
+    g_autofree char *want = NULL;
+
+#ifndef NDEBUG
+    want = g_strdup_printf("*coroutine 0x*: %s holding 1 mutex(es): "
+                           "'&co_test_lock' locked at "
+                           "*tests/unit/test-coroutine.c:%d in lock_then()*",
+                           event, locker_line);
+#else
+    want = g_strdup_printf("*coroutine 0x*: %s holding 1 mutex(es)*", event);
+#endif
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr(want);
+}
+
+/*
+ * Caught at the yield, naming the lock, not later against the bottom half
+ * that entered the coroutine.
+ */
+static void test_yield_holding_bd_mutex_aborts(void)
+{
+    if (g_test_subprocess()) {
+        run_locker_in_bh(true);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    assert_names_locker("yielded");
+}
+
+static void test_terminate_holding_bd_mutex_aborts(void)
+{
+    if (g_test_subprocess()) {
+        run_locker_in_bh(false);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    assert_names_locker("terminated");
+}
+
+/*
+ * Locks that the entering thread holds are its own, not the coroutine's:
+ * the coroutine may yield under them.
+ */
+static void test_yield_under_enterers_bd_mutex(void)
+{
+    GString *log = g_string_new("");
+    Coroutine *co = co_create(yield_twice, log);
+    BdMutex m;
+
+    bd_mutex_init(&m);
+    bd_mutex_lock(&m);
+    co_enter(co);
+    co_enter(co);
+    bd_mutex_unlock(&m);
+    co_enter(co);
+    g_assert_cmpstr(log->str, ==, "abc");
+    g_string_free(log, true);
+    bd_mutex_destroy(&m);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -371,6 +462,12 @@ int main(int argc, char **argv)
     g_test_add_func("/coroutine/double-schedule-aborts",
                     test_double_schedule_aborts);
     g_test_add_func("/coroutine/reenter-aborts", test_reenter_aborts);
+    g_test_add_func("/coroutine/yield-holding-bd-mutex-aborts",
+                    test_yield_holding_bd_mutex_aborts);
+    g_test_add_func("/coroutine/terminate-holding-bd-mutex-aborts",
+                    test_terminate_holding_bd_mutex_aborts);
+    g_test_add_func("/coroutine/yield-under-enterers-bd-mutex",
+                    test_yield_under_enterers_bd_mutex);
     g_test_add_func("/coroutine/stack-overflow-hits-guard",
                     test_stack_overflow_hits_guard);
     return g_test_run();

@@ -121,20 +121,105 @@ static void test_assert_none_held_passes(void)
     bd_mutex_assert_none_held("idle test");
 }
 
-/* Returns holding a lock on purpose: the analysis would object. */
-static void test_assert_none_held_aborts(void) TSA_NO_TSA
+/*
+ * Returns holding a lock on purpose: the analysis would object.  The lock
+ * is taken three lines below held_line's definition.
+ */
+static const int held_line = __LINE__ + 3;
+static void lock_for_report(BdMutex *m) TSA_NO_TSA
+{
+    bd_mutex_lock(m);
+}
+
+static void test_assert_none_held_aborts(void)
 {
     if (g_test_subprocess()) {
         BdMutex m;
 
         bd_mutex_init(&m);
-        bd_mutex_lock(&m);
+        lock_for_report(&m);
         bd_mutex_assert_none_held("bh 'flush-cb'");
         return;
     }
     g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
     g_test_trap_assert_failed();
     g_test_trap_assert_stderr("*bh 'flush-cb': returned holding 1 mutex*");
+#ifndef NDEBUG
+    /* Debug builds name the lock and where it was taken. */
+    {
+        g_autofree char *want = g_strdup_printf(
+            "*'m' locked at *tests/unit/test-thread.c:%d in "
+            "lock_for_report()*", held_line);
+
+        g_test_trap_assert_stderr(want);
+    }
+#endif
+}
+
+/*
+ * The held list follows unlocks in any order: after a, b, c and unlocking
+ * b, the report names a and c, in the order taken.
+ */
+static void test_held_list_out_of_order_unlock(void) TSA_NO_TSA
+{
+#ifdef NDEBUG
+    g_test_skip("the held list is a debug-build feature");
+#else
+    if (g_test_subprocess()) {
+        BdMutex a, b, c;
+
+        bd_mutex_init(&a);
+        bd_mutex_init(&b);
+        bd_mutex_init(&c);
+        bd_mutex_lock(&a);
+        bd_mutex_lock(&b);
+        if (!bd_mutex_trylock(&c)) {
+            g_assert_not_reached();
+        }
+        bd_mutex_unlock(&b);
+        bd_mutex_assert_none_held("timer 'tick'");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*timer 'tick': returned holding 2 mutex(es): "
+                              "'&a' locked at *test-thread.c:* in "
+                              "test_held_list_out_of_order_unlock(); "
+                              "'&c' locked at *test-thread.c:* in "
+                              "test_held_list_out_of_order_unlock()*");
+#endif
+}
+
+/*
+ * More locks than the list records: the count stays right, and a lock
+ * that was not recorded says so instead of naming a wrong site.
+ */
+static void test_held_list_beyond_capacity(void) TSA_NO_TSA
+{
+#ifdef NDEBUG
+    g_test_skip("the held list is a debug-build feature");
+#else
+    enum { N = 17 };    /* one more than util/thread.c records */
+
+    if (g_test_subprocess()) {
+        BdMutex m[N];
+
+        for (int i = 0; i < N; i++) {
+            bd_mutex_init(&m[i]);
+            bd_mutex_lock(&m[i]);
+        }
+        bd_mutex_unlock(&m[0]);
+        g_assert_cmpint(bd_mutex_held_count(), ==, N - 1);
+        bd_mutex_assert_held_at_most(N - 3, "deep", "returned");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*deep: returned holding 2 mutex(es): "
+                              "'&m[i]' locked at *test-thread.c:* in "
+                              "test_held_list_beyond_capacity(); "
+                              "(site not recorded)*");
+#endif
 }
 
 /* Takes a lock twice on purpose: the analysis would object. */
@@ -357,6 +442,10 @@ int main(int argc, char **argv)
                     test_assert_none_held_passes);
     g_test_add_func("/thread/assert-none-held-aborts",
                     test_assert_none_held_aborts);
+    g_test_add_func("/thread/held-list-out-of-order-unlock",
+                    test_held_list_out_of_order_unlock);
+    g_test_add_func("/thread/held-list-beyond-capacity",
+                    test_held_list_beyond_capacity);
     g_test_add_func("/thread/double-lock-aborts", test_double_lock_aborts);
     g_test_add_func("/thread/cond-timedwait-times-out",
                     test_cond_timedwait_times_out);
