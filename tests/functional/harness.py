@@ -409,6 +409,74 @@ def node_summary(nodes):
     return {n['node-name']: n['drv'] for n in nodes}
 
 
+# --- Sanitizers and resources -------------------------------------------------
+
+# The first line of every report of the sanitizers CI runs (ASan, LSan,
+# UBSan, TSan), as they print it on stderr.
+SANITIZER_MARKERS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+                     'WARNING: ThreadSanitizer', 'ERROR: ThreadSanitizer',
+                     'runtime error: ')
+
+
+def sanitizer_report(text, frames=8):
+    """The first sanitizer report in @text (a daemon's stderr): its first
+    line, then each stack's heading and top @frames frames; None if there
+    is no report."""
+    lines = (text or '').splitlines()
+    for i, line in enumerate(lines):
+        if any(m in line for m in SANITIZER_MARKERS):
+            report = [line]
+            depth = 0
+            for more in lines[i + 1:]:
+                if more.lstrip().startswith('#'):
+                    depth += 1
+                    if depth <= frames:
+                        report.append(more)
+                    continue
+                depth = 0
+                if more.startswith(('READ', 'WRITE', 'freed by',
+                                    'previously', 'SUMMARY', '  Previous',
+                                    '  Write of', '  Read of', '  Mutex')):
+                    report.append(more)
+                if more.startswith('SUMMARY'):
+                    break
+            return '\n'.join(report)
+    return None
+
+
+def assert_no_sanitizer_report(text, what='daemon stderr'):
+    report = sanitizer_report(text)
+    if report is not None:
+        raise AssertionError(f'{what}: sanitizer report:\n{report}')
+
+
+def rss_kib(pid):
+    """Resident memory of process @pid (VmRSS), in KiB."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    raise AssertionError(f'no VmRSS for {pid}')
+
+
+def peak_rss_kib(pid):
+    """Peak resident memory of process @pid so far (VmHWM), in KiB."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    raise AssertionError(f'no VmHWM for {pid}')
+
+
+def sanitized_binary(path):
+    """True for an ASan or TSan build: RSS figures say nothing there
+    (freed memory sits in the sanitizer's quarantine, shadow memory
+    counts)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    return b'__asan_init' in data or b'__tsan_init' in data
+
+
 # --- Running tests ----------------------------------------------------------
 
 _tests = []
