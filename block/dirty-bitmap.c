@@ -10,9 +10,17 @@
  * set bits.  The mutex is a leaf: nothing else is taken while it is held,
  * and no function here yields.  Immutable after creation: bs, granularity,
  * name.
+ *
+ * Lifetime: an anonymous bitmap belongs to its user (a job, a filter), not
+ * to the node, and holds a reference to the node until it is released: a
+ * graph change can take the node out of the graph (the mirror's filter
+ * goes when its job ends, with a backup filter still copying from it), and
+ * the user's bitmap must stay valid.  A named bitmap belongs to the node
+ * and goes with it.
  */
 #include "util/osdep.h"
 
+#include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
@@ -74,6 +82,9 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
         return NULL;
     }
     bitmap = g_new0(BdrvDirtyBitmap, 1);
+    if (!name) {
+        bdrv_ref(bs);
+    }
     bitmap->bs = bs;
     bitmap->granularity = granularity;
     bitmap->name = g_strdup(name);
@@ -101,6 +112,9 @@ void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap)
     qatomic_dec(&bs->dirty_bitmap_count);
     bd_mutex_unlock(&bitmap->bs->dirty_bitmap_mutex);
     hbitmap_free(bitmap->hb);
+    if (!bitmap->name) {
+        bdrv_unref(bs);
+    }
     g_free(bitmap->name);
     g_free(bitmap);
 }
@@ -108,6 +122,7 @@ void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap)
 void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs)
 {
     GLOBAL_STATE_CODE();
+    /* Anonymous ones hold a reference: only named ones are left here. */
     while (!QLIST_EMPTY(&bs->dirty_bitmaps)) {
         bdrv_release_dirty_bitmap(QLIST_FIRST(&bs->dirty_bitmaps));
     }

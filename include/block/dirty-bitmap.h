@@ -34,8 +34,9 @@ typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
 /*
  * A new, enabled, clean bitmap on @bs covering its current size.
  * @granularity: a power of two, >= 512 bytes.  @name NULL: anonymous
- * (internal); a named one must be unique on the node.  NULL with @errp set
- * on failure.
+ * (internal, its user's: it holds a reference to @bs until released); a
+ * named one belongs to the node, must be unique on it and goes with it.
+ * NULL with @errp set on failure.
  */
 BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
                                           uint32_t granularity,
