@@ -29,6 +29,9 @@
  *               its receive coroutine is suspended (parked or moving);
  *               aio_co_schedule()'s release/acquire orders the hand-over;
  *   atomic      written in one thread, read in another with util/atomic.h.
+ *
+ * Lock order: BQL -> conn->lock, a leaf (nothing is called, no SQE is
+ * prepared and nothing yields while it is held).
  */
 #ifndef BLOCK_EXPORT_NBD_INT_H
 #define BLOCK_EXPORT_NBD_INT_H

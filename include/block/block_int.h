@@ -12,6 +12,12 @@
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
  *  - Flushes reaching the driver: flush_lock (a CoMutex).
  *  - Dirty bitmaps and their list: dirty_bitmap_mutex.
+ *
+ * Lock order (docs/locking.md has the whole table): BQL -> graph write
+ * lock -> reqs_lock; dirty_bitmap_mutex is a leaf.  Coroutine locks: graph
+ * read lock -> parent's flush_lock -> child's flush_lock.  No BdMutex is
+ * held across a yield, and nothing polls or drains holding the graph lock
+ * in either mode.
  */
 #ifndef BLOCK_INT_H
 #define BLOCK_INT_H
