@@ -29,6 +29,7 @@
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/export.h"
+#include "block/export/client.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
 #include "util/aio-wait.h"
@@ -123,35 +124,22 @@ const OptDesc *blk_exp_add_schema(void)
 
 /*
  * These may run before the driver's create() (a node that is drained when
- * the BlockBackend attaches quiesces it at once): drivers handle them on
- * their zeroed instance.
+ * the BlockBackend attaches quiesces it at once): on the zeroed export,
+ * with no client yet.
  */
 static void blk_exp_drained_begin(void *opaque)
 {
-    BlockExport *exp = opaque;
-
-    GLOBAL_STATE_CODE();
-    if (exp->drv->drained_begin) {
-        exp->drv->drained_begin(exp);
-    }
+    blk_exp_clients_drained_begin(opaque);
 }
 
 static bool blk_exp_drained_poll(void *opaque)
 {
-    BlockExport *exp = opaque;
-
-    GLOBAL_STATE_CODE();
-    return exp->drv->drained_poll && exp->drv->drained_poll(exp);
+    return blk_exp_clients_drained_poll(opaque);
 }
 
 static void blk_exp_drained_end(void *opaque)
 {
-    BlockExport *exp = opaque;
-
-    GLOBAL_STATE_CODE();
-    if (exp->drv->drained_end) {
-        exp->drv->drained_end(exp);
-    }
+    blk_exp_clients_drained_end(opaque);
 }
 
 static bool blk_exp_can_change_aio_context(void *opaque, AioContext *ctx,
@@ -174,9 +162,7 @@ static void blk_exp_aio_context_changed(void *opaque, AioContext *ctx)
 
     GLOBAL_STATE_CODE();
     assert(!exp->fixed_iothread);
-    if (exp->drv->aio_context_changed) {
-        exp->drv->aio_context_changed(exp, ctx);
-    }
+    blk_exp_clients_aio_context_changed(exp, ctx);
 }
 
 static const BlockDevOps blk_exp_dev_ops = {
@@ -330,6 +316,7 @@ BlockExport *blk_exp_add(struct json_object *args, Error **errp)
 
     exp = g_malloc0(drv->instance_size);
     exp->drv = drv;
+    QLIST_INIT(&exp->client_list);
     exp->id = g_strdup(id);
     exp->writable = opts_get_bool(args, "writable", false);
     exp->writethrough = opts_get_bool(args, "writethrough", false);
@@ -448,7 +435,10 @@ void blk_exp_request_shutdown(BlockExport *exp)
         return;
     }
     exp->shutting_down = true;
-    exp->drv->request_shutdown(exp);
+    blk_exp_clients_close_all(exp);
+    if (exp->drv->request_shutdown) {
+        exp->drv->request_shutdown(exp);
+    }
     /* The registry's reference: clients keep theirs until they are gone. */
     blk_exp_unref(exp);
 }

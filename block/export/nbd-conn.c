@@ -34,33 +34,13 @@
  * After the end: wait until no request is in flight (their replies are
  * sent), move to the main loop, detach from the export.
  *
- * Drains and moves (docs/locking.md's rules, see nbd-int.h for who owns
- * what): drained_begin marks every connection quiesced and cancels a
- * pending receive (a bottom half in the connection's context submits
- * IORING_OP_ASYNC_CANCEL); the receive loop parks at its next checkpoint,
- * and the park becomes visible (parked = true) only from a bottom half
- * that runs after the coroutine has yielded, so whoever resumes a parked
- * connection may do so from any thread.  drained_poll reports busy while
- * a connection has requests in flight or has not parked; so inside a
- * polled drained section no connection has an SQE or a coroutine running,
- * and a move of the node only has to change target_ctx.  drained_end
- * resumes a parked connection in the context it parked in (park_ctx):
- * replies of its requests may still be on their way there, in request
- * coroutines that own the connection's home state with it; the receive
- * loop moves itself to target_ctx at its next checkpoint, once no request
- * is in flight.
- *
- * Every receive in this phase is cancellable and never MSG_WAITALL, so a
- * drain never waits for a client to send something.  Nor for a client to
- * read: drained_poll counts only requests whose block I/O runs
- * (io_in_flight), and a receive loop that waits for a slot or for buffer
- * budget (waiting_room) is idle, because it does nothing on the node
- * before its next checkpoint.  A request whose I/O is done touches only
- * the connection while its reply waits for the client.  A connection
- * moves to another thread only once no request is in flight at all,
- * replies included (the receive loop waits for that at its checkpoint,
- * outside any drain); QEMU's server, by contrast, lets a client that does
- * not read its replies hold a drain, and with it the main loop, for ever.
+ * Drains, moves, parking and closing are the export client life cycle
+ * (client.h), shared with the other export types: the receive loop calls
+ * blk_exp_client_checkpoint() each turn and receives with
+ * blk_exp_client_recv(), which a drain cancels; requests count themselves
+ * with blk_exp_client_request_start(), _io_done() (a drain waits only for
+ * their block I/O, never for a client to read a reply) and
+ * _request_end().  Bytes go through the connection's transport.
  *
  * Memory: requests are admitted (their WRITE payload buffer allocated,
  * their READ data counted) only while the connection holds less than its
@@ -92,11 +72,6 @@
 #define NBD_SEND_IOV_MAX        64
 
 G_STATIC_ASSERT(NBD_REQ_IOV_MAX <= NBD_SEND_IOV_MAX);
-
-static inline NbdExport *nbd_exp(BlockExport *common)
-{
-    return container_of(common, NbdExport, common);
-}
 
 /* --- Buffers and request structs (home) ---------------------------------- */
 
@@ -195,17 +170,6 @@ static void nbd_req_put(NbdConn *conn, NbdRequest *req)
     conn->free_reqs = req;
 }
 
-/* Wake the receive loop if it waits for a slot or for the last request. */
-static void nbd_conn_wake_receiver(NbdConn *conn)
-{
-    Coroutine *co = conn->idle_waiter;
-
-    if (co) {
-        conn->idle_waiter = NULL;
-        aio_co_wake(co);
-    }
-}
-
 /* The counters are written here only; query reads them atomically. */
 static void nbd_stat_add(uint64_t *counter, uint64_t n)
 {
@@ -225,68 +189,21 @@ static void nbd_req_release(NbdConn *conn, NbdRequest *req)
     nbd_stat_add(&conn->stats.bytes_written, req->bytes_written);
     conn->buffered -= req->cost;
     nbd_req_put(conn, req);
-    /* Runs after we yield, in this thread: it then sees the new count. */
-    nbd_conn_wake_receiver(conn);
-    qatomic_dec(&conn->in_flight);
-    /*
-     * drained_poll() may wait for the count.  Pairs with smp_mb() in
-     * AIO_WAIT_WHILE(), through the one in aio_wait_kick().
-     */
-    aio_wait_kick();
+    blk_exp_client_request_end(&conn->client);
 }
 
 /* --- Sending replies (home) ---------------------------------------------- */
-
-typedef struct NbdSendMsg {
-    int fd;
-    struct msghdr *msg;
-} NbdSendMsg;
-
-static void nbd_sendmsg_prep(struct io_uring_sqe *sqe, void *opaque)
-{
-    NbdSendMsg *s = opaque;
-
-    io_uring_prep_sendmsg(sqe, s->fd, s->msg, MSG_NOSIGNAL);
-}
-
-/* Send all of @iov (which is consumed).  0 or -errno. */
-static int coroutine_fn nbd_conn_sendv(NbdConn *conn, struct iovec *iov,
-                                       int niov)
-{
-    while (niov) {
-        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = niov };
-        NbdSendMsg s = { conn->fd, &msg };
-        int ret = aio_co_submit_sqe(nbd_sendmsg_prep, &s, NULL);
-
-        if (ret == -EINTR || ret == -EAGAIN) {
-            continue;
-        }
-        if (ret <= 0) {
-            return ret < 0 ? ret : -EPIPE;
-        }
-        while (niov && (size_t)ret >= iov->iov_len) {
-            ret -= iov->iov_len;
-            iov++;
-            niov--;
-        }
-        if (niov) {
-            iov->iov_base = (uint8_t *)iov->iov_base + ret;
-            iov->iov_len -= ret;
-        }
-    }
-    return 0;
-}
 
 /* The socket broke while sending: close this connection only. */
 static void nbd_conn_break(NbdConn *conn, int err)
 {
     debug_report("nbd: %s: cannot send: %s", conn->peer, strerror(-err));
     conn->send_failed = true;
-    bd_mutex_lock(&conn->lock);
-    qatomic_set(&conn->closing, true);
-    bd_mutex_unlock(&conn->lock);
-    /* The receive loop's pending RECV sees EOF and it ends. */
-    shutdown(conn->fd, SHUT_RDWR);
+    bd_mutex_lock(&conn->client.lock);
+    qatomic_set(&conn->client.closing, true);
+    bd_mutex_unlock(&conn->client.lock);
+    /* The receive loop's pending receive sees EOF and it ends. */
+    blk_exp_transport_shutdown(conn->client.transport);
 }
 
 /*
@@ -333,7 +250,8 @@ static void coroutine_fn nbd_conn_send_reply(NbdConn *conn, NbdRequest *req)
         last->next = NULL;
 
         if (!conn->send_failed) {
-            int ret = nbd_conn_sendv(conn, conn->send_iov, niov);
+            int ret = blk_exp_transport_sendv(conn->client.transport,
+                                              conn->send_iov, niov);
 
             if (ret < 0) {
                 nbd_conn_break(conn, ret);
@@ -358,169 +276,29 @@ static void coroutine_fn nbd_request_co(void *opaque)
     IO_CODE();
     nbd_req_execute(conn, req);
     /*
-     * Our block I/O is done: a drain no longer waits for us, however long
-     * the client takes to read the reply.  From here we touch only the
-     * connection, which stays in this thread until in_flight drops.
-     * Pairs with the load-acquire in nbd_export_drained_poll(), and with
-     * AIO_WAIT_WHILE() through the smp_mb() in aio_wait_kick().
+     * From here we touch only the connection, which stays in this thread
+     * until our reply is sent.
      */
-    qatomic_store_release(&conn->io_in_flight, conn->io_in_flight - 1);
-    aio_wait_kick();
+    blk_exp_client_io_done(&conn->client);
     nbd_conn_send_reply(conn, req);
 }
 
 /* --- The receive loop (home) -------------------------------------------- */
 
-static void nbd_conn_recv_done(AioCqeHandler *handler, int res,
-                               uint32_t flags)
-{
-    NbdConn *conn = container_of(handler, NbdConn, recv_handler);
-
-    conn->recv_res = res;
-    /* The CQE arrives on the ring of the thread that submitted it. */
-    co_enter(conn->co);
-}
-
 /*
- * Receive up to @len bytes into @buf, cancellably.  Returns the byte
- * count; 0 if a drain began (or interrupted it): the caller goes back to
- * its checkpoint; -ECONNRESET when the client closed; -errno.
+ * Whether the pending request @opaque may be admitted now: a slot is free
+ * and its data fits the buffer budget (a request longer than the budget
+ * runs alone).
  */
-static int coroutine_fn nbd_conn_recv(NbdConn *conn, void *buf, size_t len)
+static bool nbd_conn_has_room(BlkExpClient *c, void *opaque)
 {
-    AioContext *ctx = aio_get_current_context();
-    struct io_uring_sqe *sqe;
-    int res;
+    NbdConn *conn = container_of(c, NbdConn, client);
+    NbdRequest *req = opaque;
+    unsigned in_flight = qatomic_read(&c->in_flight);
 
-    IO_CODE();
-    bd_mutex_lock(&conn->lock);
-    if (conn->closing) {
-        bd_mutex_unlock(&conn->lock);
-        return -ESHUTDOWN;
-    }
-    if (conn->quiesced) {
-        bd_mutex_unlock(&conn->lock);
-        return 0;
-    }
-    /* From here, drained_begin cancels us (nbd_conn_cancel_recv_bh()). */
-    conn->recv_ctx = ctx;
-    bd_mutex_unlock(&conn->lock);
-
-    sqe = aio_get_sqe(ctx, &conn->recv_handler);
-    io_uring_prep_recv(sqe, conn->fd, buf, len, 0);
-    co_yield();                 /* nbd_conn_recv_done() enters us */
-    res = conn->recv_res;
-
-    bd_mutex_lock(&conn->lock);
-    conn->recv_ctx = NULL;
-    bd_mutex_unlock(&conn->lock);
-
-    if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
-        return 0;
-    }
-    return res == 0 ? -ECONNRESET : res;
-}
-
-/* A drain began: cancel the RECV pending in this context, if any. */
-static void nbd_conn_cancel_recv_bh(void *opaque)
-{
-    NbdConn *conn = opaque;
-    AioContext *ctx = aio_get_current_context();
-    bool cancel;
-
-    IO_CODE();
-    bd_mutex_lock(&conn->lock);
-    cancel = conn->quiesced && conn->recv_ctx == ctx;
-    bd_mutex_unlock(&conn->lock);
-    /*
-     * Decided under the lock, prepared after it: aio_get_sqe() is never
-     * called holding a BdMutex (docs/locking.md).  That is safe because
-     * nothing else runs in this thread between the unlock and the SQE
-     * (aio_get_sqe() runs no completion handler), and the RECV, its
-     * completion and the receive loop that would set up the next one
-     * all run only in this thread: the RECV we decided to cancel is still
-     * the pending one when the cancel is queued, and any later RECV is
-     * queued behind the cancel.  The main loop may end the drain
-     * meanwhile, as it could after the unlock before; a cancel that
-     * comes too late finds nothing, one that is no longer needed sends
-     * the receive loop back to its checkpoint.  recv_handler, whose
-     * address the cancel matches, lives in @conn, which bh_refs keeps
-     * alive until we drop it below.
-     */
-    if (cancel) {
-        /* The RECV's own completion is what the drain waits for. */
-        io_uring_prep_cancel(aio_get_sqe(ctx, NULL), &conn->recv_handler, 0);
-    }
-    /*
-     * @conn may be freed once the count drops.  Pairs with AIO_WAIT_WHILE()
-     * in nbd_conn_free_bh(), through the smp_mb() in aio_wait_kick().
-     */
-    qatomic_dec(&conn->bh_refs);
-    aio_wait_kick();
-}
-
-/*
- * Runs after the receive loop yielded to park: make the park visible, or
- * resume the loop if the drain is already over.
- */
-static void nbd_conn_park_bh(void *opaque)
-{
-    NbdConn *conn = opaque;
-    Coroutine *co = conn->co;
-
-    IO_CODE();
-    bd_mutex_lock(&conn->lock);
-    if (conn->quiesced && !conn->closing) {
-        /* From now on only drained_end or a close resumes us, here. */
-        conn->parked = true;
-        conn->park_ctx = aio_get_current_context();
-        bd_mutex_unlock(&conn->lock);
-        /* drained_poll() may wait for the park; @conn is not ours now. */
-        aio_wait_kick();
-        return;
-    }
-    bd_mutex_unlock(&conn->lock);
-    co_enter(co);
-}
-
-/*
- * Whether @req may be admitted now: a slot is free and its data fits the
- * buffer budget (a request longer than the budget runs alone).  With
- * @req NULL: whether no request is in flight at all.
- */
-static bool nbd_conn_has_room(NbdConn *conn, NbdRequest *req)
-{
-    unsigned in_flight = qatomic_read(&conn->in_flight);
-
-    if (!req) {
-        return in_flight == 0;
-    }
     return in_flight < conn->exp->max_in_flight &&
            (in_flight == 0 ||
             conn->buffered + req->cost <= conn->exp->buffer_budget);
-}
-
-/*
- * Wait until nbd_conn_has_room(@req).  Meanwhile the receive loop counts
- * as idle for drains: it does nothing on the node before its next
- * checkpoint, and whoever wakes it (a request leaving) runs in this
- * thread.  So a client that reads no replies, holding every slot or the
- * whole budget, holds up no drain.
- */
-static void coroutine_fn nbd_conn_wait_room(NbdConn *conn, NbdRequest *req)
-{
-    while (!nbd_conn_has_room(conn, req)) {
-        bd_mutex_lock(&conn->lock);
-        conn->waiting_room = true;
-        bd_mutex_unlock(&conn->lock);
-        /* drained_poll() may be waiting for us to be idle. */
-        aio_wait_kick();
-        conn->idle_waiter = co_self();
-        co_yield();             /* nbd_req_release() wakes us */
-        bd_mutex_lock(&conn->lock);
-        conn->waiting_room = false;
-        bd_mutex_unlock(&conn->lock);
-    }
 }
 
 /*
@@ -537,57 +315,6 @@ static void nbd_conn_admit(NbdConn *conn, NbdRequest *req)
     }
 }
 
-/*
- * Where the receive loop decides whether to go on: false if the
- * connection is closing; parks while the node is drained; moves to the
- * connection's target context (placement after the handshake, or a node
- * that moved while drained).
- */
-static bool coroutine_fn nbd_conn_checkpoint(NbdConn *conn)
-{
-    IO_CODE();
-    /*
-     * Fast path, lock-free: nothing asks us to stop, park or move (the
-     * receive loop passes here two or three times per request).  A stale
-     * read is the same as the close or drain beginning just after a locked
-     * check: the next checkpoint sees it, nbd_conn_recv() checks again
-     * under the lock before it waits, and drained_poll() counts us busy
-     * until we have parked.
-     */
-    if (!qatomic_read(&conn->closing) && !qatomic_read(&conn->quiesced) &&
-        qatomic_read(&conn->target_ctx) == aio_get_current_context()) {
-        return true;
-    }
-    for (;;) {
-        AioContext *target;
-
-        bd_mutex_lock(&conn->lock);
-        if (conn->closing) {
-            bd_mutex_unlock(&conn->lock);
-            return false;
-        }
-        if (conn->quiesced) {
-            bd_mutex_unlock(&conn->lock);
-            aio_bh_schedule_oneshot(aio_get_current_context(),
-                                    nbd_conn_park_bh, conn);
-            co_yield();
-            continue;
-        }
-        target = conn->target_ctx;
-        bd_mutex_unlock(&conn->lock);
-        if (target == aio_get_current_context()) {
-            return true;
-        }
-        /*
-         * Requests run in our context: none may be left behind.  Their
-         * block I/O is done (the node moved in a drained section), but
-         * replies may still be on their way to a slow client.
-         */
-        nbd_conn_wait_room(conn, NULL);
-        aio_co_reschedule_self(target);
-    }
-}
-
 static void nbd_conn_dispatch(NbdConn *conn, NbdRequest *req)
 {
     /*
@@ -595,8 +322,7 @@ static void nbd_conn_dispatch(NbdConn *conn, NbdRequest *req)
      * drained_poll() counts us busy until the receive loop has parked,
      * which it does only after this.
      */
-    qatomic_inc(&conn->in_flight);
-    qatomic_inc(&conn->io_in_flight);
+    blk_exp_client_request_start(&conn->client);
     /* Runs when the receive loop yields: after the whole buffer's parse. */
     aio_co_enter(aio_get_current_context(), co_create(nbd_request_co, req));
 }
@@ -652,7 +378,7 @@ static int coroutine_fn nbd_conn_recv_payload(NbdConn *conn, NbdRequest *req)
         req->payload_done += n;
         return 0;
     }
-    ret = nbd_conn_recv(conn, req->buf + req->payload_done, left);
+    ret = blk_exp_client_recv(&conn->client, req->buf + req->payload_done, left);
     if (ret > 0) {
         req->payload_done += ret;
     }
@@ -673,7 +399,7 @@ static int coroutine_fn nbd_conn_discard(NbdConn *conn)
         return 0;
     }
     conn->rpos = conn->rend = 0;
-    ret = nbd_conn_recv(conn, conn->rbuf, MIN(conn->discard, NBD_RBUF_SIZE));
+    ret = blk_exp_client_recv(&conn->client, conn->rbuf, MIN(conn->discard, NBD_RBUF_SIZE));
     if (ret > 0) {
         conn->discard -= ret;
     }
@@ -692,7 +418,7 @@ static int coroutine_fn nbd_conn_fill(NbdConn *conn)
         conn->rpos = 0;
         conn->rend = have;
     }
-    ret = nbd_conn_recv(conn, conn->rbuf + conn->rend,
+    ret = blk_exp_client_recv(&conn->client, conn->rbuf + conn->rend,
                         NBD_RBUF_SIZE - conn->rend);
     if (ret > 0) {
         conn->rend += ret;
@@ -705,11 +431,12 @@ static void coroutine_fn nbd_conn_receive_loop(NbdConn *conn)
     int ret = 0;
 
     IO_CODE();
-    while (ret >= 0 && nbd_conn_checkpoint(conn)) {
+    while (ret >= 0 && blk_exp_client_checkpoint(&conn->client)) {
         NbdRequest *req = conn->pending;
 
-        if (req && !req->admitted && !nbd_conn_has_room(conn, req)) {
-            nbd_conn_wait_room(conn, req);
+        if (req && !req->admitted &&
+            !nbd_conn_has_room(&conn->client, req)) {
+            blk_exp_client_wait_room(&conn->client, nbd_conn_has_room, req);
         } else if (req && !req->admitted) {
             nbd_conn_admit(conn, req);
         } else if (req && req->type == NBD_CMD_WRITE && !req->error &&
@@ -743,37 +470,24 @@ static void coroutine_fn nbd_conn_receive_loop(NbdConn *conn)
 
 static void nbd_conn_attach(NbdConn *conn)
 {
-    NbdExport *exp = conn->exp;
-
     GLOBAL_STATE_CODE();
     conn->rbuf = g_malloc(NBD_RBUF_SIZE);
     conn->send_iov = g_new(struct iovec, NBD_SEND_IOV_MAX);
     conn->sendq_tail = &conn->sendq_head;
     nbd_conn_bufs_init(conn);
-    conn->recv_handler.cb = nbd_conn_recv_done;
-
-    exp->common.clients++;
-    QLIST_INSERT_HEAD(&exp->conns, conn, exp_link);
-    bd_mutex_lock(&conn->lock);
-    /* A drain in effect covers us from now on. */
-    qatomic_set(&conn->quiesced, exp->quiesced);
-    qatomic_set(&conn->target_ctx, blk_exp_next_aio_context(&exp->common));
-    bd_mutex_unlock(&conn->lock);
-    debug_report("nbd: %s: runs in '%s'", conn->peer,
-                 aio_context_name(conn->target_ctx));
+    /* The export reference from the handshake passes to the client. */
+    blk_exp_client_attach(&conn->client, &conn->exp->common);
 }
 
 static void nbd_conn_detach(NbdConn *conn)
 {
-    NbdExport *exp = conn->exp;
+    BlockExport *common = &conn->exp->common;
     NbdRequest *req;
 
     GLOBAL_STATE_CODE();
-    QLIST_REMOVE(conn, exp_link);
-    exp->common.clients--;
-    qatomic_add(&exp->common.stats.requests, conn->stats.requests);
-    qatomic_add(&exp->common.stats.bytes_read, conn->stats.bytes_read);
-    qatomic_add(&exp->common.stats.bytes_written, conn->stats.bytes_written);
+    qatomic_add(&common->stats.requests, conn->stats.requests);
+    qatomic_add(&common->stats.bytes_read, conn->stats.bytes_read);
+    qatomic_add(&common->stats.bytes_written, conn->stats.bytes_written);
 
     while ((req = conn->free_reqs)) {
         conn->free_reqs = req->next;
@@ -783,7 +497,7 @@ static void nbd_conn_detach(NbdConn *conn)
     g_free(conn->send_iov);
     g_free(conn->rbuf);
     conn->exp = NULL;
-    blk_exp_unref(&exp->common);
+    blk_exp_client_detach(&conn->client);
 }
 
 void coroutine_fn nbd_conn_transmission(NbdConn *conn)
@@ -798,10 +512,6 @@ void coroutine_fn nbd_conn_transmission(NbdConn *conn)
     nbd_conn_attach(conn);
     nbd_conn_receive_loop(conn);
 
-    /* Drains stop waiting for our receive loop; only requests count. */
-    bd_mutex_lock(&conn->lock);
-    conn->done = true;
-    bd_mutex_unlock(&conn->lock);
     if (conn->pending) {
         /* Parsed, never dispatched: no reply is owed to a leaving client. */
         if (conn->pending->admitted) {
@@ -810,146 +520,21 @@ void coroutine_fn nbd_conn_transmission(NbdConn *conn)
         nbd_req_put(conn, conn->pending);
         conn->pending = NULL;
     }
-    /* Let the requests in flight finish and send their replies. */
-    nbd_conn_wait_room(conn, NULL);
-    aio_co_reschedule_self(main_context());
+    /* Let the requests in flight send their replies; back to the main loop. */
+    blk_exp_client_finish(&conn->client);
     nbd_conn_detach(conn);
 }
 
-void nbd_conn_request_close(NbdConn *conn)
-{
-    AioContext *wake = NULL;
-
-    GLOBAL_STATE_CODE();
-    bd_mutex_lock(&conn->lock);
-    qatomic_set(&conn->closing, true);
-    if (conn->parked) {
-        conn->parked = false;
-        wake = conn->park_ctx;
-    }
-    bd_mutex_unlock(&conn->lock);
-    /* Pending receives see EOF, pending sends fail. */
-    shutdown(conn->fd, SHUT_RDWR);
-    if (wake) {
-        /*
-         * Parked: fully suspended (nbd_conn_park_bh()), so any thread may
-         * resume it; in the context it parked in, where its requests (if
-         * any) run, it finds closing set and ends.
-         */
-        aio_co_schedule(wake, conn->co);
-    }
-}
-
-/* --- The export type's drain and move callbacks (main loop) ------------- */
-
-void nbd_export_drained_begin(BlockExport *common)
-{
-    NbdExport *exp = nbd_exp(common);
-    NbdConn *conn;
-
-    GLOBAL_STATE_CODE();
-    exp->quiesced = true;
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
-        AioContext *ctx;
-
-        bd_mutex_lock(&conn->lock);
-        qatomic_set(&conn->quiesced, true);
-        /*
-         * A RECV set up before it saw quiesced must be cancelled; one set
-         * up later never starts (nbd_conn_recv() checks under the lock).
-         */
-        ctx = conn->recv_ctx;
-        if (ctx) {
-            /* Dropped by the bottom half; nbd_conn_free_bh() waits. */
-            qatomic_inc(&conn->bh_refs);
-        }
-        bd_mutex_unlock(&conn->lock);
-        if (ctx) {
-            aio_bh_schedule_oneshot(ctx, nbd_conn_cancel_recv_bh, conn);
-        }
-    }
-}
-
-bool nbd_export_drained_poll(BlockExport *common)
-{
-    NbdExport *exp = nbd_exp(common);
-    NbdConn *conn;
-
-    GLOBAL_STATE_CODE();
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
-        bool idle;
-
-        /*
-         * Pairs with the store-release in nbd_request_co(): seeing the
-         * count at zero, we also see that every request is done with the
-         * node (replies may still be on their way: they touch only the
-         * connection, which moves only once in_flight is zero).
-         */
-        if (qatomic_load_acquire(&conn->io_in_flight)) {
-            return true;
-        }
-        bd_mutex_lock(&conn->lock);
-        idle = conn->parked || conn->done || conn->waiting_room;
-        bd_mutex_unlock(&conn->lock);
-        if (!idle) {
-            return true;
-        }
-    }
-    return false;
-}
-
-void nbd_export_drained_end(BlockExport *common)
-{
-    NbdExport *exp = nbd_exp(common);
-    NbdConn *conn;
-
-    GLOBAL_STATE_CODE();
-    exp->quiesced = false;
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
-        AioContext *ctx = NULL;
-
-        bd_mutex_lock(&conn->lock);
-        qatomic_set(&conn->quiesced, false);
-        if (conn->parked) {
-            conn->parked = false;
-            ctx = conn->park_ctx;
-        }
-        bd_mutex_unlock(&conn->lock);
-        if (ctx) {
-            /*
-             * Where it parked, beside its requests still sending replies;
-             * if the node moved, it follows at its checkpoint.
-             */
-            aio_co_schedule(ctx, conn->co);
-        }
-    }
-}
-
-void nbd_export_aio_context_changed(BlockExport *common, AioContext *ctx)
-{
-    NbdExport *exp = nbd_exp(common);
-    NbdConn *conn;
-
-    GLOBAL_STATE_CODE();
-    /* Multiqueue connections stay on their iothreads. */
-    if (common->iothreads->len > 1) {
-        return;
-    }
-    /* Every connection is parked or done: this drain was polled. */
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
-        bd_mutex_lock(&conn->lock);
-        qatomic_set(&conn->target_ctx, ctx);
-        bd_mutex_unlock(&conn->lock);
-    }
-}
+/* --- Statistics (main loop) ------------------------------------------------ */
 
 void nbd_export_get_stats(BlockExport *common, BlockExportStats *stats)
 {
-    NbdExport *exp = nbd_exp(common);
-    NbdConn *conn;
+    BlkExpClient *c;
 
     GLOBAL_STATE_CODE();
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
+    QLIST_FOREACH(c, &common->client_list, link) {
+        NbdConn *conn = container_of(c, NbdConn, client);
+
         stats->requests += qatomic_read(&conn->stats.requests);
         stats->bytes_read += qatomic_read(&conn->stats.bytes_read);
         stats->bytes_written += qatomic_read(&conn->stats.bytes_written);

@@ -21,11 +21,11 @@
  * GO: EXPORT_NAME, or GO acknowledged.  CLOSE: ABORT, a protocol
  * violation, or (set by the driver) an I/O error.
  *
- * Blocking rules: the driver does whole-message receives and sends on the
- * main loop's ring and yields only there; an option's handler builds all
+ * Blocking rules: the driver does whole-message receives and sends through
+ * the connection's transport, in the main loop, and yields only there; an option's handler builds all
  * of its replies without yielding, so what it looked up (an export)
  * cannot go away while it does.  The handshake timer and
- * nbd_server_stop() end a handshake by shutting the socket down, which
+ * nbd_server_stop() end a handshake by shutting the transport down, which
  * fails the pending receive or send.
  *
  * Limits: option data up to NBD_MAX_OPTION_SIZE is read and handled;
@@ -47,63 +47,17 @@
 /* Option data we read and parse; longer options are skipped. */
 #define NBD_MAX_OPTION_SIZE     (64 * 1024)
 
-/* --- Socket I/O for the handshake ---------------------------------------- */
-
-typedef struct NbdSockOp {
-    int opcode;                 /* IORING_OP_RECV or IORING_OP_SEND */
-    int fd;
-    void *buf;
-    size_t len;
-} NbdSockOp;
-
-static void nbd_sock_op_prep(struct io_uring_sqe *sqe, void *opaque)
-{
-    NbdSockOp *op = opaque;
-
-    if (op->opcode == IORING_OP_RECV) {
-        io_uring_prep_recv(sqe, op->fd, op->buf, op->len, MSG_WAITALL);
-    } else {
-        io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
-    }
-}
-
-/*
- * Receive or send exactly @len bytes on @fd from a coroutine in the main
- * loop.  Returns 0, or -errno (-ECONNRESET when the peer closed first).
- */
-static int coroutine_fn nbd_co_sock_all(int opcode, int fd, void *buf,
-                                        size_t len)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        NbdSockOp op = { opcode, fd, (char *)buf + done, len - done };
-        int ret = aio_co_submit_sqe(nbd_sock_op_prep, &op, NULL);
-
-        if (ret == -EINTR || ret == -EAGAIN) {
-            continue;
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        if (ret == 0) {
-            return -ECONNRESET;
-        }
-        done += ret;
-    }
-    return 0;
-}
+/* --- I/O for the handshake ------------------------------------------------ */
 
 static int coroutine_fn nbd_co_recv_all(NbdConn *conn, void *buf, size_t len)
 {
-    return nbd_co_sock_all(IORING_OP_RECV, conn->fd, buf, len);
+    return blk_exp_transport_recv_all(conn->client.transport, buf, len);
 }
 
 static int coroutine_fn nbd_co_send_all(NbdConn *conn, const void *buf,
                                         size_t len)
 {
-    /* SEND only reads the buffer. */
-    return nbd_co_sock_all(IORING_OP_SEND, conn->fd, (void *)buf, len);
+    return blk_exp_transport_send_all(conn->client.transport, buf, len);
 }
 
 /* --- The handshake ------------------------------------------------------- */

@@ -14,29 +14,23 @@
  *   main loop        teardown: detach from the export, then a bottom half
  *                    closes the socket and frees the connection
  *
- * Ownership of the fields is written beside each one:
+ * The connection's life cycle -- parking while drained, moving between
+ * iothreads, closing, the hand-over lock -- is the export client's
+ * (client.h, conn->client), and its bytes go through conn->client's
+ * transport.  Ownership of the fields here is written beside each one:
  *   immutable   set before the connection coroutine starts (accept) or
  *               before the transmission phase starts (negotiated);
  *   BQL         main loop only;
- *   lock        conn->lock, which the main loop and the connection's
- *               thread use to hand the connection over (drains, moves,
- *               closing); held only for a few instructions, never across
- *               a yield;
  *   home        only the thread the connection currently runs in: its
  *               receive coroutine and its request coroutines, which all
- *               run in the same AioContext.  The connection moves to
- *               another thread only while it has no request in flight and
- *               its receive coroutine is suspended (parked or moving);
- *               aio_co_schedule()'s release/acquire orders the hand-over;
+ *               run in the same AioContext (client.h says when it moves);
  *   atomic      written in one thread, read in another with util/atomic.h.
- *
- * Lock order: BQL -> conn->lock, a leaf (nothing is called, no SQE is
- * prepared and nothing yields while it is held).
  */
 #ifndef BLOCK_EXPORT_NBD_INT_H
 #define BLOCK_EXPORT_NBD_INT_H
 
 #include "block/nbd.h"
+#include "block/export/client.h"
 #include "block/export/nbd-protocol.h"
 #include "util/aio.h"
 #include "util/queue.h"
@@ -55,12 +49,6 @@ typedef struct NbdExport {
     uint32_t pref_block;            /* immutable: preferred block size */
     uint32_t max_in_flight;         /* immutable: requests per connection */
     uint64_t buffer_budget;         /* immutable: data bytes per connection */
-    /*
-     * Inside a drained section of the node.  BQL.  May be set before
-     * create() (see export.h), on the zeroed instance.
-     */
-    bool quiesced;
-    QLIST_HEAD(, NbdConn) conns;    /* BQL: connections in transmission */
 } NbdExport;
 
 /* The metadata context id blockd assigns to base:allocation. */
@@ -82,11 +70,17 @@ typedef struct NbdBufPool {
 } NbdBufPool;
 
 struct NbdConn {
+    /*
+     * The client life cycle every export type shares (client.h): its
+     * receive loop, hand-over lock, drain and move state, request counts
+     * and transport.  Initialised at accept; attached to the export in
+     * the transmission phase.
+     */
+    BlkExpClient client;
+
     /* --- Set at accept ------------------------------------------------ */
     NbdServer *server;              /* immutable */
-    int fd;                         /* immutable; closed by the free BH */
     char *peer;                     /* immutable: "addr:port" or "unix" */
-    Coroutine *co;                  /* immutable: runs the connection */
     QLIST_ENTRY(NbdConn) server_link;   /* BQL */
 
     /* --- Handshake (main loop) ---------------------------------------- */
@@ -100,47 +94,13 @@ struct NbdConn {
     NbdExport *exp;                 /* the export; holds a reference */
     uint16_t tx_flags;              /* transmission flags sent */
     bool base_allocation;           /* BLOCK_STATUS allowed */
-    QLIST_ENTRY(NbdConn) exp_link;  /* BQL: in exp->conns */
-
-    /* --- Hand-over between the main loop and the connection ----------- */
-    BdMutex lock;
-    /*
-     * quiesced, closing and target_ctx: written under the lock with
-     * qatomic_set(); read under it, or with qatomic_read() by the receive
-     * loop's lock-free fast path (nbd_conn_checkpoint()).
-     */
-    bool quiesced;                  /* lock: the node is drained */
-    bool parked;                    /* lock: suspended because quiesced */
-    AioContext *park_ctx;           /* lock: where it parked (resume there) */
-    bool closing;                   /* lock: stop; tear down */
-    bool done;                      /* lock: the receive loop has ended */
-    AioContext *recv_ctx;           /* lock: ring of a pending RECV */
-    AioContext *target_ctx;         /* lock: where the connection runs */
-    /*
-     * The receive loop is suspended until a request leaves (no slot or no
-     * buffer budget for the next one): it does nothing on the node before
-     * its next checkpoint, so a drain need not wait for it.
-     */
-    bool waiting_room;              /* lock */
-    unsigned bh_refs;               /* atomic: BHs that point to us */
-    /*
-     * Requests from dispatch until their reply is sent (or dropped), and
-     * among them those whose block I/O has not finished: drains wait for
-     * io_in_flight only, never for a client to read its replies.  atomic;
-     * written home.
-     */
-    unsigned in_flight;
-    unsigned io_in_flight;
 
     /* --- Transmission (home) ------------------------------------------ */
-    AioCqeHandler recv_handler;     /* home: the pending RECV's completion */
-    int recv_res;                   /* home */
     uint8_t *rbuf;                  /* home: received, not yet parsed */
     size_t rpos, rend;              /* home: unparsed bytes [rpos, rend) */
     uint64_t discard;               /* home: payload bytes to drop */
     NbdRequest *pending;            /* home: parsed, not yet dispatched */
     bool stop_reading;              /* home: NBD_CMD_DISC or bad stream */
-    Coroutine *idle_waiter;         /* home: receive loop waits for slots */
     NbdRequest *free_reqs;          /* home: request structs to reuse */
     uint64_t buffered;              /* home: data bytes of admitted requests */
     NbdRequest *sendq_head;         /* home: replies waiting to be sent */
@@ -208,17 +168,7 @@ struct NbdRequest {
  */
 void coroutine_fn nbd_conn_transmission(NbdConn *conn);
 
-/*
- * Close @conn in whatever phase it is: shut the socket down (pending
- * receives and sends fail) and wake it if it is parked.  Main loop.
- */
-void nbd_conn_request_close(NbdConn *conn);
-
-/* The "nbd" export type's drain and move callbacks (main loop). */
-void nbd_export_drained_begin(BlockExport *exp);
-bool nbd_export_drained_poll(BlockExport *exp);
-void nbd_export_drained_end(BlockExport *exp);
-void nbd_export_aio_context_changed(BlockExport *exp, AioContext *ctx);
+/* The counters of @exp's live connections, for query (main loop). */
 void nbd_export_get_stats(BlockExport *exp, BlockExportStats *stats);
 
 /*

@@ -94,7 +94,7 @@ static void nbd_hs_timeout(void *opaque)
     GLOBAL_STATE_CODE();
     conn->timed_out = true;
     /* The pending receive or send fails; the handshake ends with it. */
-    shutdown(conn->fd, SHUT_RDWR);
+    blk_exp_transport_shutdown(conn->client.transport);
 }
 
 static void nbd_hs_timer_stop(NbdConn *conn)
@@ -113,21 +113,14 @@ static void nbd_conn_free_bh(void *opaque)
     NbdServer *server = conn->server;
 
     GLOBAL_STATE_CODE();
-    /*
-     * Cancel bottom halves that drains scheduled in the connection's old
-     * context may still hold @conn.  Pairs with aio_wait_kick() after
-     * their decrement (nbd-conn.c); the acquire orders their last use of
-     * @conn before the free.
-     */
-    AIO_WAIT_WHILE(NULL, qatomic_load_acquire(&conn->bh_refs) > 0);
     assert(!conn->exp && !conn->handshake_timer);
+    blk_exp_client_destroy(&conn->client);
     QLIST_REMOVE(conn, server_link);
     server->nconns--;
-    close(conn->fd);
+    blk_exp_transport_destroy(conn->client.transport);
     debug_report("nbd: %s: connection closed", conn->peer);
     g_free(conn->meta_export);
     g_free(conn->peer);
-    bd_mutex_destroy(&conn->lock);
     g_free(conn);
     /* nbd_server_stop() waits for the count to drop. */
     aio_wait_kick();
@@ -178,9 +171,10 @@ static void nbd_conn_start(NbdServer *server, int fd,
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     conn->server = server;
-    conn->fd = fd;
     conn->peer = nbd_peer_name(ss, len);
-    bd_mutex_init(&conn->lock);
+    blk_exp_client_init(&conn->client, conn->peer,
+                        co_create(nbd_conn_co, conn),
+                        blk_exp_socket_transport_new(fd));
     QLIST_INSERT_HEAD(&server->conns, conn, server_link);
     server->nconns++;
     debug_report("nbd: %s: connected", conn->peer);
@@ -191,8 +185,7 @@ static void nbd_conn_start(NbdServer *server, int fd,
         aio_timer_mod_ns(conn->handshake_timer, get_clock_ns() +
                          server->opts.handshake_max_seconds * 1000000000LL);
     }
-    conn->co = co_create(nbd_conn_co, conn);
-    aio_co_enter(main_context(), conn->co);
+    aio_co_enter(main_context(), conn->client.co);
 }
 
 static void nbd_accept(void *opaque);
@@ -437,7 +430,7 @@ void nbd_server_stop(void)
         }
     }
     QLIST_FOREACH(conn, &server->conns, server_link) {
-        nbd_conn_request_close(conn);
+        blk_exp_client_request_close(&conn->client);
     }
     blk_exp_close_all_type(nbd_export_driver.type);
     AIO_WAIT_WHILE(NULL, server->nconns > 0);
@@ -546,23 +539,12 @@ static int nbd_export_create(BlockExport *common, struct json_object *args,
     return 0;
 }
 
-static void nbd_export_request_shutdown(BlockExport *common)
-{
-    NbdExport *exp = container_of(common, NbdExport, common);
-    NbdConn *conn;
-
-    GLOBAL_STATE_CODE();
-    QLIST_FOREACH(conn, &exp->conns, exp_link) {
-        nbd_conn_request_close(conn);
-    }
-}
-
 static void nbd_export_delete(BlockExport *common)
 {
     NbdExport *exp = container_of(common, NbdExport, common);
 
     GLOBAL_STATE_CODE();
-    assert(QLIST_EMPTY(&exp->conns));
+    assert(QLIST_EMPTY(&common->client_list));
     g_free(exp->name);
     g_free(exp->description);
 }
@@ -572,13 +554,8 @@ static const BlockExportDriver nbd_export_driver = {
     .instance_size = sizeof(NbdExport),
     .opts = nbd_export_opts,
     .create = nbd_export_create,
-    .request_shutdown = nbd_export_request_shutdown,
     .delete = nbd_export_delete,
     .get_stats = nbd_export_get_stats,
-    .drained_begin = nbd_export_drained_begin,
-    .drained_poll = nbd_export_drained_poll,
-    .drained_end = nbd_export_drained_end,
-    .aio_context_changed = nbd_export_aio_context_changed,
 };
 
 void nbd_export_init(void)

@@ -19,11 +19,12 @@
  * listed with "shutting-down": true.
  *
  * Drains and AioContext moves of the node reach the export through its
- * BlockBackend's dev ops, which export.c owns and forwards to the driver.
- * While the node is drained the export's clients submit nothing new and
- * the driver reports busy until their requests are done; the BlockBackend
- * does not park requests (request queuing disabled), because the drain
- * waits for the export's own coroutines to finish theirs.
+ * BlockBackend's dev ops, which export.c owns and hands to the client
+ * life cycle every export type shares (block/export/client.h): while the
+ * node is drained the export's clients submit nothing new, and the export
+ * reports busy until their block I/O is done; the BlockBackend does not
+ * park requests (request queuing disabled), because the drain waits for
+ * the export's own coroutines to finish theirs.
  *
  * Main loop (GLOBAL_STATE_CODE) unless a function says otherwise.
  */
@@ -37,6 +38,8 @@
 
 typedef struct BlockExport BlockExport;
 typedef struct BlockExportDriver BlockExportDriver;
+/* A client of an export (block/export/client.h, private to exports). */
+typedef struct BlkExpClient BlkExpClient;
 
 /*
  * Counters for query-block-exports.  An export keeps the totals of the
@@ -69,8 +72,13 @@ struct BlockExport {
 
     int refcount;                   /* BQL */
     bool shutting_down;             /* BQL */
-    /* Clients in the transmission phase (for query and safe removal). */
-    unsigned clients;               /* BQL */
+    /*
+     * Clients serving requests (the NBD transmission phase), for drains,
+     * moves, query and safe removal; see block/export/client.h.
+     */
+    QLIST_HEAD(, BlkExpClient) client_list;   /* BQL */
+    unsigned clients;               /* BQL: their number */
+    bool quiesced;                  /* BQL: the node is drained */
 
     BlockExportStats stats;         /* atomics: totals of departed clients */
 
@@ -93,7 +101,11 @@ struct BlockExportDriver {
      * not called.
      */
     int (*create)(BlockExport *exp, struct json_object *args, Error **errp);
-    /* Disconnect every client; each drops its reference when gone. */
+    /*
+     * Disconnect what export.c does not know of (clients not yet attached,
+     * e.g. in a handshake); the attached ones are closed by export.c.
+     * Each client drops its reference when gone.  Optional.
+     */
     void (*request_shutdown)(BlockExport *exp);
     /* The last reference is gone: free what create allocated. */
     void (*delete)(BlockExport *exp);
@@ -101,18 +113,6 @@ struct BlockExportDriver {
     void (*query)(BlockExport *exp, struct json_object *info);
     /* Add the counters of live clients to @stats (or NULL). */
     void (*get_stats)(BlockExport *exp, BlockExportStats *stats);
-
-    /* The node is drained: submit nothing new (do not poll). */
-    void (*drained_begin)(BlockExport *exp);
-    /* True while requests the export started are still in flight. */
-    bool (*drained_poll)(BlockExport *exp);
-    void (*drained_end)(BlockExport *exp);
-    /*
-     * The node moved to @ctx (inside a drained section, under the graph
-     * write lock: record, do not poll).  Called only for exports that
-     * follow their node (not fixed-iothread).
-     */
-    void (*aio_context_changed)(BlockExport *exp, AioContext *ctx);
 };
 
 /* Register an export type; once per type, at start-up. */
