@@ -20,6 +20,7 @@
 #include "block/drivers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
+#include "util/id.h"
 #include "util/coroutine.h"
 #include "util/log.h"
 #include "util/main-loop.h"
@@ -193,26 +194,11 @@ AioContext *bdrv_get_aio_context(BlockDriverState *bs)
 }
 
 /*
- * QEMU's rule: a letter first, then letters, digits, '-', '.', '_'.  The
- * length (at most BDRV_NODE_NAME_MAX) is checked apart, after duplicates,
- * for QEMU's "Node name too long".
+ * Node names follow id_wellformed(); their length (at most
+ * BDRV_NODE_NAME_MAX) is checked apart, after duplicates, for QEMU's
+ * "Node name too long".
  */
 #define BDRV_NODE_NAME_MAX 31
-
-static bool node_name_valid(const char *name)
-{
-    size_t len = strlen(name);
-
-    if (len == 0 || !g_ascii_isalpha(name[0])) {
-        return false;
-    }
-    for (size_t i = 1; i < len; i++) {
-        if (!g_ascii_isalnum(name[i]) && !strchr("-._", name[i])) {
-            return false;
-        }
-    }
-    return true;
-}
 
 /* --- Edges ---------------------------------------------------------------- */
 
@@ -603,7 +589,7 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
         error_setg(errp, "'node-name' must be specified for the root node");
         return NULL;
     }
-    if (node_name && !node_name_valid(node_name)) {
+    if (node_name && !id_wellformed(node_name)) {
         error_setg(errp, "Invalid node-name: '%s'", node_name);
         return NULL;
     }

@@ -21,6 +21,7 @@
 
 #include "block/job-internal.h"
 #include "qmp/qmp.h"
+#include "util/id.h"
 #include "util/main-loop.h"
 
 BdMutex job_mutex = { PTHREAD_MUTEX_INITIALIZER };
@@ -406,19 +407,6 @@ int job_txn_apply_locked(Job *job, int (*fn)(Job *))
 
 /* --- Creation ---------------------------------------------------------------- */
 
-static bool job_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 Job *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
                 AioContext *ctx, int flags, JobCompletionFunc *cb,
                 void *opaque, Error **errp)
@@ -435,7 +423,7 @@ Job *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
         error_setg(errp, "An explicit job ID is required");
         return NULL;
     }
-    if (job_id && !job_id_wellformed(job_id)) {
+    if (job_id && !id_wellformed(job_id)) {
         error_setg(errp, "Invalid job ID '%s'", job_id);
         return NULL;
     }

@@ -24,6 +24,7 @@
 
 #include "daemon/daemon.h"
 #include "qmp/qmp.h"
+#include "util/id.h"
 #include "util/main-loop.h"
 #include "util/opts.h"
 
@@ -66,20 +67,6 @@ static const OptDesc monitor_config_opts[] = {
     { "path", OPT_STRING },
     { NULL }
 };
-
-/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
-static bool chardev_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 static bool chardev_check_socket(struct json_object *args, unsigned flags,
                                  Error **errp)
@@ -140,7 +127,7 @@ bool chardev_check_args(struct json_object *args, unsigned opts_flags,
         return false;
     }
     id = opts_get_str(args, "id");
-    if (!chardev_id_wellformed(id)) {
+    if (!id_wellformed(id)) {
         error_setg(errp, "'id': '%s' is not a valid identifier (a letter, "
                    "then letters, digits, '-', '.' or '_')", id);
         return false;
