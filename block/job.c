@@ -20,7 +20,7 @@
 #include "util/osdep.h"
 
 #include "block/job-internal.h"
-#include "qmp/qmp.h"
+#include "util/event.h"
 #include "util/id.h"
 #include "util/main-loop.h"
 
@@ -148,7 +148,7 @@ static void job_flush_events(void)
         if (!ev) {
             break;
         }
-        qmp_event_emit(ev->name, ev->data);
+        event_emit(ev->name, ev->data);
         g_free(ev->name);
         g_free(ev);
     }

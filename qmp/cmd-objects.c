@@ -3,8 +3,9 @@
  * QMP commands for user-created objects: object-add and object-del for
  * qom-type "iothread" (the only type blockd has), and query-iothreads.
  *
- * The registry is a list of the iothreads in creation order, which is the
- * order query-iothreads reports.  Invariants: ids are unique among them;
+ * The iothreads live in util/iothread.h's registry, in creation order,
+ * which is the order query-iothreads reports.  Invariants: ids are unique
+ * among them;
  * an iothread leaves the list only when nothing runs in it, i.e. no node
  * and no BlockBackend has its AioContext as home and no user holds a use
  * reference (iothread_ref_use()).  QEMU lets object-del destroy an
@@ -22,89 +23,17 @@
 #include "block/block-global-state.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
+#include "util/id.h"
 #include "util/main-loop.h"
 
-typedef struct UserIOThread {
-    IOThread *iothread;         /* immutable */
-    unsigned uses;              /* BQL: iothread_ref_use() references */
-} UserIOThread;
-
-/* UserIOThread *, in creation order. */
-static GPtrArray *user_iothreads TSA_GUARDED_BY(bql);
-
-static GPtrArray *iothread_list(void)
-{
-    bql_assert_held();
-    if (!user_iothreads) {
-        user_iothreads = g_ptr_array_new();
-    }
-    return user_iothreads;
-}
-
-static UserIOThread *user_iothread_by_id(const char *id)
-{
-    GPtrArray *list = iothread_list();
-
-    for (guint i = 0; i < list->len; i++) {
-        UserIOThread *u = list->pdata[i];
-
-        if (!strcmp(iothread_get_id(u->iothread), id)) {
-            return u;
-        }
-    }
-    return NULL;
-}
-
-static UserIOThread *user_iothread_by_ptr(IOThread *iothread)
-{
-    GPtrArray *list = iothread_list();
-
-    for (guint i = 0; i < list->len; i++) {
-        UserIOThread *u = list->pdata[i];
-
-        if (u->iothread == iothread) {
-            return u;
-        }
-    }
-    return NULL;
-}
-
-IOThread *iothread_find(const char *id)
-{
-    UserIOThread *u;
-
-    GLOBAL_STATE_CODE();
-    u = user_iothread_by_id(id);
-    return u ? u->iothread : NULL;
-}
-
-void iothread_ref_use(IOThread *iothread)
-{
-    UserIOThread *u;
-
-    GLOBAL_STATE_CODE();
-    u = user_iothread_by_ptr(iothread);
-    assert(u);
-    u->uses++;
-}
-
-void iothread_unref_use(IOThread *iothread)
-{
-    UserIOThread *u;
-
-    GLOBAL_STATE_CODE();
-    u = user_iothread_by_ptr(iothread);
-    assert(u && u->uses > 0);
-    u->uses--;
-}
-
 /*
- * Who runs in @u's context, for object-del's refusal; NULL if nobody.
- * Returns a string to g_free().
+ * Who runs in @iothread's context, for object-del's refusal; NULL if
+ * nobody.  Returns a string to g_free().
  */
-static char *user_iothread_user(UserIOThread *u)
+static char *iothread_user(IOThread *iothread)
 {
-    AioContext *ctx = iothread_get_aio_context(u->iothread);
+    AioContext *ctx = iothread_get_aio_context(iothread);
+    unsigned uses = iothread_uses(iothread);
     BlockDriverState *bs;
     BlockBackend *blk;
 
@@ -120,26 +49,12 @@ static char *user_iothread_user(UserIOThread *u)
                                    blk_name(blk));
         }
     }
-    if (u->uses) {
+    if (uses) {
         return g_strdup_printf("%u user%s (exports or jobs) run%s in it",
-                               u->uses, u->uses == 1 ? "" : "s",
-                               u->uses == 1 ? "s" : "");
+                               uses, uses == 1 ? "" : "s",
+                               uses == 1 ? "s" : "");
     }
     return NULL;
-}
-
-/* QEMU's rule for object ids: a letter, then letters, digits, -._ */
-static bool id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* --- object-add ---------------------------------------------------------- */
@@ -167,7 +82,6 @@ static void qmp_object_add(struct json_object *args, struct json_object **ret,
     const char *type = opts_get_str(args, "qom-type");
     const char *id = opts_get_str(args, "id");
     IOThreadParams params;
-    UserIOThread *u;
     IOThread *iothread;
 
     GLOBAL_STATE_CODE();
@@ -182,7 +96,7 @@ static void qmp_object_add(struct json_object *args, struct json_object **ret,
         error_setg(errp, "Parameter 'id' expects an identifier");
         return;
     }
-    if (user_iothread_by_id(id)) {
+    if (iothread_find(id)) {
         error_setg(errp, "An object with id '%s' already exists", id);
         return;
     }
@@ -198,9 +112,7 @@ static void qmp_object_add(struct json_object *args, struct json_object **ret,
         return;
     }
     iothread_set_params(iothread, &params);
-    u = g_new0(UserIOThread, 1);
-    u->iothread = iothread;
-    g_ptr_array_add(iothread_list(), u);
+    iothread_register(iothread);
 }
 
 /* --- object-del ---------------------------------------------------------- */
@@ -210,10 +122,10 @@ static const OptDesc object_del_args[] = {
     { NULL }
 };
 
-static void user_iothread_free(UserIOThread *u)
+static void iothread_unregister_destroy(IOThread *iothread)
 {
-    iothread_destroy(u->iothread);
-    g_free(u);
+    iothread_unregister(iothread);
+    iothread_destroy(iothread);
 }
 
 static void qmp_object_del(struct json_object *args, struct json_object **ret,
@@ -221,22 +133,21 @@ static void qmp_object_del(struct json_object *args, struct json_object **ret,
 {
     const char *id = opts_get_str(args, "id");
     g_autofree char *user = NULL;
-    UserIOThread *u;
+    IOThread *iothread;
 
     GLOBAL_STATE_CODE();
-    u = user_iothread_by_id(id);
-    if (!u) {
+    iothread = iothread_find(id);
+    if (!iothread) {
         error_setg(errp, "object '%s' not found", id);
         return;
     }
-    user = user_iothread_user(u);
+    user = iothread_user(iothread);
     if (user) {
         error_setg(errp, "object '%s' is in use, can not be deleted: %s",
                    id, user);
         return;
     }
-    g_ptr_array_remove(iothread_list(), u);
-    user_iothread_free(u);
+    iothread_unregister_destroy(iothread);
 }
 
 /* --- query-iothreads ----------------------------------------------------- */
@@ -245,20 +156,18 @@ static void qmp_query_iothreads(struct json_object *args,
                                 struct json_object **ret, Error **errp)
 {
     struct json_object *list = json_object_new_array();
-    GPtrArray *iothreads;
+    IOThread *io = NULL;
 
     GLOBAL_STATE_CODE();
-    iothreads = iothread_list();
-    for (guint i = 0; i < iothreads->len; i++) {
-        UserIOThread *u = iothreads->pdata[i];
+    while ((io = iothread_next(io))) {
         struct json_object *info = json_object_new_object();
         IOThreadParams params;
 
-        iothread_get_params(u->iothread, &params);
+        iothread_get_params(io, &params);
         json_object_object_add(info, "id", json_object_new_string(
-                                   iothread_get_id(u->iothread)));
+                                   iothread_get_id(io)));
         json_object_object_add(info, "thread-id", json_object_new_int(
-                                   iothread_get_thread_id(u->iothread)));
+                                   iothread_get_thread_id(io)));
         json_object_object_add(info, "poll-max-ns",
                                json_object_new_int64(params.poll_max_ns));
         json_object_object_add(info, "poll-grow",
@@ -292,15 +201,15 @@ void qmp_objects_init(void)
 
 void objects_cleanup(void)
 {
-    GPtrArray *list;
+    g_autoptr(GPtrArray) all = g_ptr_array_new();
+    IOThread *io = NULL;
 
     GLOBAL_STATE_CODE();
-    bql_assert_held();
-    list = iothread_list();
-    /* Newest first: the reverse of creation. */
-    for (guint i = list->len; i-- > 0;) {
-        user_iothread_free(list->pdata[i]);
+    while ((io = iothread_next(io))) {
+        g_ptr_array_add(all, io);
     }
-    g_ptr_array_free(list, true);
-    user_iothreads = NULL;
+    /* Newest first: the reverse of creation. */
+    for (guint i = all->len; i-- > 0;) {
+        iothread_unregister_destroy(all->pdata[i]);
+    }
 }

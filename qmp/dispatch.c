@@ -30,6 +30,7 @@
 
 #include "qmp/control.h"
 #include "qmp/qmp.h"
+#include "util/event.h"
 #include "util/main-loop.h"
 
 /* Registered commands in registration order, NULL-terminated.  BQL */
@@ -288,6 +289,8 @@ void qmp_add_event_observer(QmpEventObserver *fn, void *opaque)
     bql_assert_held();
     if (!qmp_observers) {
         qmp_observers = g_array_new(false, false, sizeof(QmpObserver));
+        /* From now on the layers below deliver their events through us. */
+        event_set_sink(qmp_event_emit);
     }
     g_array_append_val(qmp_observers, obs);
 }

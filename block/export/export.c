@@ -30,10 +30,10 @@
 #include "block/block-global-state.h"
 #include "block/export.h"
 #include "block/export/client.h"
-#include "qmp/objects.h"
-#include "qmp/qmp.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
+#include "util/event.h"
+#include "util/id.h"
 #include "util/log.h"
 #include "util/main-loop.h"
 
@@ -175,20 +175,6 @@ static const BlockDevOps blk_exp_dev_ops = {
 
 /* --- block-export-add ---------------------------------------------------- */
 
-/* QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'. */
-static bool blk_exp_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /*
  * The IOThreads named by the "iothread" argument (a string or a list of
  * strings), in order; an empty array if absent.  NULL with @errp set if
@@ -298,7 +284,7 @@ BlockExport *blk_exp_add(struct json_object *args, Error **errp)
         error_setg(errp, "Export type '%s' is not supported", type);
         return NULL;
     }
-    if (!blk_exp_id_wellformed(id)) {
+    if (!id_wellformed(id)) {
         error_setg(errp, "Invalid block export id '%s' (letters, digits, "
                    "'-', '.', '_', starting with a letter)", id);
         return NULL;
@@ -412,7 +398,7 @@ static void blk_exp_delete_bh(void *opaque)
 
     data = json_object_new_object();
     json_object_object_add(data, "id", json_object_new_string(exp->id));
-    qmp_event_emit("BLOCK_EXPORT_DELETED", data);
+    event_emit("BLOCK_EXPORT_DELETED", data);
     blk_exp_free(exp);
     /* blk_exp_close_all_type() may be waiting for the list to shrink. */
     aio_wait_kick();

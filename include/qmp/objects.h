@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * User-created objects (qmp/cmd-objects.c): the iothreads of object-add
- * (qom-type "iothread"), object-del and query-iothreads, and the registry
- * through which other commands and exports find an iothread by id and mark
- * that they run in it, so that object-del cannot pull it from under them.
+ * (qom-type "iothread"), object-del and query-iothreads.  They live in
+ * util/iothread.h's registry, through which exports and jobs find an
+ * iothread by id and mark that they run in it, so that object-del cannot
+ * pull it from under them.
  *
  * An iothread is "in use", and object-del refuses to delete it, while any
  * node or BlockBackend has its AioContext as home, or while a user holds a
@@ -20,16 +21,6 @@
 
 /* Register object-add, object-del and query-iothreads.  Start-up. */
 void qmp_objects_init(void);
-
-/* The iothread created with id @id, or NULL. */
-IOThread *iothread_find(const char *id);
-
-/*
- * Mark / unmark a use of @iothread (which must be one of ours): while
- * uses are held, object-del refuses to delete it.  Calls must balance.
- */
-void iothread_ref_use(IOThread *iothread);
-void iothread_unref_use(IOThread *iothread);
 
 /*
  * Stop and destroy every iothread (shutdown).  The caller has closed the

@@ -85,6 +85,8 @@ struct json_object *qmp_dispatch(struct json_object *request,
 /*
  * Send an event to every negotiated client of every monitor, with the
  * current time as its timestamp.  Takes ownership of @data (may be NULL).
+ * The layers below emit through util/event.h's event_emit(), whose sink
+ * this becomes with the first observer.
  */
 void qmp_event_emit(const char *event, struct json_object *data);
 

@@ -46,4 +46,24 @@ void iothread_get_params(IOThread *iothread, IOThreadParams *params);
 /* Set them all; applied in the iothread by a bottom half.  Main loop. */
 void iothread_set_params(IOThread *iothread, const IOThreadParams *params);
 
+/*
+ * The registry of user-created iothreads (object-add), in creation order,
+ * through which exports and jobs find an iothread by id and mark that
+ * they run in it: while use references are held, object-del refuses to
+ * delete it.  Users whose work runs in an iothread without a node living
+ * there (an export spreading connections over several iothreads, a job)
+ * take such a reference.  Main loop (BQL).
+ */
+void iothread_register(IOThread *iothread);
+/* Leave the registry: no use reference may be held. */
+void iothread_unregister(IOThread *iothread);
+/* The registered iothread @id, or NULL. */
+IOThread *iothread_find(const char *id);
+/* Iterate in creation order: io = iothread_next(NULL) ... */
+IOThread *iothread_next(IOThread *prev);
+/* Mark / unmark a use of registered @iothread; calls must balance. */
+void iothread_ref_use(IOThread *iothread);
+void iothread_unref_use(IOThread *iothread);
+unsigned iothread_uses(IOThread *iothread);
+
 #endif /* UTIL_IOTHREAD_H */
