@@ -16,13 +16,17 @@
  *
  * Running requests.  A command, or any other main-loop callback (a job's
  * completion draining its nodes), may wait in nested event-loop iterations
- * (AIO_WAIT_WHILE).  Clients are served inside those waits, so that a
- * command that waits for a drain or a job does not stop everybody else,
- * but only with commands flagged QMP_CMD_WHILE_WAITING: queries, quit and
- * block-export-del, which neither wait nor change the graph themselves.
- * Any other command waits, queued, until no command runs (monitor_busy)
- * and the loop is at its outermost iteration: found inside a wait, a
- * job-cancel would free the job the waiting code is using.  Each client's
+ * (AIO_WAIT_WHILE).  Clients are served inside a *command's* waits, so
+ * that a command that waits for a drain or a job does not stop everybody
+ * else, but only with commands flagged QMP_CMD_WHILE_WAITING: queries,
+ * quit and block-export-del, which neither wait nor change the graph
+ * themselves.  Any other command waits, queued, until no command runs
+ * (monitor_busy) and the loop is at its outermost iteration: found inside
+ * a wait, a job-cancel would free the job the waiting code is using.
+ * Inside the waits of other callbacks (deferred work: a job's completion,
+ * an export's deletion, which are short because drains never wait for a
+ * network peer) nothing runs, so that a client that reads an event and
+ * then queries sees the state after the change, as with QEMU.  Each client's
  * requests run one at a time and in order (a client whose command waits
  * gets nothing else answered meanwhile); errors about bad input queue
  * behind them; and a client with requests queued is not read, so the
@@ -411,8 +415,15 @@ static void client_run_pending(MonitorClient *c) TSA_REQUIRES(bql)
     c->pumping = true;
     while (!c->closed && !c->running &&
            (p = g_queue_peek_head(&c->pending))) {
+        /*
+         * Inside a command's wait, commands that neither wait nor change
+         * anything may run.  Inside any other callback's wait (a job's
+         * completion, an export's deletion) nothing runs: a query there
+         * would see a graph change half done, which QEMU's clients,
+         * reading the state after an event, do not expect.
+         */
         if (!p->reply && !monitor_at_outermost() &&
-            !request_runs_while_waiting(p->req)) {
+            (!monitor_busy || !request_runs_while_waiting(p->req))) {
             if (!monitor_busy) {
                 /* Some callback's wait: try again when it is over. */
                 aio_poll_at_outermost_exit(main_context(),
