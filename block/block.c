@@ -161,6 +161,41 @@ BlockDriverState *bdrv_next_node(BlockDriverState *bs)
     return bs;
 }
 
+BlockDriverState *bdrv_lookup_bs(const char *device, const char *node_name,
+                                 Error **errp)
+{
+    BlockDriverState *bs = NULL;
+
+    GLOBAL_STATE_CODE();
+    if (device) {
+        bs = bdrv_find_node(device);
+    }
+    if (!bs && node_name) {
+        bs = bdrv_find_node(node_name);
+    }
+    if (!bs) {
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                   device ? device : "", node_name ? node_name : "");
+    }
+    return bs;
+}
+
+bool bdrv_is_root_node(BlockDriverState *bs)
+{
+    BdrvChild *c;
+
+    GLOBAL_STATE_CODE();
+    bdrv_graph_rdlock_main_loop();
+    QLIST_FOREACH(c, &bs->parents, next_parent) {
+        if (c->klass->parent_is_bds) {
+            bdrv_graph_rdunlock_main_loop();
+            return false;
+        }
+    }
+    bdrv_graph_rdunlock_main_loop();
+    return true;
+}
+
 bool bdrv_is_monitor_owned(BlockDriverState *bs)
 {
     return bs->monitor_owned;

@@ -610,10 +610,8 @@ static bool mirror_check_args(const MirrorArgs *a, BlockDriverState **replaced,
     if (!a->replaces) {
         return true;
     }
-    *replaced = bdrv_find_node(a->replaces);
+    *replaced = bdrv_lookup_bs(a->replaces, a->replaces, errp);
     if (!*replaced) {
-        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
-                   a->replaces, a->replaces);
         return false;
     }
     bdrv_graph_rdlock_main_loop();

@@ -68,18 +68,6 @@ static bool job_is_busy(Job *job)
     return busy;
 }
 
-/* QEMU's bdrv_lookup_bs() message, for a name that is no node. */
-static BlockDriverState *lookup_node(const char *name, Error **errp)
-{
-    BlockDriverState *bs = bdrv_find_node(name);
-
-    if (!bs) {
-        error_setg(errp, "Cannot find device='%s' nor node-name='%s'", name,
-                   name);
-    }
-    return bs;
-}
-
 static void qmp_blockdev_backup(struct json_object *args,
                                 struct json_object **ret, Error **errp)
 {
@@ -102,8 +90,10 @@ static void qmp_blockdev_backup(struct json_object *args,
     BlockJob *job;
 
     GLOBAL_STATE_CODE();
-    source = lookup_node(device, errp);
-    target = source ? lookup_node(opts_get_str(args, "target"), errp) : NULL;
+    source = bdrv_lookup_bs(device, device, errp);
+    target = source ? bdrv_lookup_bs(opts_get_str(args, "target"),
+                                     opts_get_str(args, "target"), errp)
+                    : NULL;
     if (!target) {
         return;
     }

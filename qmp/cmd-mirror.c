@@ -9,7 +9,7 @@
  */
 #include "util/osdep.h"
 
-#include "block/block_int.h"
+#include "block/block-global-state.h"
 #include "block/mirror.h"
 #include "qmp/mirror.h"
 #include "qmp/qmp.h"
@@ -45,32 +45,6 @@ static const OptDesc blockdev_mirror_args[] = {
     { NULL }
 };
 
-/* As QEMU's bdrv_lookup_bs() for a name given as device and node-name. */
-static BlockDriverState *mirror_lookup(const char *name, Error **errp)
-{
-    BlockDriverState *bs = bdrv_find_node(name);
-
-    if (!bs) {
-        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
-                   name, name);
-    }
-    return bs;
-}
-
-/* QEMU mirrors root nodes only: a node under another node is refused. */
-static bool mirror_is_root(BlockDriverState *bs)
-{
-    BdrvChild *c;
-    bool root = true;
-
-    bdrv_graph_rdlock_main_loop();
-    QLIST_FOREACH(c, &bs->parents, next_parent) {
-        root &= !c->klass->parent_is_bds;
-    }
-    bdrv_graph_rdunlock_main_loop();
-    return root;
-}
-
 static void qmp_blockdev_mirror(struct json_object *args,
                                 struct json_object **ret, Error **errp)
 {
@@ -91,17 +65,20 @@ static void qmp_blockdev_mirror(struct json_object *args,
         .auto_dismiss = opts_get_bool(args, "auto-dismiss", true),
     };
     int64_t granularity = opts_get_int(args, "granularity", 0);
+    const char *device = opts_get_str(args, "device");
+    const char *target = opts_get_str(args, "target");
 
     GLOBAL_STATE_CODE();
-    a.source = mirror_lookup(opts_get_str(args, "device"), errp);
+    a.source = bdrv_lookup_bs(device, device, errp);
     if (!a.source) {
         return;
     }
-    if (!mirror_is_root(a.source)) {
+    /* QEMU mirrors root nodes only: a node under another is refused. */
+    if (!bdrv_is_root_node(a.source)) {
         error_setg(errp, "Need a root block node");
         return;
     }
-    a.target = mirror_lookup(opts_get_str(args, "target"), errp);
+    a.target = bdrv_lookup_bs(target, target, errp);
     if (!a.target) {
         return;
     }

@@ -293,10 +293,8 @@ BlockExport *blk_exp_add(struct json_object *args, Error **errp)
         error_setg(errp, "Block export id '%s' is already in use", id);
         return NULL;
     }
-    bs = bdrv_find_node(node_name);
+    bs = bdrv_lookup_bs(NULL, node_name, errp);
     if (!bs) {
-        error_setg(errp, "Cannot find device='' nor node-name='%s'",
-                   node_name);
         return NULL;
     }
 

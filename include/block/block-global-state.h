@@ -41,6 +41,18 @@ BlockDriverState *bdrv_find_node(const char *node_name);
  * bdrv_find_node().
  */
 BlockDriverState *bdrv_next_node(BlockDriverState *bs);
+
+/*
+ * QEMU's lookup of a node named by a command, with QEMU's words when there
+ * is none: "Cannot find device='D' nor node-name='N'".  blockd has no
+ * device names (BlockBackends are not named by users), so @device (may be
+ * NULL) is tried as a node name too, as QEMU tries a device first.
+ */
+BlockDriverState *bdrv_lookup_bs(const char *device, const char *node_name,
+                                 Error **errp);
+
+/* No node is a parent of @bs (exports, jobs and backends may be). */
+bool bdrv_is_root_node(BlockDriverState *bs);
 /* Nodes opened by blockdev-add (the monitor's references). */
 bool bdrv_is_monitor_owned(BlockDriverState *bs);
 void bdrv_set_monitor_owned(BlockDriverState *bs, bool owned);
