@@ -309,6 +309,11 @@ static bool backup_check(BlockDriverState *source, BlockDriverState *target,
         error_setg(errp, "Source and target cannot be the same");
         return false;
     }
+    /* As QEMU: the source may be backed up twice, not a job's node. */
+    if (!block_job_check_node(source, errp) ||
+        !block_job_check_node(target, errp)) {
+        return false;
+    }
     if (opts->sync != BACKUP_SYNC_MODE_FULL &&
         opts->sync != BACKUP_SYNC_MODE_NONE) {
         error_setg(errp, "Sync mode '%s' not supported",

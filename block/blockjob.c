@@ -175,6 +175,56 @@ static BlockBackend *block_job_new_blk(BlockJob *bjob, const char *name,
     return blk;
 }
 
+void block_job_block_node(BlockJob *bjob, BlockDriverState *bs)
+{
+    GLOBAL_STATE_CODE();
+    bdrv_ref(bs);
+    bjob->blocked_nodes = g_slist_prepend(bjob->blocked_nodes, bs);
+}
+
+/* The job that uses @bs, or NULL. */
+static Job *block_job_user_locked(BlockDriverState *bs)
+    TSA_REQUIRES(job_mutex)
+{
+    Job *job;
+
+    for (job = job_next_locked(NULL); job; job = job_next_locked(job)) {
+        BlockJob *bjob = block_job_from_job(job);
+
+        if (bjob && g_slist_find(bjob->blocked_nodes, bs)) {
+            return job;
+        }
+    }
+    return NULL;
+}
+
+bool block_job_uses_node(BlockDriverState *bs)
+{
+    bool used;
+
+    GLOBAL_STATE_CODE();
+    job_lock();
+    used = block_job_user_locked(bs) != NULL;
+    job_unlock();
+    return used;
+}
+
+bool block_job_check_node(BlockDriverState *bs, Error **errp)
+{
+    Job *job;
+
+    GLOBAL_STATE_CODE();
+    job_lock();
+    job = block_job_user_locked(bs);
+    if (job) {
+        error_setg(errp, "Node '%s' is busy: block device is in use by "
+                   "block job: %s", bdrv_get_node_name(bs),
+                   job->driver->job_type);
+    }
+    job_unlock();
+    return !job;
+}
+
 bool block_job_add_bdrv(BlockJob *bjob, const char *name,
                         BlockDriverState *bs, uint64_t perm,
                         uint64_t shared_perm, Error **errp)
@@ -187,6 +237,7 @@ bool block_job_add_bdrv(BlockJob *bjob, const char *name,
         return false;
     }
     bjob->extra_blks = g_slist_prepend(bjob->extra_blks, blk);
+    block_job_block_node(bjob, bs);
     return true;
 }
 
@@ -215,6 +266,9 @@ void *block_job_create(const char *job_id, const JobDriver *driver,
 
     bjob->blk = block_job_new_blk(bjob, job_id ? job_id : "job", bs, perm,
                                   shared_perm, errp);
+    if (bjob->blk) {
+        block_job_block_node(bjob, bs);
+    }
     job_lock();
     if (!bjob->blk || !job_set_speed_locked(job, speed, errp)) {
         /* Never started: cancelling concludes and dismisses it. */
@@ -238,6 +292,7 @@ void block_job_free(Job *job)
     if (bjob->blk) {
         blk_unref(bjob->blk);
     }
+    g_slist_free_full(bjob->blocked_nodes, (GDestroyNotify)bdrv_unref);
 }
 
 /* --- Errors ------------------------------------------------------------- */

@@ -639,6 +639,16 @@ static void mirror_remove_filter(BlockDriverState *top,
     bdrv_unref(top);
 }
 
+bool mirror_check_source(BlockDriverState *source, Error **errp)
+{
+    GLOBAL_STATE_CODE();
+    if (!bdrv_is_root_node(source) || block_job_uses_node(source)) {
+        error_setg(errp, "Need a root block node");
+        return false;
+    }
+    return true;
+}
+
 bool mirror_start(const MirrorArgs *a, Error **errp)
 {
     BlockDriverState *source = a->source, *top, *replaced;
@@ -650,7 +660,9 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
     int flags = JOB_DEFAULT;
 
     GLOBAL_STATE_CODE();
-    if (!mirror_check_args(a, &replaced, errp)) {
+    if (!mirror_check_args(a, &replaced, errp) ||
+        !block_job_check_node(source, errp) ||
+        !block_job_check_node(a->target, errp)) {
         return false;
     }
     if (bdrv_get_aio_context(a->target) != bdrv_get_aio_context(source) &&
@@ -707,6 +719,7 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
      */
     bdrv_ref(source);
     s->source = source;
+    block_job_block_node(&s->common, source);
     s->target = a->target;
     s->dirty_bitmap = bitmap;
     s->sync = a->sync;

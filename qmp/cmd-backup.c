@@ -118,6 +118,11 @@ static void qmp_blockdev_backup(struct json_object *args,
      * (its first pause point) and resumes when the drain ends; clients see
      * QEMU's created, running, paused, running.
      */
+    /* Before the target moves: QEMU refuses a job's node first. */
+    if (source != target && (!block_job_check_node(source, errp) ||
+                             !block_job_check_node(target, errp))) {
+        return;
+    }
     bdrv_drained_begin(source);
     old_ctx = bdrv_get_aio_context(target);
     if (source == target ||

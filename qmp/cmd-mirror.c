@@ -73,9 +73,7 @@ static void qmp_blockdev_mirror(struct json_object *args,
     if (!a.source) {
         return;
     }
-    /* QEMU mirrors root nodes only: a node under another is refused. */
-    if (!bdrv_is_root_node(a.source)) {
-        error_setg(errp, "Need a root block node");
+    if (!mirror_check_source(a.source, errp)) {
         return;
     }
     a.target = bdrv_lookup_bs(target, target, errp);

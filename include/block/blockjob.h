@@ -44,6 +44,12 @@ typedef struct BlockJob {
     BlockBackend *blk;              /* immutable: the main node's backend */
     /* Further nodes' backends (block_job_add_bdrv()).  BQL */
     GSList *extra_blks;
+    /*
+     * Nodes the job works on, with a reference each: no other block job
+     * may start on them (block_job_check_node()) until this one is freed,
+     * as QEMU's op blockers.  BQL
+     */
+    GSList *blocked_nodes;
     /* QEMU's io-status: an I/O error stopped the job (on-*-error=stop, or
      * enospc/auto on ENOSPC) and it was not resumed since.  job_mutex */
     bool iostatus_failed;
@@ -65,6 +71,23 @@ void *block_job_create(const char *job_id, const JobDriver *driver,
 bool block_job_add_bdrv(BlockJob *job, const char *name,
                         BlockDriverState *bs, uint64_t perm,
                         uint64_t shared_perm, Error **errp) GRAPH_UNLOCKED;
+
+/*
+ * Mark @bs as used by @job (block_job_create() and block_job_add_bdrv()
+ * do so for their nodes; jobs call it for the others they work on, such
+ * as a filter's source).  Main loop.
+ */
+void block_job_block_node(BlockJob *job, BlockDriverState *bs);
+
+/* Whether a block job uses @bs (its blocked nodes).  Main loop. */
+bool block_job_uses_node(BlockDriverState *bs);
+
+/*
+ * Whether a new block job may use @bs: false, with QEMU's "Node 'X' is
+ * busy: block device is in use by block job: mirror", if a job uses it.
+ * Main loop.
+ */
+bool block_job_check_node(BlockDriverState *bs, Error **errp);
 
 /* The JobDriver.free of every block job type. */
 void block_job_free(Job *job);

@@ -58,4 +58,12 @@ typedef struct MirrorArgs {
  */
 bool mirror_start(const MirrorArgs *args, Error **errp) GRAPH_UNLOCKED;
 
+/*
+ * QEMU mirrors root nodes only: a node with a node above it, or one a
+ * block job works on, is refused with QEMU's "Need a root block node".
+ * Callers check the source as soon as they have looked it up (QEMU's
+ * order of errors).  Main loop.
+ */
+bool mirror_check_source(BlockDriverState *source, Error **errp);
+
 #endif /* BLOCK_MIRROR_H */

@@ -171,14 +171,19 @@ def backup(race, node, n):
     return ('blockdev-backup',
             {'job-id': f'b{n}', 'device': node, 'target': 'bak0',
              'sync': 'full'},
-            set(), wait_job(f'b{n}'))
+            # While the cancelled job still holds its filter (QSD 7.2 says
+            # the same of a mirror's filter while the job runs).
+            {f"Node '{node}' is busy: block device is in use by block job: "
+             f"mirror"},
+            wait_job(f'b{n}'))
 
 
 def mirror(race, node, n):
     return ('blockdev-mirror',
             {'job-id': f'n{n}', 'device': node, 'target': 'bak0',
              'sync': 'full'},
-            set(), wait_job(f'n{n}'))
+            # QSD 7.2's words for a node a job works on, while it does.
+            {'Need a root block node'}, wait_job(f'n{n}'))
 
 
 def export(race, node, n):

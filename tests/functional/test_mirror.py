@@ -346,6 +346,45 @@ def test_manual_finalize_like_qsd(env):
               ['BLOCK_JOB_READY', 'BLOCK_JOB_PENDING', 'BLOCK_JOB_COMPLETED'])
 
 
+def flow_job_nodes_busy(qmp, events, src, tgt):
+    """Another job on a node a running mirror works on: the words of each
+    refusal.  Nodes: the filter f0 over disk0, the target tgt0, and a
+    spare node t2 of the same size."""
+    start_mirror(qmp, speed=MiB, filter_node_name='f0')
+    qmp.cmd('blockdev-add', driver='null-co', node_name='t2', size=SMALL)
+    tries = [
+        ('blockdev-mirror', {'job-id': 'm1', 'device': 'f0', 'target': 't2'}),
+        ('blockdev-backup', {'job-id': 'b1', 'device': 'f0', 'target': 't2'}),
+        ('blockdev-backup', {'job-id': 'b2', 'device': 'disk0', 'target': 't2'}),
+        ('blockdev-mirror', {'job-id': 'm2', 'device': 't2', 'target': 'tgt0'}),
+        ('blockdev-backup', {'job-id': 'b3', 'device': 't2', 'target': 'tgt0'}),
+        ('blockdev-mirror', {'job-id': 'm3', 'device': 'disk0', 'target': 't2'}),
+    ]
+    out = []
+    for command, args in tries:
+        r = qmp.client.execute_raw(command, dict(args, sync='full'))
+        out.append(r.get('error', {}).get('desc', 'ok'))
+    qmp.cmd('job-cancel', id='m0')
+    events.status('null')
+    return out
+
+
+@test
+def test_job_nodes_busy_like_qsd(env):
+    """As QEMU's op blockers: a mirror's filter, source and target refuse
+    other jobs (busy, or not a root node for a mirror's source)."""
+    _, refusals = run_flow(env, None, flow_job_nodes_busy)
+    _, theirs = run_flow(env, qsd_binary(), flow_job_nodes_busy)
+    assert_eq(refusals, theirs, 'refusals, blockd vs QSD')
+    assert_eq(refusals, [
+        'Need a root block node',
+        "Node 'f0' is busy: block device is in use by block job: mirror",
+        "Node 'disk0' is busy: block device is in use by block job: mirror",
+        "Node 'tgt0' is busy: block device is in use by block job: mirror",
+        "Node 'tgt0' is busy: block device is in use by block job: mirror",
+        'Need a root block node'])
+
+
 def flow_cancel_before_ready(qmp, events, src, tgt):
     start_mirror(qmp, speed=MiB)        # 32 s at least: never READY here
     qmp.cmd('job-cancel', id='m0')
