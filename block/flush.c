@@ -15,6 +15,7 @@
 
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "block/io-int.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
 #include "util/main-loop.h"
@@ -66,13 +67,15 @@ static int coroutine_fn bdrv_co_flush_locked(BlockDriverState *bs,
         return 0;
     }
     if (drv->bdrv_co_flush_to_os) {
-        ret = drv->bdrv_co_flush_to_os(bs);
+        ret = bdrv_driver_check_result(bs, "flush to the OS",
+                                       drv->bdrv_co_flush_to_os(bs));
         if (ret < 0) {
             return ret;
         }
     }
     if (!(bs->open_flags & BDRV_O_NO_FLUSH) && drv->bdrv_co_flush_to_disk) {
-        ret = drv->bdrv_co_flush_to_disk(bs);
+        ret = bdrv_driver_check_result(bs, "flush to disk",
+                                       drv->bdrv_co_flush_to_disk(bs));
         if (ret < 0) {
             return ret;
         }

@@ -32,6 +32,27 @@ static inline void bdrv_data_changed(BlockDriverState *bs)
     qatomic_inc(&bs->write_gen);
 }
 
+/* --- The driver contract (io.c) ------------------------------------------- */
+
+/*
+ * What every driver I/O callback is promised, and promises, checked around
+ * each call as nbdkit's backend checks its plugins, so that a bug in one
+ * driver shows up as itself instead of corrupting the core's view:
+ *  - before: the node is open; [offset, offset + bytes) is aligned to
+ *    bl.request_alignment, inside the node (the last block may reach past
+ *    an unaligned end), at most bl.max_transfer for reads and writes; the
+ *    flags are among those the driver declared (@supported);
+ *  - after: 0 on success, a negative errno on failure (never a byte count
+ *    or another positive value).
+ * A violation aborts, naming the driver, the node and the callback @op.
+ */
+void bdrv_driver_check_request(BlockDriverState *bs, const char *op,
+                               int64_t offset, int64_t bytes,
+                               BdrvRequestFlags flags,
+                               BdrvRequestFlags supported);
+/* Check @ret of callback @op and return it. */
+int bdrv_driver_check_result(BlockDriverState *bs, const char *op, int ret);
+
 /* --- Tracked requests (tracked-requests.c) -------------------------------- */
 
 typedef enum BdrvTrackKind {

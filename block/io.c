@@ -48,6 +48,7 @@
 #include "block/io-int.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
+#include "util/log.h"
 #include "util/main-loop.h"
 
 /*
@@ -222,6 +223,64 @@ static int bdrv_check_range_tracked(BlockDriverState *bs, int64_t offset,
     return offset > bdrv_get_total_bytes(bs) - bytes ? -EIO : 0;
 }
 
+/* --- The driver contract ---------------------------------------------------- */
+
+static void G_NORETURN bdrv_driver_broke(BlockDriverState *bs, const char *op,
+                                         const char *what)
+{
+    error_report("block driver '%s' (node '%s'), %s: %s",
+                 bs->drv ? bs->drv->format_name : "(none)", bs->node_name, op,
+                 what);
+    abort();
+}
+
+void bdrv_driver_check_request(BlockDriverState *bs, const char *op,
+                               int64_t offset, int64_t bytes,
+                               BdrvRequestFlags flags,
+                               BdrvRequestFlags supported)
+{
+    uint32_t align = bdrv_req_align(bs);
+    int64_t end = ROUND_UP(bdrv_get_total_bytes(bs), align);
+
+    if (!bs->drv) {
+        bdrv_driver_broke(bs, op, "called on a closed node");
+    }
+    if (offset < 0 || bytes <= 0 || !IS_ALIGNED(offset, align) ||
+        !IS_ALIGNED(bytes, align) || offset > end - bytes) {
+        g_autofree char *why = g_strdup_printf(
+            "request [%" PRId64 ", +%" PRId64 ") not aligned to %" PRIu32
+            " or past the end (%" PRId64 ")", offset, bytes, align, end);
+
+        bdrv_driver_broke(bs, op, why);
+    }
+    if (flags & ~supported) {
+        bdrv_driver_broke(bs, op, "flags the driver does not take");
+    }
+}
+
+/* The same for a read or write, which also respects max_transfer. */
+static void bdrv_driver_check_rw(BlockDriverState *bs, const char *op,
+                                 int64_t offset, int64_t bytes,
+                                 BdrvRequestFlags flags,
+                                 BdrvRequestFlags supported)
+{
+    bdrv_driver_check_request(bs, op, offset, bytes, flags, supported);
+    if (bs->bl.max_transfer && (uint64_t)bytes > bs->bl.max_transfer) {
+        bdrv_driver_broke(bs, op, "request longer than max_transfer");
+    }
+}
+
+int bdrv_driver_check_result(BlockDriverState *bs, const char *op, int ret)
+{
+    if (ret > 0) {
+        g_autofree char *why = g_strdup_printf(
+            "returned %d, neither 0 nor a negative errno", ret);
+
+        bdrv_driver_broke(bs, op, why);
+    }
+    return ret;
+}
+
 /* --- Driver calls: sub-ranges and bounce buffers --------------------------- */
 
 /*
@@ -277,7 +336,8 @@ static void driver_buf_finish(DriverBuf *b, IOVec *qiov, size_t qoff,
 
 static int coroutine_fn bdrv_driver_preadv(BlockDriverState *bs,
                                            int64_t offset, int64_t bytes,
-                                           IOVec *qiov, size_t qoff)
+                                           IOVec *qiov, size_t qoff,
+                                           BdrvRequestFlags flags)
     GRAPH_RDLOCK
 {
     const BlockDriver *drv = bs->drv;
@@ -287,10 +347,11 @@ static int coroutine_fn bdrv_driver_preadv(BlockDriverState *bs,
     if (!drv->bdrv_co_preadv) {
         return -ENOTSUP;
     }
+    bdrv_driver_check_rw(bs, "read", offset, bytes, flags, 0);
     driver_buf_prepare(bs, &b, qiov, qoff, bytes, false);
-    ret = drv->bdrv_co_preadv(bs, offset, bytes, b.v, 0);
-    driver_buf_finish(&b, qiov, qoff, bytes, ret >= 0);
-    return MIN(ret, 0);
+    ret = drv->bdrv_co_preadv(bs, offset, bytes, b.v, flags);
+    driver_buf_finish(&b, qiov, qoff, bytes, ret == 0);
+    return bdrv_driver_check_result(bs, "read", ret);
 }
 
 static int coroutine_fn bdrv_driver_pwritev(BlockDriverState *bs,
@@ -306,11 +367,13 @@ static int coroutine_fn bdrv_driver_pwritev(BlockDriverState *bs,
     if (!drv->bdrv_co_pwritev) {
         return -ENOTSUP;
     }
+    bdrv_driver_check_rw(bs, "write", offset, bytes, flags,
+                         drv->supported_write_flags);
     driver_buf_prepare(bs, &b, qiov, qoff, bytes, true);
     ret = drv->bdrv_co_pwritev(bs, offset, bytes, b.v, flags);
     bdrv_data_changed(bs);
     driver_buf_finish(&b, qiov, qoff, bytes, false);
-    return MIN(ret, 0);
+    return bdrv_driver_check_result(bs, "write", ret);
 }
 
 /* --- Reads ------------------------------------------------------------------ */
@@ -329,6 +392,7 @@ static int coroutine_fn bdrv_aligned_preadv(BlockDriverState *bs,
     uint32_t align = bdrv_req_align(bs);
     int64_t end_of_data = ROUND_UP(bdrv_get_total_bytes(bs), align);
     int64_t max = MAX(end_of_data - offset, 0);
+
     int64_t chunk;
 
     assert(bdrv_is_aligned(bs, offset, bytes));
@@ -340,7 +404,7 @@ static int coroutine_fn bdrv_aligned_preadv(BlockDriverState *bs,
                                BDRV_BOUNCE_CHUNK : 0);
     while (bytes > 0) {
         int64_t n = MIN(bytes, chunk);
-        int ret = bdrv_driver_preadv(bs, offset, n, qiov, qoff);
+        int ret = bdrv_driver_preadv(bs, offset, n, qiov, qoff, 0);
 
         if (ret < 0) {
             return ret;
@@ -515,8 +579,11 @@ static int coroutine_fn bdrv_write_zeroes_aligned(BlockDriverState *bs,
         int ret = -ENOTSUP;
 
         if (drv->bdrv_co_pwrite_zeroes) {
+            bdrv_driver_check_request(bs, "write-zeroes", offset, n, zflags,
+                                      drv->supported_zero_flags);
             ret = drv->bdrv_co_pwrite_zeroes(bs, offset, n, zflags);
             bdrv_data_changed(bs);
+            bdrv_driver_check_result(bs, "write-zeroes", ret);
             if (ret == 0 && (flags & BDRV_REQ_FUA) &&
                 !(zflags & BDRV_REQ_FUA)) {
                 *need_flush = true;
@@ -777,8 +844,10 @@ int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
     while (ret == 0 && start < end) {
         int64_t n = MIN(end - start, max);
 
+        bdrv_driver_check_request(bs, "discard", start, n, 0, 0);
         ret = drv->bdrv_co_pdiscard(bs, start, n);
         bdrv_data_changed(bs);
+        bdrv_driver_check_result(bs, "discard", ret);
         if (ret == -ENOTSUP) {
             ret = 0;
             break;

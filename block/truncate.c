@@ -89,7 +89,9 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
     tracked_request_begin(&req, bs, start, INT64_MAX - start,
                           BDRV_TRACK_SERIALISING);
     old_size = bdrv_get_total_bytes(bs);
-    ret = drv->bdrv_co_truncate(bs, offset, exact, errp);
+    ret = bdrv_driver_check_result(bs, "truncate",
+                                   drv->bdrv_co_truncate(bs, offset, exact,
+                                                         errp));
     if (ret == 0) {
         int64_t len = drv->bdrv_co_getlength ?
                       drv->bdrv_co_getlength(bs) : -ENOTSUP;
@@ -111,7 +113,7 @@ int coroutine_fn bdrv_co_truncate(BdrvChild *child, int64_t offset,
         bdrv_co_parents_resized(bs);
     }
     bdrv_dec_in_flight(bs);
-    return MIN(ret, 0);
+    return ret;
 }
 
 /* --- The size, for any thread ---------------------------------------------- */
