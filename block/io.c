@@ -376,6 +376,40 @@ static int coroutine_fn bdrv_driver_pwritev(BlockDriverState *bs,
     return bdrv_driver_check_result(bs, "write", ret);
 }
 
+/*
+ * Call @fn (bdrv_driver_preadv or _pwritev) for the aligned range
+ * [offset, offset + bytes) and [qoff, ...) of @qiov, in pieces of at most
+ * max_transfer (and of bounded size when the buffer has to be bounced).
+ */
+typedef int coroutine_fn DriverRwFn(BlockDriverState *bs, int64_t offset,
+                                    int64_t bytes, IOVec *qiov, size_t qoff,
+                                    BdrvRequestFlags flags);
+
+static int coroutine_fn bdrv_driver_rw_chunks(BlockDriverState *bs,
+                                              DriverRwFn *fn, int64_t offset,
+                                              int64_t bytes, IOVec *qiov,
+                                              size_t qoff,
+                                              BdrvRequestFlags flags)
+    GRAPH_RDLOCK
+{
+    int64_t chunk = bdrv_max_chunk(bs, bdrv_needs_bounce(bs, qiov) ?
+                                       BDRV_BOUNCE_CHUNK : 0);
+
+    assert(bdrv_is_aligned(bs, offset, bytes));
+    while (bytes > 0) {
+        int64_t n = MIN(bytes, chunk);
+        int ret = fn(bs, offset, n, qiov, qoff, flags);
+
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        qoff += n;
+        bytes -= n;
+    }
+    return 0;
+}
+
 /* --- Reads ------------------------------------------------------------------ */
 
 /*
@@ -393,27 +427,13 @@ static int coroutine_fn bdrv_aligned_preadv(BlockDriverState *bs,
     int64_t end_of_data = ROUND_UP(bdrv_get_total_bytes(bs), align);
     int64_t max = MAX(end_of_data - offset, 0);
 
-    int64_t chunk;
-
     assert(bdrv_is_aligned(bs, offset, bytes));
     if (bytes > max) {
         iovec_memset(qiov, qoff + max, 0, bytes - max);
         bytes = max;
     }
-    chunk = bdrv_max_chunk(bs, bdrv_needs_bounce(bs, qiov) ?
-                               BDRV_BOUNCE_CHUNK : 0);
-    while (bytes > 0) {
-        int64_t n = MIN(bytes, chunk);
-        int ret = bdrv_driver_preadv(bs, offset, n, qiov, qoff, 0);
-
-        if (ret < 0) {
-            return ret;
-        }
-        offset += n;
-        qoff += n;
-        bytes -= n;
-    }
-    return 0;
+    return bdrv_driver_rw_chunks(bs, bdrv_driver_preadv, offset, bytes, qiov,
+                                 qoff, 0);
 }
 
 /*
@@ -493,25 +513,12 @@ static int coroutine_fn bdrv_write_data_aligned(BlockDriverState *bs,
 {
     BdrvRequestFlags dflags = flags & BDRV_REQ_FUA &
                               bs->drv->supported_write_flags;
-    int64_t chunk = bdrv_max_chunk(bs, bdrv_needs_bounce(bs, qiov) ?
-                                       BDRV_BOUNCE_CHUNK : 0);
 
-    assert(bdrv_is_aligned(bs, offset, bytes));
     if ((flags & BDRV_REQ_FUA) && !(dflags & BDRV_REQ_FUA)) {
         *need_flush = true;
     }
-    while (bytes > 0) {
-        int64_t n = MIN(bytes, chunk);
-        int ret = bdrv_driver_pwritev(bs, offset, n, qiov, qoff, dflags);
-
-        if (ret < 0) {
-            return ret;
-        }
-        offset += n;
-        qoff += n;
-        bytes -= n;
-    }
-    return 0;
+    return bdrv_driver_rw_chunks(bs, bdrv_driver_pwritev, offset, bytes,
+                                 qiov, qoff, dflags);
 }
 
 /* Write-zeroes fallback: explicit zero buffers, one bounded chunk reused. */
