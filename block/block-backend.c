@@ -42,8 +42,8 @@
 #include "util/thread.h"
 
 /* Every backend, in creation order, for blk_next().  BQL */
-static QLIST_HEAD(, BlockBackend) all_backends TSA_GUARDED_BY(bql) =
-    QLIST_HEAD_INITIALIZER;
+static QTAILQ_HEAD(, BlockBackend) all_backends TSA_GUARDED_BY(bql) =
+    QTAILQ_HEAD_INITIALIZER(all_backends);
 
 /* --- Counting requests ---------------------------------------------------- */
 
@@ -263,7 +263,6 @@ BlockBackend *blk_new(const char *name, AioContext *ctx, uint64_t perm,
                       uint64_t shared)
 {
     BlockBackend *blk = g_new0(BlockBackend, 1);
-    BlockBackend *last;
 
     bql_assert_held();
     blk->name = g_strdup(name ? name : "");
@@ -275,17 +274,7 @@ BlockBackend *blk_new(const char *name, AioContext *ctx, uint64_t perm,
     co_queue_init(&blk->queued_requests);
 
     /* Append, so that blk_next() lists backends in creation order. */
-    last = QLIST_FIRST(&all_backends);
-    if (!last) {
-        QLIST_INSERT_HEAD(&all_backends, blk, link);
-    } else {
-        while (QLIST_NEXT(last, link)) {
-            last = QLIST_NEXT(last, link);
-        }
-        blk->link.le_next = NULL;
-        blk->link.le_prev = &last->link.le_next;
-        last->link.le_next = blk;
-    }
+    QTAILQ_INSERT_TAIL(&all_backends, blk, link);
     return blk;
 }
 
@@ -312,7 +301,7 @@ void blk_unref(BlockBackend *blk)
     assert(co_queue_empty(&blk->queued_requests));
     bd_mutex_unlock(&blk->queued_requests_lock);
 
-    QLIST_REMOVE(blk, link);
+    QTAILQ_REMOVE(&all_backends, blk, link);
     bd_mutex_destroy(&blk->queued_requests_lock);
     g_free(blk->name);
     g_free(blk);
@@ -492,5 +481,5 @@ void blk_get_stats(BlockBackend *blk, BlockAcctStats *stats)
 BlockBackend *blk_next(BlockBackend *blk)
 {
     bql_assert_held();
-    return blk ? QLIST_NEXT(blk, link) : QLIST_FIRST(&all_backends);
+    return blk ? QTAILQ_NEXT(blk, link) : QTAILQ_FIRST(&all_backends);
 }

@@ -114,7 +114,6 @@ static void job_do_dismiss_locked(Job *job) TSA_REQUIRES(job_mutex)
     job_txn_del_job_locked(job);
     job_state_transition_locked(job, JOB_STATUS_NULL);
     QLIST_REMOVE(job, job_link);
-    job->job_link.le_prev = NULL;
     job_unref_locked(job);
 }
 

@@ -41,8 +41,8 @@
 static GPtrArray *blk_exp_drivers TSA_GUARDED_BY(bql);
 
 /* Every listed export, newest last.  BQL */
-static QLIST_HEAD(, BlockExport) block_exports TSA_GUARDED_BY(bql) =
-    QLIST_HEAD_INITIALIZER;
+static QTAILQ_HEAD(, BlockExport) block_exports TSA_GUARDED_BY(bql) =
+    QTAILQ_HEAD_INITIALIZER(block_exports);
 
 /* --- Types and the argument schema --------------------------------------- */
 
@@ -333,18 +333,7 @@ BlockExport *blk_exp_add(struct json_object *args, Error **errp)
         }
     }
     /* Append: query-block-exports lists exports in creation order. */
-    if (QLIST_EMPTY(&block_exports)) {
-        QLIST_INSERT_HEAD(&block_exports, exp, next);
-    } else {
-        BlockExport *last = QLIST_FIRST(&block_exports);
-
-        while (QLIST_NEXT(last, next)) {
-            last = QLIST_NEXT(last, next);
-        }
-        exp->next.le_next = NULL;
-        exp->next.le_prev = &last->next.le_next;
-        last->next.le_next = exp;
-    }
+    QTAILQ_INSERT_TAIL(&block_exports, exp, next);
     return exp;
 }
 
@@ -353,7 +342,7 @@ BlockExport *blk_exp_find(const char *id)
     BlockExport *exp;
 
     bql_assert_held();
-    QLIST_FOREACH(exp, &block_exports, next) {
+    QTAILQ_FOREACH(exp, &block_exports, next) {
         if (!strcmp(exp->id, id)) {
             return exp;
         }
@@ -364,7 +353,7 @@ BlockExport *blk_exp_find(const char *id)
 BlockExport *blk_exp_next(BlockExport *exp)
 {
     bql_assert_held();
-    return exp ? QLIST_NEXT(exp, next) : QLIST_FIRST(&block_exports);
+    return exp ? QTAILQ_NEXT(exp, next) : QTAILQ_FIRST(&block_exports);
 }
 
 /* --- References and deletion --------------------------------------------- */
@@ -384,7 +373,7 @@ static void blk_exp_delete_bh(void *opaque)
     GLOBAL_STATE_CODE();
     bql_assert_held();
     assert(exp->refcount == 0 && exp->shutting_down && !exp->clients);
-    QLIST_REMOVE(exp, next);
+    QTAILQ_REMOVE(&block_exports, exp, next);
     exp->drv->delete(exp);
     blk_set_dev_ops(exp->blk, NULL, NULL);
     blk_unref(exp->blk);
@@ -432,7 +421,7 @@ static bool blk_exp_has_type(const char *type)
     BlockExport *exp;
 
     bql_assert_held();
-    QLIST_FOREACH(exp, &block_exports, next) {
+    QTAILQ_FOREACH(exp, &block_exports, next) {
         if (!type || !strcmp(exp->drv->type, type)) {
             return true;
         }
@@ -447,7 +436,7 @@ void blk_exp_close_all_type(const char *type)
     GLOBAL_STATE_CODE();
     bql_assert_held();
     /* Deletion is a bottom half: the list does not change under us here. */
-    QLIST_FOREACH(exp, &block_exports, next) {
+    QTAILQ_FOREACH(exp, &block_exports, next) {
         if (!type || !strcmp(exp->drv->type, type)) {
             blk_exp_request_shutdown(exp);
         }
@@ -542,7 +531,7 @@ struct json_object *blk_exp_query_all(void)
 
     GLOBAL_STATE_CODE();
     bql_assert_held();
-    QLIST_FOREACH(exp, &block_exports, next) {
+    QTAILQ_FOREACH(exp, &block_exports, next) {
         json_object_array_add(list, blk_exp_query(exp));
     }
     return list;

@@ -82,7 +82,7 @@ struct BlockExport {
 
     BlockExportStats stats;         /* atomics: totals of departed clients */
 
-    QLIST_ENTRY(BlockExport) next;  /* BQL: in the registry */
+    QTAILQ_ENTRY(BlockExport) next; /* BQL: in the registry */
 };
 
 /*
