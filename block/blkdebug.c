@@ -154,13 +154,6 @@ static void blkdebug_close(BlockDriverState *bs)
     s->rules = NULL;
 }
 
-static void GRAPH_RDLOCK blkdebug_refresh_limits(BlockDriverState *bs,
-                                                 Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    bs->bl = bs->file->bs->bl;
-}
-
 /* Does @rule apply to a request [offset, offset + bytes) of @event? */
 static bool blkdebug_rule_matches(const BlkdebugRule *rule,
                                   BlkdebugEvent event, int64_t offset,
@@ -252,18 +245,6 @@ blkdebug_co_flush_to_disk(BlockDriverState *bs)
 }
 
 static int coroutine_fn GRAPH_RDLOCK
-blkdebug_co_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
-                         int64_t bytes, int64_t *pnum, int64_t *map,
-                         BlockDriverState **file)
-{
-    IO_CODE();
-    *pnum = bytes;
-    *map = offset;
-    *file = bs->file->bs;
-    return BDRV_BLOCK_RECURSE | BDRV_BLOCK_OFFSET_VALID;
-}
-
-static int coroutine_fn GRAPH_RDLOCK
 blkdebug_co_truncate(BlockDriverState *bs, int64_t offset, bool exact,
                      Error **errp)
 {
@@ -277,13 +258,6 @@ blkdebug_co_truncate(BlockDriverState *bs, int64_t offset, bool exact,
     return ret;
 }
 
-static int64_t coroutine_fn GRAPH_RDLOCK
-blkdebug_co_getlength(BlockDriverState *bs)
-{
-    IO_CODE();
-    return bdrv_co_getlength(bs->file->bs);
-}
-
 const BlockDriver bdrv_blkdebug = {
     .format_name = "blkdebug",
     .instance_size = sizeof(BDRVBlkdebugState),
@@ -293,7 +267,7 @@ const BlockDriver bdrv_blkdebug = {
     .bdrv_open = blkdebug_open,
     .bdrv_close = blkdebug_close,
     .bdrv_child_perm = bdrv_default_perms,
-    .bdrv_refresh_limits = blkdebug_refresh_limits,
+    .bdrv_refresh_limits = bdrv_filter_refresh_limits,
 
     .bdrv_co_preadv = blkdebug_co_preadv,
     .bdrv_co_pwritev = blkdebug_co_pwritev,
@@ -303,7 +277,7 @@ const BlockDriver bdrv_blkdebug = {
                             BDRV_REQ_FUA,
     .bdrv_co_pdiscard = blkdebug_co_pdiscard,
     .bdrv_co_flush_to_disk = blkdebug_co_flush_to_disk,
-    .bdrv_co_block_status = blkdebug_co_block_status,
+    .bdrv_co_block_status = bdrv_filter_co_block_status,
     .bdrv_co_truncate = blkdebug_co_truncate,
-    .bdrv_co_getlength = blkdebug_co_getlength,
+    .bdrv_co_getlength = bdrv_filter_co_getlength,
 };

@@ -93,13 +93,6 @@ static void cbw_close(BlockDriverState *bs)
     s->bcs = NULL;
 }
 
-static void GRAPH_RDLOCK cbw_refresh_limits(BlockDriverState *bs,
-                                            Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    bs->bl = bs->file->bs->bl;
-}
-
 /*
  * As QEMU's: the source gets what our users need, plus consistent read
  * for the copies; once we have users, nobody may write or resize the
@@ -148,14 +141,6 @@ cbw_do_copy_before_write(BlockDriverState *bs, int64_t offset, int64_t bytes)
 }
 
 static int coroutine_fn GRAPH_RDLOCK
-cbw_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
-              IOVec *qiov, BdrvRequestFlags flags)
-{
-    IO_CODE();
-    return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
-}
-
-static int coroutine_fn GRAPH_RDLOCK
 cbw_co_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
                IOVec *qiov, BdrvRequestFlags flags)
 {
@@ -189,18 +174,6 @@ cbw_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return ret < 0 ? ret : bdrv_co_pdiscard(bs->file, offset, bytes);
 }
 
-static int coroutine_fn GRAPH_RDLOCK
-cbw_co_block_status(BlockDriverState *bs, bool want_zero, int64_t offset,
-                    int64_t bytes, int64_t *pnum, int64_t *map,
-                    BlockDriverState **file)
-{
-    IO_CODE();
-    *pnum = bytes;
-    *map = offset;
-    *file = bs->file->bs;
-    return BDRV_BLOCK_RECURSE | BDRV_BLOCK_OFFSET_VALID;
-}
-
 /* The copy bitmap has the source's size: the source keeps it. */
 static int coroutine_fn GRAPH_RDLOCK
 cbw_co_truncate(BlockDriverState *bs, int64_t offset, bool exact,
@@ -212,13 +185,6 @@ cbw_co_truncate(BlockDriverState *bs, int64_t offset, bool exact,
     return -ENOTSUP;
 }
 
-static int64_t coroutine_fn GRAPH_RDLOCK
-cbw_co_getlength(BlockDriverState *bs)
-{
-    IO_CODE();
-    return bdrv_co_getlength(bs->file->bs);
-}
-
 const BlockDriver bdrv_copy_before_write = {
     .format_name = "copy-before-write",
     .instance_size = sizeof(BDRVCopyBeforeWriteState),
@@ -228,18 +194,18 @@ const BlockDriver bdrv_copy_before_write = {
     .bdrv_open = cbw_open,
     .bdrv_close = cbw_close,
     .bdrv_child_perm = cbw_child_perm,
-    .bdrv_refresh_limits = cbw_refresh_limits,
+    .bdrv_refresh_limits = bdrv_filter_refresh_limits,
 
-    .bdrv_co_preadv = cbw_co_preadv,
+    .bdrv_co_preadv = bdrv_filter_co_preadv,
     .bdrv_co_pwritev = cbw_co_pwritev,
     .supported_write_flags = BDRV_REQ_FUA,
     .bdrv_co_pwrite_zeroes = cbw_co_pwrite_zeroes,
     .supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK |
                             BDRV_REQ_FUA,
     .bdrv_co_pdiscard = cbw_co_pdiscard,
-    .bdrv_co_block_status = cbw_co_block_status,
+    .bdrv_co_block_status = bdrv_filter_co_block_status,
     .bdrv_co_truncate = cbw_co_truncate,
-    .bdrv_co_getlength = cbw_co_getlength,
+    .bdrv_co_getlength = bdrv_filter_co_getlength,
 };
 
 /* --- Inserting and removing ------------------------------------------------ */

@@ -91,15 +91,6 @@ void mirror_top_set_job(BlockDriverState *bs, MirrorBlockJob *s)
     qatomic_set(&st->job, s);
 }
 
-static void GRAPH_RDLOCK mirror_top_refresh_limits(BlockDriverState *bs,
-                                                   Error **errp)
-{
-    GLOBAL_STATE_CODE();
-    bs->bl = bs->file->bs->bl;
-    /* Forward byte ranges as they come; the child pads (as raw does). */
-    bs->bl.request_alignment = 1;
-}
-
 static void GRAPH_RDLOCK mirror_top_child_resized(BlockDriverState *bs,
                                                   BdrvChild *c)
 {
@@ -108,14 +99,6 @@ static void GRAPH_RDLOCK mirror_top_child_resized(BlockDriverState *bs,
 }
 
 /* --- I/O ------------------------------------------------------------------ */
-
-static int coroutine_fn GRAPH_RDLOCK
-mirror_top_co_preadv(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                     IOVec *qiov, BdrvRequestFlags flags)
-{
-    IO_CODE();
-    return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
-}
 
 /* The mirror job attached to @bs, or NULL. */
 static MirrorBlockJob *job_of(BlockDriverState *bs)
@@ -267,25 +250,6 @@ mirror_top_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return mirror_top_do_write(bs, MIRROR_TOP_DISCARD, offset, bytes, NULL, 0);
 }
 
-static int coroutine_fn GRAPH_RDLOCK
-mirror_top_co_block_status(BlockDriverState *bs, bool want_zero,
-                           int64_t offset, int64_t bytes, int64_t *pnum,
-                           int64_t *map, BlockDriverState **file)
-{
-    IO_CODE();
-    *pnum = bytes;
-    *map = offset;
-    *file = bs->file->bs;
-    return BDRV_BLOCK_RECURSE | BDRV_BLOCK_OFFSET_VALID;
-}
-
-static int64_t coroutine_fn GRAPH_RDLOCK
-mirror_top_co_getlength(BlockDriverState *bs)
-{
-    IO_CODE();
-    return bdrv_co_getlength(bs->file->bs);
-}
-
 static const OptDesc mirror_top_opts[] = {
     { "file", OPT_NODE, .required = true, .help = "the mirror's source" },
     { NULL }
@@ -301,16 +265,16 @@ const BlockDriver bdrv_mirror_top = {
 
     .bdrv_open = mirror_top_drv_open,
     .bdrv_child_perm = bdrv_default_perms,
-    .bdrv_refresh_limits = mirror_top_refresh_limits,
+    .bdrv_refresh_limits = bdrv_filter_refresh_limits_bytes,
     .bdrv_child_resized = mirror_top_child_resized,
 
-    .bdrv_co_preadv = mirror_top_co_preadv,
+    .bdrv_co_preadv = bdrv_filter_co_preadv,
     .bdrv_co_pwritev = mirror_top_co_pwritev,
     .supported_write_flags = BDRV_REQ_FUA,
     .bdrv_co_pwrite_zeroes = mirror_top_co_pwrite_zeroes,
     .supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK |
                             BDRV_REQ_FUA,
     .bdrv_co_pdiscard = mirror_top_co_pdiscard,
-    .bdrv_co_block_status = mirror_top_co_block_status,
-    .bdrv_co_getlength = mirror_top_co_getlength,
+    .bdrv_co_block_status = bdrv_filter_co_block_status,
+    .bdrv_co_getlength = bdrv_filter_co_getlength,
 };

@@ -75,25 +75,6 @@ static int raw_open(BlockDriverState *bs, struct json_object *options,
     return 0;
 }
 
-static void GRAPH_RDLOCK raw_refresh_limits(BlockDriverState *bs,
-                                            Error **errp)
-{
-    BDRVRawState *s = bs->opaque;
-    const BlockLimits *child = &bs->file->bs->bl;
-
-    GLOBAL_STATE_CODE();
-    bs->bl = *child;
-    /*
-     * raw forwards byte ranges: let the child pad.  Padding here would
-     * forward a range past our end whenever the size is not a multiple of
-     * the child's alignment (an O_DIRECT file of odd size), which only the
-     * bottom driver can read (the kernel stops at end of file); and with a
-     * window that starts off the child's alignment it would not help.
-     */
-    bs->bl.request_alignment = 1;
-    (void)s;
-}
-
 /* Without a fixed size, the window runs to the end of the child. */
 static void GRAPH_RDLOCK raw_child_resized(BlockDriverState *bs, BdrvChild *c)
 {
@@ -223,7 +204,11 @@ const BlockDriver bdrv_raw = {
 
     .bdrv_open = raw_open,
     .bdrv_child_perm = bdrv_default_perms,
-    .bdrv_refresh_limits = raw_refresh_limits,
+    /*
+     * raw forwards byte ranges and lets the child pad; with a window that
+     * starts off the child's alignment, padding here would not help.
+     */
+    .bdrv_refresh_limits = bdrv_filter_refresh_limits_bytes,
     .bdrv_child_resized = raw_child_resized,
 
     .bdrv_co_preadv = raw_co_preadv,

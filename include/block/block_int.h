@@ -342,6 +342,29 @@ void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
                         uint64_t *nshared) GRAPH_RDLOCK;
 
 /*
+ * Callbacks for filters, whose "file" child (bs->file) holds the data at
+ * the same offsets (block/filter.c): limits copied from the child (the
+ * _bytes variant with request_alignment 1, forwarding unaligned ranges
+ * for the child to pad), reads forwarded, block status "ask my file",
+ * the child's length.
+ */
+void bdrv_filter_refresh_limits(BlockDriverState *bs, Error **errp)
+    GRAPH_RDLOCK;
+void bdrv_filter_refresh_limits_bytes(BlockDriverState *bs, Error **errp)
+    GRAPH_RDLOCK;
+int coroutine_fn bdrv_filter_co_preadv(BlockDriverState *bs, int64_t offset,
+                                       int64_t bytes, IOVec *qiov,
+                                       BdrvRequestFlags flags) GRAPH_RDLOCK;
+int coroutine_fn bdrv_filter_co_block_status(BlockDriverState *bs,
+                                             bool want_zero, int64_t offset,
+                                             int64_t bytes, int64_t *pnum,
+                                             int64_t *map,
+                                             BlockDriverState **file)
+    GRAPH_RDLOCK;
+int64_t coroutine_fn bdrv_filter_co_getlength(BlockDriverState *bs)
+    GRAPH_RDLOCK;
+
+/*
  * Drop a reference under the graph write lock: the unref runs when
  * bdrv_graph_wrunlock() releases the lock (which calls
  * bdrv_run_pending_unrefs()).  Main loop.
