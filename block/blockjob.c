@@ -33,10 +33,13 @@ static const char *const error_action_names[] = {
 
 /* --- Events ------------------------------------------------------------ */
 
-static struct json_object *block_job_event_data_locked(BlockJob *bjob)
+/*
+ * What BLOCK_JOB_* events and query-block-jobs start with, in QEMU's
+ * order: type, device, len, offset.  A new object.
+ */
+static struct json_object *block_job_info_locked(Job *job)
     TSA_REQUIRES(job_mutex)
 {
-    Job *job = &bjob->job;
     struct json_object *data = json_object_new_object();
 
     json_object_object_add(data, "type",
@@ -46,7 +49,26 @@ static struct json_object *block_job_event_data_locked(BlockJob *bjob)
                            json_object_new_int64(job->progress_total));
     json_object_object_add(data, "offset",
                            json_object_new_int64(job->progress_current));
-    json_object_object_add(data, "speed", json_object_new_int64(job->speed));
+    return data;
+}
+
+/* Add the job's error message as "error", if it failed. */
+static void block_job_add_error_locked(Job *job, struct json_object *data)
+    TSA_REQUIRES(job_mutex)
+{
+    if (job->ret < 0) {
+        json_object_object_add(data, "error", json_object_new_string(
+            job->err ? error_get_pretty(job->err) : strerror(-job->ret)));
+    }
+}
+
+static struct json_object *block_job_event_data_locked(BlockJob *bjob)
+    TSA_REQUIRES(job_mutex)
+{
+    struct json_object *data = block_job_info_locked(&bjob->job);
+
+    json_object_object_add(data, "speed",
+                           json_object_new_int64(bjob->job.speed));
     return data;
 }
 
@@ -68,10 +90,7 @@ static void block_job_event_hook(Job *job, JobEvent ev)
         break;
     case JOB_EVENT_COMPLETED:
         data = block_job_event_data_locked(bjob);
-        if (job->ret < 0) {
-            json_object_object_add(data, "error", json_object_new_string(
-                job->err ? error_get_pretty(job->err) : strerror(-job->ret)));
-        }
+        block_job_add_error_locked(job, data);
         job_event_queue_locked("BLOCK_JOB_COMPLETED", data);
         break;
     case JOB_EVENT_PENDING:
@@ -354,16 +373,10 @@ BlockErrorAction block_job_error_action(BlockJob *bjob, BlockdevOnError on_err,
 struct json_object *block_job_query_locked(BlockJob *bjob)
 {
     Job *job = &bjob->job;
-    struct json_object *info = json_object_new_object();
+    struct json_object *info;
 
     GLOBAL_STATE_CODE();
-    json_object_object_add(info, "type",
-                           json_object_new_string(job_type_name(job)));
-    json_object_object_add(info, "device", json_object_new_string(job->id));
-    json_object_object_add(info, "len",
-                           json_object_new_int64(job->progress_total));
-    json_object_object_add(info, "offset",
-                           json_object_new_int64(job->progress_current));
+    info = block_job_info_locked(job);
     json_object_object_add(info, "busy", json_object_new_boolean(job->busy));
     json_object_object_add(info, "paused",
                            json_object_new_boolean(job->pause_count > 0));
@@ -379,9 +392,6 @@ struct json_object *block_job_query_locked(BlockJob *bjob)
                            json_object_new_boolean(job->auto_finalize));
     json_object_object_add(info, "auto-dismiss",
                            json_object_new_boolean(job->auto_dismiss));
-    if (job->ret) {
-        json_object_object_add(info, "error", json_object_new_string(
-            job->err ? error_get_pretty(job->err) : strerror(-job->ret)));
-    }
+    block_job_add_error_locked(job, info);
     return info;
 }
