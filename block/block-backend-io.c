@@ -403,19 +403,13 @@ typedef struct BlkSyncCo {
     BlockBackend *blk;
     BlkRequest req;
     IOVec qiov;
-    int ret;
-    bool done;          /* atomic: written last by the coroutine */
 } BlkSyncCo;
 
-static void coroutine_fn blk_sync_co_entry(void *opaque)
+static int coroutine_fn blk_sync_co(void *opaque)
 {
     BlkSyncCo *s = opaque;
 
-    s->ret = blk_co_request(s->blk, &s->req);
-    /* Pairs with the load-acquire in blk_sync_run(): ret is visible. */
-    qatomic_store_release(&s->done, true);
-    /* @s may be gone now: the waiter can return as soon as it sees done. */
-    aio_wait_kick();
+    return blk_co_request(s->blk, &s->req);
 }
 
 /*
@@ -427,10 +421,7 @@ static int blk_sync_run(BlkSyncCo *s)
 {
     GLOBAL_STATE_CODE();
     assert(!in_coroutine());
-    aio_co_enter(blk_get_aio_context(s->blk),
-                 co_create(blk_sync_co_entry, s));
-    AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&s->done));
-    return s->ret;
+    return bdrv_run_co_ret(blk_get_aio_context(s->blk), blk_sync_co, s);
 }
 
 static int blk_sync_rw(BlockBackend *blk, BlkReqType type, int64_t offset,

@@ -851,8 +851,10 @@ int bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
 /* --- Running coroutines from the main loop -------------------------------- */
 
 typedef struct RunCo {
-    CoroutineEntry *entry;
+    CoroutineEntry *entry;      /* one of the two */
+    BdrvCoFn *fn;
     void *opaque;
+    int ret;                    /* @fn's result */
     int done;                   /* atomic: written last by the coroutine */
 } RunCo;
 
@@ -860,7 +862,11 @@ static void coroutine_fn run_co_entry(void *opaque)
 {
     RunCo *r = opaque;
 
-    r->entry(r->opaque);
+    if (r->fn) {
+        r->ret = r->fn(r->opaque);
+    } else {
+        r->entry(r->opaque);
+    }
     /*
      * Pairs with the load-acquire in bdrv_run_co(): what @entry wrote
      * (results, an Error) is visible to the caller once it sees done.
@@ -870,27 +876,36 @@ static void coroutine_fn run_co_entry(void *opaque)
     aio_wait_kick();
 }
 
+static void bdrv_run_co_wait(AioContext *ctx, RunCo *r)
+{
+    GLOBAL_STATE_CODE();
+    aio_co_enter(ctx, co_create(run_co_entry, r));
+    AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&r->done));
+}
+
 void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
 {
     RunCo r = { .entry = entry, .opaque = opaque };
 
-    GLOBAL_STATE_CODE();
-    aio_co_enter(ctx, co_create(run_co_entry, &r));
-    AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&r.done));
+    bdrv_run_co_wait(ctx, &r);
 }
 
-typedef struct FlushCo {
-    BlockDriverState *bs;
-    int ret;
-} FlushCo;
-
-static void coroutine_fn flush_co_entry(void *opaque)
+int bdrv_run_co_ret(AioContext *ctx, BdrvCoFn *fn, void *opaque)
 {
-    FlushCo *f = opaque;
+    RunCo r = { .fn = fn, .opaque = opaque };
+
+    bdrv_run_co_wait(ctx, &r);
+    return r.ret;
+}
+
+static int coroutine_fn flush_co(void *opaque)
+{
+    int ret;
 
     bdrv_graph_co_rdlock();
-    f->ret = bdrv_co_flush(f->bs);
+    ret = bdrv_co_flush(opaque);
     bdrv_graph_co_rdunlock();
+    return ret;
 }
 
 int bdrv_flush_all(void)
@@ -900,11 +915,10 @@ int bdrv_flush_all(void)
 
     GLOBAL_STATE_CODE();
     while ((bs = bdrv_next_node_all(bs))) {
-        FlushCo f = { .bs = bs };
+        int ret = bdrv_run_co_ret(bs->aio_context, flush_co, bs);
 
-        bdrv_run_co(bs->aio_context, flush_co_entry, &f);
-        if (f.ret < 0 && result == 0) {
-            result = f.ret;
+        if (ret < 0 && result == 0) {
+            result = ret;
         }
     }
     return result;
@@ -920,14 +934,13 @@ typedef struct TruncateCo {
     BlockBackend *blk;
     int64_t offset;
     Error **errp;
-    int ret;
 } TruncateCo;
 
-static void coroutine_fn truncate_co_entry(void *opaque)
+static int coroutine_fn truncate_co(void *opaque)
 {
     TruncateCo *t = opaque;
 
-    t->ret = blk_co_truncate(t->blk, t->offset, t->errp);
+    return blk_co_truncate(t->blk, t->offset, t->errp);
 }
 
 int bdrv_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
@@ -941,8 +954,7 @@ int bdrv_truncate(BlockDriverState *bs, int64_t offset, Error **errp)
     blk_set_allow_aio_context_change(t.blk, true);
     ret = blk_insert_bs(t.blk, bs, errp);
     if (ret == 0) {
-        bdrv_run_co(bs->aio_context, truncate_co_entry, &t);
-        ret = t.ret;
+        ret = bdrv_run_co_ret(bs->aio_context, truncate_co, &t);
     }
     blk_unref(t.blk);
     return ret;

@@ -374,9 +374,14 @@ void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
 
 /*
  * Run @entry(opaque) in a coroutine in @ctx and wait for it, from the main
- * loop (AIO_WAIT_WHILE).  The coroutine takes whatever locks it needs.
+ * loop (a plain AIO_WAIT_WHILE: deferred work does not run meanwhile).
+ * The coroutine takes whatever locks it needs.
  */
 void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
+    GRAPH_UNLOCKED;
+/* The same for a coroutine function with a result, which it returns. */
+typedef int coroutine_fn BdrvCoFn(void *opaque);
+int bdrv_run_co_ret(AioContext *ctx, BdrvCoFn *fn, void *opaque)
     GRAPH_UNLOCKED;
 
 /*
