@@ -566,6 +566,79 @@ static int file_open_fd(const char *filename, int flags)
     return fd < 0 ? -errno : fd;
 }
 
+/*
+ * Open @filename for @bs: read-write if asked, falling back to read-only
+ * with auto-read-only (the node becomes read-only).  The fd or -errno,
+ * with @errp set.
+ */
+static int file_open_image(BlockDriverState *bs, const char *filename,
+                           int open_flags, int flags, Error **errp)
+{
+    int ret = file_open_fd(filename, open_flags |
+                           ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY));
+
+    if ((ret == -EACCES || ret == -EROFS || ret == -EPERM) &&
+        (flags & BDRV_O_RDWR) && (flags & BDRV_O_AUTO_RDONLY)) {
+        ret = file_open_fd(filename, open_flags | O_RDONLY);
+        if (ret >= 0) {
+            bs->read_only = true;
+        }
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not open '%s'", filename);
+    }
+    return ret;
+}
+
+/* What the open fd is: a regular file or a block device, its size. */
+static int file_inspect(BlockDriverState *bs, BDRVFileState *s,
+                        const char *filename, Error **errp)
+{
+    struct stat st;
+    int64_t size;
+
+    if (fstat(s->fd, &st) < 0) {
+        int err = errno;
+
+        error_setg_errno(errp, err, "Could not stat '%s'", filename);
+        return -err;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        error_setg(errp, "'%s' is not a regular file or a block device",
+                   filename);
+        return -EINVAL;
+    }
+    s->is_blockdev = S_ISBLK(st.st_mode);
+    size = file_get_size(s);
+    if (size < 0) {
+        error_setg_errno(errp, -size, "Could not get the size of '%s'",
+                         filename);
+        return size;
+    }
+    qatomic_set(&bs->total_bytes, size);
+    file_probe_alignment(s, size);
+    return 0;
+}
+
+/* Whether OFD image locks are used (locking=auto|on|off). */
+static int file_setup_locking(BlockDriverState *bs, BDRVFileState *s,
+                              FileLocking locking, const char *filename,
+                              Error **errp)
+{
+    s->perm = 0;
+    s->shared_perm = BLK_PERM_ALL;
+    if (locking == FILE_LOCKING_OFF || (bs->read_only && bs->force_share)) {
+        return 0;
+    }
+    s->use_lock = file_ofd_locks_work(s->fd);
+    if (!s->use_lock && locking == FILE_LOCKING_ON) {
+        error_setg(errp, "locking=on: the file system of '%s' does not "
+                   "support OFD locks", filename);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
 static int file_open(BlockDriverState *bs, struct json_object *options,
                      int flags, Error **errp)
 {
@@ -573,8 +646,6 @@ static int file_open(BlockDriverState *bs, struct json_object *options,
     const char *filename = opts_get_str(options, "filename");
     FileLocking locking;
     int open_flags = O_CLOEXEC;
-    struct stat st;
-    int64_t size;
     int ret;
 
     GLOBAL_STATE_CODE();
@@ -593,45 +664,17 @@ static int file_open(BlockDriverState *bs, struct json_object *options,
         open_flags |= O_DIRECT;
     }
 
-    ret = file_open_fd(filename, open_flags |
-                       ((flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY));
-    if ((ret == -EACCES || ret == -EROFS || ret == -EPERM) &&
-        (flags & BDRV_O_RDWR) && (flags & BDRV_O_AUTO_RDONLY)) {
-        ret = file_open_fd(filename, open_flags | O_RDONLY);
-        if (ret >= 0) {
-            bs->read_only = true;
-        }
-    }
+    ret = file_open_image(bs, filename, open_flags, flags, errp);
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not open '%s'", filename);
         return ret;
     }
     s->fd = ret;
     s->filename = g_strdup(filename);
 
-    if (fstat(s->fd, &st) < 0) {
-        ret = -errno;
-        error_setg_errno(errp, errno, "Could not stat '%s'", filename);
+    ret = file_inspect(bs, s, filename, errp);
+    if (ret < 0) {
         goto fail;
     }
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        error_setg(errp, "'%s' is not a regular file or a block device",
-                   filename);
-        ret = -EINVAL;
-        goto fail;
-    }
-    s->is_blockdev = S_ISBLK(st.st_mode);
-
-    size = file_get_size(s);
-    if (size < 0) {
-        ret = size;
-        error_setg_errno(errp, -ret, "Could not get the size of '%s'",
-                         filename);
-        goto fail;
-    }
-    qatomic_set(&bs->total_bytes, size);
-    file_probe_alignment(s, size);
-
     if (s->aio == FILE_AIO_NATIVE) {
         LaioState *laio;
 
@@ -643,17 +686,9 @@ static int file_open(BlockDriverState *bs, struct json_object *options,
             goto fail;
         }
     }
-
-    s->perm = 0;
-    s->shared_perm = BLK_PERM_ALL;
-    if (locking != FILE_LOCKING_OFF && !(bs->read_only && bs->force_share)) {
-        s->use_lock = file_ofd_locks_work(s->fd);
-        if (!s->use_lock && locking == FILE_LOCKING_ON) {
-            error_setg(errp, "locking=on: the file system of '%s' does not "
-                       "support OFD locks", filename);
-            ret = -ENOTSUP;
-            goto fail;
-        }
+    ret = file_setup_locking(bs, s, locking, filename, errp);
+    if (ret < 0) {
+        goto fail;
     }
 
     g_strlcpy(bs->filename, filename, sizeof(bs->filename));

@@ -649,12 +649,73 @@ bool mirror_check_source(BlockDriverState *source, Error **errp)
     return true;
 }
 
-bool mirror_start(const MirrorArgs *a, Error **errp)
+/*
+ * Insert the filter @top above @source with a dirty bitmap on @source,
+ * both in one drained section, so that no write goes unseen.  The bitmap,
+ * or NULL with @errp set and nothing changed (@top unreferenced).
+ */
+static BdrvDirtyBitmap *mirror_insert_filter(BlockDriverState *source,
+                                             BlockDriverState *top,
+                                             uint32_t granularity,
+                                             Error **errp)
 {
-    BlockDriverState *source = a->source, *top, *replaced;
+    BdrvDirtyBitmap *bitmap;
+
+    bdrv_drained_begin(source);
+    bitmap = bdrv_create_dirty_bitmap(source, granularity, NULL, errp);
+    if (!bitmap || bdrv_replace_node(source, top, errp) < 0) {
+        bdrv_drained_end(source);
+        if (bitmap) {
+            bdrv_release_dirty_bitmap(bitmap);
+        }
+        bdrv_unref(top);
+        return NULL;
+    }
+    bdrv_drained_end(source);
+    return bitmap;
+}
+
+/* The job's settings from @a, with the defaults filled in. */
+static void mirror_job_setup(MirrorBlockJob *s, const MirrorArgs *a,
+                             BlockDriverState *top, BdrvDirtyBitmap *bitmap,
+                             BlockDriverState *replaced)
+{
     uint32_t granularity = a->granularity ? a->granularity
                                           : MIRROR_DEFAULT_GRANULARITY;
     int64_t buf_size = a->buf_size ? a->buf_size : MIRROR_DEFAULT_BUF_SIZE;
+
+    bd_mutex_init(&s->ops_lock);
+    QLIST_INIT(&s->ops);
+    co_queue_init(&s->op_done);
+    s->mirror_top_bs = top;
+    /*
+     * Referenced until clean(): the bitmap lives on it, and the switch
+     * takes its last parent from a source that nobody else holds (an
+     * inline child of a format node), which would free it with the bitmap.
+     */
+    bdrv_ref(a->source);
+    s->source = a->source;
+    block_job_block_node(&s->common, a->source);
+    s->target = a->target;
+    s->dirty_bitmap = bitmap;
+    s->sync = a->sync;
+    s->copy_mode = a->copy_mode;
+    s->on_source_error = a->on_source_error;
+    s->on_target_error = a->on_target_error;
+    s->granularity = granularity;
+    s->buf_size = ROUND_UP(buf_size, (int64_t)granularity);
+    s->max_op_bytes = ROUND_UP(MIN(MAX(s->buf_size / MIRROR_MAX_IN_FLIGHT,
+                                       MIRROR_MAX_IO_BYTES), s->buf_size),
+                               (int64_t)granularity);
+    if (replaced) {
+        bdrv_ref(replaced);
+        s->to_replace = replaced;
+    }
+}
+
+bool mirror_start(const MirrorArgs *a, Error **errp)
+{
+    BlockDriverState *source = a->source, *top, *replaced;
     BdrvDirtyBitmap *bitmap;
     MirrorBlockJob *s;
     int flags = JOB_DEFAULT;
@@ -674,25 +735,16 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
     if (!top) {
         return false;
     }
-    /* Bitmap and filter in one drained section: no write goes unseen. */
-    bdrv_drained_begin(source);
-    bitmap = bdrv_create_dirty_bitmap(source, granularity, NULL, errp);
-    if (!bitmap || bdrv_replace_node(source, top, errp) < 0) {
-        bdrv_drained_end(source);
-        if (bitmap) {
-            bdrv_release_dirty_bitmap(bitmap);
-        }
-        bdrv_unref(top);
+    bitmap = mirror_insert_filter(source, top,
+                                  a->granularity ? a->granularity
+                                                 : MIRROR_DEFAULT_GRANULARITY,
+                                  errp);
+    if (!bitmap) {
         return false;
     }
-    bdrv_drained_end(source);
 
-    if (!a->auto_finalize) {
-        flags |= JOB_MANUAL_FINALIZE;
-    }
-    if (!a->auto_dismiss) {
-        flags |= JOB_MANUAL_DISMISS;
-    }
+    flags |= a->auto_finalize ? 0 : JOB_MANUAL_FINALIZE;
+    flags |= a->auto_dismiss ? 0 : JOB_MANUAL_DISMISS;
     s = block_job_create(a->job_id ? a->job_id : source->node_name,
                          &mirror_job_driver, NULL, top,
                          BLK_PERM_CONSISTENT_READ,
@@ -708,33 +760,7 @@ bool mirror_start(const MirrorArgs *a, Error **errp)
      * target would not follow).  From here the job owns the filter and
      * the bitmap: abort and clean undo everything.
      */
-    bd_mutex_init(&s->ops_lock);
-    QLIST_INIT(&s->ops);
-    co_queue_init(&s->op_done);
-    s->mirror_top_bs = top;
-    /*
-     * Referenced until clean(): the bitmap lives on it, and the switch
-     * takes its last parent from a source that nobody else holds (an
-     * inline child of a format node), which would free it with the bitmap.
-     */
-    bdrv_ref(source);
-    s->source = source;
-    block_job_block_node(&s->common, source);
-    s->target = a->target;
-    s->dirty_bitmap = bitmap;
-    s->sync = a->sync;
-    s->copy_mode = a->copy_mode;
-    s->on_source_error = a->on_source_error;
-    s->on_target_error = a->on_target_error;
-    s->granularity = granularity;
-    s->buf_size = ROUND_UP(buf_size, (int64_t)granularity);
-    s->max_op_bytes = ROUND_UP(MIN(MAX(s->buf_size / MIRROR_MAX_IN_FLIGHT,
-                                       MIRROR_MAX_IO_BYTES), s->buf_size),
-                               (int64_t)granularity);
-    if (replaced) {
-        bdrv_ref(replaced);
-        s->to_replace = replaced;
-    }
+    mirror_job_setup(s, a, top, bitmap, replaced);
     /* Named after the job, so that conflicts on the target name it. */
     if (!block_job_add_bdrv(&s->common, job_id(&s->common.job), a->target,
                             BLK_PERM_WRITE,

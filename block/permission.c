@@ -151,8 +151,81 @@ static void perm_update_abort(PermUpdate *u) GRAPH_RDLOCK
  * where @new_edge (may be NULL) asks for @perm/@shared instead of what it
  * holds.  All or nothing.
  */
+/*
+ * The check phase for @node, whose parents' edges are final in @u: no
+ * conflict between its parents, no write on a read-only node, the
+ * driver agrees (it may take locks, undone by perm_update_abort()); then
+ * what @node asks of each of its children goes into @u.  0 or -errno.
+ */
+static int perm_check_node(PermUpdate *u, BlockDriverState *node,
+                           Error **errp) GRAPH_RDLOCK
+{
+    uint64_t cum_perm, cum_shared;
+    BdrvChild *c;
+    int ret;
+
+    if (!check_parent_conflicts(u, node, errp)) {
+        return -EPERM;
+    }
+    cumulative_perm(u, node, &cum_perm, &cum_shared);
+    if ((cum_perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE)) && node->read_only) {
+        g_autofree char *names = bdrv_perm_names(
+            cum_perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE));
+
+        error_setg(errp, "Block node '%s' is read-only: cannot take "
+                   "permission '%s'", node->node_name, names);
+        return -EPERM;
+    }
+    if (node->drv->bdrv_check_perm) {
+        ret = node->drv->bdrv_check_perm(node, cum_perm, cum_shared, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    g_ptr_array_add(u->checked, node);
+
+    QLIST_FOREACH(c, &node->children, next) {
+        EdgePerm *e = g_new(EdgePerm, 1);
+
+        if (node->drv->bdrv_child_perm) {
+            node->drv->bdrv_child_perm(node, c, c->role, cum_perm,
+                                       cum_shared, &e->perm, &e->shared);
+        } else {
+            bdrv_default_perms(node, c, c->role, cum_perm, cum_shared,
+                               &e->perm, &e->shared);
+        }
+        g_hash_table_insert(u->edges, c, e);
+    }
+    return 0;
+}
+
+/* The commit phase: every edge and node of @order takes what @u says. */
+static void perm_commit(PermUpdate *u, GPtrArray *order) GRAPH_RDLOCK
+{
+    GHashTableIter iter;
+    gpointer key, value;
+
+    g_hash_table_iter_init(&iter, u->edges);
+    while (g_hash_table_iter_next(&iter, &key, &value)) {
+        BdrvChild *c = key;
+        EdgePerm *e = value;
+
+        c->perm = e->perm;
+        c->shared_perm = e->shared;
+    }
+    for (guint i = 0; i < order->len; i++) {
+        BlockDriverState *node = order->pdata[i];
+
+        cumulative_perm(u, node, &node->total_perm, &node->total_shared);
+        if (node->drv->bdrv_set_perm) {
+            node->drv->bdrv_set_perm(node, node->total_perm,
+                                     node->total_shared);
+        }
+    }
+}
+
 int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
-                         uint64_t perm, uint64_t shared, Error **errp)
+                       uint64_t perm, uint64_t shared, Error **errp)
     GRAPH_RDLOCK
 {
     PermUpdate u = {
@@ -172,76 +245,13 @@ int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
     }
     collect_subtree(bs, order, seen);
 
-    /* Check phase, parents before children. */
-    for (guint i = 0; i < order->len; i++) {
-        BlockDriverState *node = order->pdata[i];
-        uint64_t cum_perm, cum_shared;
-        BdrvChild *c;
-
-        if (!check_parent_conflicts(&u, node, errp)) {
-            ret = -EPERM;
-            goto out;
-        }
-        cumulative_perm(&u, node, &cum_perm, &cum_shared);
-        if ((cum_perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE)) &&
-            node->read_only) {
-            g_autofree char *names = bdrv_perm_names(
-                cum_perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE));
-
-            error_setg(errp, "Block node '%s' is read-only: cannot take "
-                       "permission '%s'", node->node_name, names);
-            ret = -EPERM;
-            goto out;
-        }
-        if (node->drv->bdrv_check_perm) {
-            ret = node->drv->bdrv_check_perm(node, cum_perm, cum_shared,
-                                             errp);
-            if (ret < 0) {
-                goto out;
-            }
-        }
-        g_ptr_array_add(u.checked, node);
-
-        QLIST_FOREACH(c, &node->children, next) {
-            EdgePerm *e = g_new(EdgePerm, 1);
-
-            if (node->drv->bdrv_child_perm) {
-                node->drv->bdrv_child_perm(node, c, c->role, cum_perm,
-                                           cum_shared, &e->perm, &e->shared);
-            } else {
-                bdrv_default_perms(node, c, c->role, cum_perm, cum_shared,
-                                   &e->perm, &e->shared);
-            }
-            g_hash_table_insert(u.edges, c, e);
-        }
+    /* Check phase, parents before children; then commit, or undo. */
+    for (guint i = 0; i < order->len && ret == 0; i++) {
+        ret = perm_check_node(&u, order->pdata[i], errp);
     }
-
-    /* Commit phase. */
-    {
-        GHashTableIter iter;
-        gpointer key, value;
-
-        g_hash_table_iter_init(&iter, u.edges);
-        while (g_hash_table_iter_next(&iter, &key, &value)) {
-            BdrvChild *c = key;
-            EdgePerm *e = value;
-
-            c->perm = e->perm;
-            c->shared_perm = e->shared;
-        }
-    }
-    for (guint i = 0; i < order->len; i++) {
-        BlockDriverState *node = order->pdata[i];
-
-        cumulative_perm(&u, node, &node->total_perm, &node->total_shared);
-        if (node->drv->bdrv_set_perm) {
-            node->drv->bdrv_set_perm(node, node->total_perm,
-                                     node->total_shared);
-        }
-    }
-
-out:
-    if (ret < 0) {
+    if (ret == 0) {
+        perm_commit(&u, order);
+    } else {
         perm_update_abort(&u);
     }
     g_hash_table_destroy(u.edges);

@@ -226,66 +226,80 @@ static NbdHsState nbd_opt_starttls(NbdHandshake *hs)
  * NBD_OPT_INFO and NBD_OPT_GO: name length (4), name, number of
  * information requests (2), requests (2 each).
  */
-static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
+/* What NBD_OPT_INFO / NBD_OPT_GO asks for. */
+typedef struct NbdInfoRequest {
+    char *name;                 /* the export's name (owned) */
+    bool want_name;             /* NBD_INFO_NAME requested */
+    bool want_desc;             /* NBD_INFO_DESCRIPTION requested */
+} NbdInfoRequest;
+
+/*
+ * Parse the option data of NBD_OPT_INFO / NBD_OPT_GO into @r.  True, or
+ * false with *@err set to the state after the error reply.
+ */
+static bool nbd_info_parse(NbdHandshake *hs, NbdInfoRequest *r,
+                           NbdHsState *err)
 {
-    NbdConn *conn = hs->conn;
-    bool go = hs->opt == NBD_OPT_GO;
-    bool want_name = false, want_desc = false;
-    g_autofree char *name = NULL;
-    uint32_t namelen, sizes[3];
-    uint8_t buf[12];
+    uint32_t namelen;
     uint16_t nreq;
-    NbdExport *exp;
 
     if (hs->len < 6) {
-        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+        *err = nbd_hs_error(hs, NBD_REP_ERR_INVALID,
                             "option data too short (%" PRIu32 " bytes)",
                             hs->len);
+        return false;
     }
     namelen = nbd_get32(hs->data);
     if (namelen > hs->len - 6) {
-        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+        *err = nbd_hs_error(hs, NBD_REP_ERR_INVALID,
                             "export name length %" PRIu32 " exceeds the "
                             "option data", namelen);
+        return false;
     }
     if (namelen > NBD_MAX_STRING) {
-        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+        *err = nbd_hs_error(hs, NBD_REP_ERR_INVALID,
                             "export name longer than %d bytes",
                             NBD_MAX_STRING);
+        return false;
     }
     nreq = nbd_get16(hs->data + 4 + namelen);
     if (hs->len != 4 + namelen + 2 + 2 * (uint32_t)nreq) {
-        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+        *err = nbd_hs_error(hs, NBD_REP_ERR_INVALID,
                             "option length does not match its %u "
                             "information requests", nreq);
+        return false;
     }
     for (unsigned i = 0; i < nreq; i++) {
         switch (nbd_get16(hs->data + 4 + namelen + 2 + 2 * i)) {
         case NBD_INFO_NAME:
-            want_name = true;
+            r->want_name = true;
             break;
         case NBD_INFO_DESCRIPTION:
-            want_desc = true;
+            r->want_desc = true;
             break;
         default:
             break;      /* BLOCK_SIZE is always sent; others ignored */
         }
     }
-    name = nbd_hs_string(hs->data + 4, namelen);
-    if (!name) {
-        return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
+    r->name = nbd_hs_string(hs->data + 4, namelen);
+    if (!r->name) {
+        *err = nbd_hs_error(hs, NBD_REP_ERR_INVALID,
                             "export name contains a NUL byte");
+        return false;
     }
-    exp = nbd_export_find(name);
-    if (!exp) {
-        return nbd_hs_error(hs, NBD_REP_ERR_UNKNOWN,
-                            "export '%s' not present", name);
-    }
+    return true;
+}
 
-    if (want_name) {
+/* The NBD_REP_INFO replies about @exp that @r asks for, and the ACK. */
+static void nbd_info_reply(NbdHandshake *hs, NbdExport *exp,
+                           const NbdInfoRequest *r)
+{
+    uint8_t buf[12];
+
+    if (r->want_name) {
         nbd_hs_info(hs, NBD_INFO_NAME, exp->name, strlen(exp->name));
     }
-    if (want_desc && exp->description) {
+    if (r->want_desc && exp->description) {
         nbd_hs_info(hs, NBD_INFO_DESCRIPTION, exp->description,
                     strlen(exp->description));
     }
@@ -296,20 +310,38 @@ static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
      * as with QEMU; the node's alignment is the preferred size, which is
      * what aligning clients go by.
      */
-    sizes[0] = 1;
-    sizes[1] = exp->pref_block;
-    sizes[2] = NBD_MAX_BUFFER;
-    for (int i = 0; i < 3; i++) {
-        nbd_put32(buf + 4 * i, sizes[i]);
-    }
+    nbd_put32(buf, 1);
+    nbd_put32(buf + 4, exp->pref_block);
+    nbd_put32(buf + 8, NBD_MAX_BUFFER);
     nbd_hs_info(hs, NBD_INFO_BLOCK_SIZE, buf, 12);
 
-    conn->tx_flags = nbd_tx_flags(hs, exp);
+    hs->conn->tx_flags = nbd_tx_flags(hs, exp);
     nbd_put64(buf, exp->size);
-    nbd_put16(buf + 8, conn->tx_flags);
+    nbd_put16(buf + 8, hs->conn->tx_flags);
     nbd_hs_info(hs, NBD_INFO_EXPORT, buf, 10);
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
-    if (!go) {
+}
+
+static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
+{
+    NbdInfoRequest r = { 0 };
+    NbdHsState state;
+    NbdExport *exp;
+
+    if (!nbd_info_parse(hs, &r, &state)) {
+        g_free(r.name);
+        return state;
+    }
+    exp = nbd_export_find(r.name);
+    if (!exp) {
+        state = nbd_hs_error(hs, NBD_REP_ERR_UNKNOWN,
+                             "export '%s' not present", r.name);
+        g_free(r.name);
+        return state;
+    }
+    g_free(r.name);
+    nbd_info_reply(hs, exp, &r);
+    if (hs->opt != NBD_OPT_GO) {
         return NBD_HS_OPTION_HEADER;
     }
     blk_exp_ref(&exp->common);
