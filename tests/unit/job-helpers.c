@@ -93,13 +93,6 @@ const JobDriver test_block_job_driver = {
     .free = block_job_free,
 };
 
-int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
-
 /* --- Events ------------------------------------------------------------- */
 
 GString *status_log;         /* "created running ..." of test jobs */

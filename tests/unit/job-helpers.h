@@ -14,6 +14,7 @@
 #include "block/blockjob.h"
 #include "block/job-driver.h"
 #include "block/job-monitor.h"
+#include "loop-helpers.h"
 #include "qmp/job.h"
 #include "qmp/qmp.h"
 #include "util/aio-wait.h"
@@ -38,9 +39,6 @@ extern const JobDriver test_block_job_driver;
 
 /* Main loop, event loop, block layer, QMP job commands, event log. */
 void job_helpers_init(void);
-
-/* STRESS_ITERATIONS from the environment (meson -Dstress_iterations). */
-int stress_iterations(void);
 
 /* --- Events ---------------------------------------------------------- */
 

@@ -8,6 +8,7 @@
  */
 #include "util/osdep.h"
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
@@ -32,14 +33,6 @@ static void set_flag_bh(void *opaque)
     aio_wait_kick();
 }
 
-/* Run the main loop until nothing is pending (the test is outermost). */
-static void run_pending(void)
-{
-    while (aio_poll(main_context(), false)) {
-        /* nothing */
-    }
-}
-
 static void test_deferred_waits_for_plain_wait(void)
 {
     g_string_truncate(ran, 0);
@@ -54,7 +47,7 @@ static void test_deferred_waits_for_plain_wait(void)
 
     /* The end of the wait lets it run at the next iteration. */
     g_assert_true(aio_wait_at_safe_point());
-    run_pending();
+    settle();
     g_assert_cmpstr(ran->str, ==, "deferred");
 }
 
@@ -84,7 +77,7 @@ static void test_deferred_waits_for_nested_waits(void)
     aio_bh_schedule_oneshot(main_context(), outer_done_bh, NULL);
     AIO_WAIT_WHILE(NULL, !outer_done);
     g_assert_cmpstr(ran->str, ==, "");
-    run_pending();
+    settle();
     g_assert_cmpstr(ran->str, ==, "inner");
 }
 
@@ -206,7 +199,7 @@ int main(int argc, char **argv)
     g_test_add_func("/aio-wait/deferred/teardown-with-work-aborts",
                     test_teardown_with_deferred_work_aborts);
     ret = g_test_run();
-    run_pending();
+    settle();
     g_string_free(ran, true);
     main_loop_cleanup();
     return ret;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
@@ -16,21 +17,6 @@
 #include "util/thread.h"
 
 static AioContext *ctx;
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
-
-/* Run the main context until nothing is left to do. */
-static void drain_main(void)
-{
-    while (aio_poll(ctx, false)) {
-        /* nothing */
-    }
-}
 
 /* --- Bottom halves ------------------------------------------------------- */
 
@@ -71,7 +57,7 @@ static void test_bh_runs_once_per_schedule(void)
     g_assert_true(aio_poll(ctx, true));
     g_assert_cmpstr(log->str, ==, "xx");
     aio_bh_delete(bh);
-    drain_main();
+    settle();
     g_string_free(log, true);
 }
 
@@ -84,7 +70,7 @@ static void test_bh_fifo_order(void)
     aio_bh_schedule_oneshot(ctx, trace_cb, a);
     aio_bh_schedule_oneshot(ctx, trace_cb, b);
     aio_bh_schedule_oneshot(ctx, trace_cb, c);
-    drain_main();
+    settle();
     g_assert_cmpstr(log->str, ==, "abc");
     g_string_free(log, true);
 }
@@ -113,7 +99,7 @@ static void test_bh_fifo_under_nested_poll(void)
     aio_bh_schedule_oneshot(ctx, nested_outer_cb, NULL);
     aio_bh_schedule_oneshot(ctx, nested_leaf_cb, "2");
     aio_bh_schedule_oneshot(ctx, nested_leaf_cb, "3");
-    drain_main();
+    settle();
     g_assert_cmpstr(nested_log->str, ==, "1234)");
     g_string_free(nested_log, true);
 }
@@ -126,10 +112,10 @@ static void test_bh_cancel(void)
 
     aio_bh_schedule(bh);
     aio_bh_cancel(bh);
-    drain_main();
+    settle();
     g_assert_cmpstr(log->str, ==, "");
     aio_bh_delete(bh);
-    drain_main();
+    settle();
     g_string_free(log, true);
 }
 
@@ -150,7 +136,7 @@ static void test_bh_delete_from_callback(void)
 
     self_delete_runs = 0;
     aio_bh_schedule(bh);
-    drain_main();
+    settle();
     g_assert_cmpint(self_delete_runs, ==, 1);
 }
 
@@ -179,7 +165,7 @@ static void test_bh_delete_then_nested_poll(void)
 
     delete_then_nest_runs = 0;
     aio_bh_schedule(bh);
-    drain_main();
+    settle();
     g_assert_cmpint(delete_then_nest_runs, ==, 1);
     g_assert_null(bh);
 }
@@ -428,7 +414,7 @@ static void test_fd_pipe_level_triggered(void)
     }
     g_assert_cmpint(s.reads, ==, 3);
     aio_set_fd_handler(ctx, fds[0], NULL, NULL, NULL);
-    drain_main();
+    settle();
     close(fds[0]);
     close(fds[1]);
 }
@@ -456,7 +442,7 @@ static void test_fd_socket_write_then_read(void)
         aio_poll(ctx, true);
     }
     g_assert_cmpint(s.bytes, ==, 1);
-    drain_main();
+    settle();
     close(sv[0]);
     close(sv[1]);
 }
@@ -489,7 +475,7 @@ static void test_fd_change_mask_in_callback(void)
     }
     g_assert_cmpint(s.reads, ==, 1);
     g_assert_cmpint(s.writes, ==, 1);
-    drain_main();
+    settle();
     close(sv[0]);
     close(sv[1]);
 }
@@ -516,7 +502,7 @@ static void test_fd_reuse_after_remove(void)
         close(fds[0]);
         close(fds[1]);
     }
-    drain_main();
+    settle();
 }
 
 /* --- Wake-ups across threads -------------------------------------------- */
@@ -526,28 +512,15 @@ typedef struct WaitFlag {
     int done;       /* atomic */
 } WaitFlag;
 
-static void set_flag_bh(void *opaque)
-{
-    WaitFlag *w = opaque;
-
-    g_assert_true(in_aio_context_home_thread(iothread_get_aio_context(w->io)));
-    qatomic_set(&w->done, 1);
-    aio_wait_kick();
-}
-
 static void test_aio_wait_while_kicked_from_iothread(void)
 {
-    WaitFlag w = { 0 };
+    IOThread *io = iothread_create("waiter", 0, &error_abort);
     int i;
 
-    w.io = iothread_create("waiter", 0, &error_abort);
     for (i = 0; i < 1000 * stress_iterations(); i++) {
-        qatomic_set(&w.done, 0);
-        aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh,
-                                &w);
-        AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
+        ctx_sync(iothread_get_aio_context(io));
     }
-    iothread_destroy(w.io);
+    iothread_destroy(io);
 }
 
 static void own_timer_cb(void *opaque)

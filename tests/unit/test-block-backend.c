@@ -18,6 +18,7 @@
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
@@ -27,13 +28,6 @@
 #include "util/thread.h"
 
 #define MEM_SIZE    (1024 * 1024)
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* --- The test-mem driver -------------------------------------------------- */
 
@@ -255,35 +249,6 @@ static void fixture_cleanup(Fixture *f)
 static AioContext *io_ctx(Fixture *f, int i)
 {
     return iothread_get_aio_context(f->io[i]);
-}
-
-static void sync_bh(void *opaque)
-{
-    bool *flag = opaque;
-
-    qatomic_store_release(flag, true);
-    aio_wait_kick();
-}
-
-/*
- * Wait until a bottom half scheduled now has run in @ctx: everything
- * scheduled there before it (coroutines entered from here, and what they
- * did until they yielded) has run too.
- */
-static void ctx_sync(AioContext *ctx)
-{
-    bool flag = false;
-
-    aio_bh_schedule_oneshot(ctx, sync_bh, &flag);
-    AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&flag));
-}
-
-/* Run the main loop until no callback is left to run. */
-static void settle(void)
-{
-    while (aio_poll(main_context(), false)) {
-        /* nothing */
-    }
 }
 
 /* A read or write of a pattern, from a coroutine in any context. */

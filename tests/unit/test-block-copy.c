@@ -23,6 +23,7 @@
 #include "block/block_int.h"
 #include "block/copy-before-write.h"
 #include "block/dirty-bitmap.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
@@ -34,13 +35,6 @@
 #define CLUSTER     BLOCK_COPY_CLUSTER_SIZE
 #define N_CLUSTERS  64
 #define SIZE        ((int64_t)N_CLUSTERS * CLUSTER)
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* --- The test-mem driver -------------------------------------------------- */
 

@@ -18,6 +18,7 @@
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -27,21 +28,6 @@
 
 #define KIB 1024
 #define MIB (1024 * 1024)
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
-
-/* Run the main loop until nothing is left to do. */
-static void settle(void)
-{
-    while (aio_poll(main_context(), false)) {
-        /* nothing */
-    }
-}
 
 static void atomic_max64(int64_t *p, int64_t v)
 {

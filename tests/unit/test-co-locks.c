@@ -14,6 +14,7 @@
 
 #include <sched.h>
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
@@ -23,21 +24,6 @@
 #include "util/thread.h"
 
 #define N_ELEMS(a) ((int)G_N_ELEMENTS(a))
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
-
-/* Run the main loop until no callback is left to run. */
-static void settle(void)
-{
-    while (aio_poll(main_context(), false)) {
-        /* nothing */
-    }
-}
 
 /* Go back to the event loop once, staying in the same context. */
 static void coroutine_fn yield_to_loop(void)

@@ -5,19 +5,13 @@
  */
 #include "util/osdep.h"
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
 #include "util/iothread.h"
 #include "util/main-loop.h"
 #include "util/thread.h"
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* --- Basics -------------------------------------------------------------- */
 
@@ -376,9 +370,7 @@ static void run_locker_in_bh(bool yield)
     bd_mutex_init(&co_test_lock);
     aio_bh_schedule_oneshot(main_context(), enter_locker_bh,
                             yield ? "yield" : NULL);
-    while (aio_poll(main_context(), false)) {
-        /* run it */
-    }
+    settle();           /* run it */
 }
 
 static void assert_names_locker(const char *event)

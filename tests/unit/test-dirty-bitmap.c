@@ -21,18 +21,12 @@
 #include "block/block-global-state.h"
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
+#include "loop-helpers.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
 #include "util/main-loop.h"
 
 #define G   4096                    /* granularity of most tests */
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 static BlockDriverState *open_null(const char *name, int64_t size)
 {

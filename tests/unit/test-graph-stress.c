@@ -14,6 +14,7 @@
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -25,13 +26,6 @@
 #define STRIPE_BYTES        (64 * 1024)
 #define BLOCK_BYTES         4096
 #define BLOCKS_PER_STRIPE   (STRIPE_BYTES / BLOCK_BYTES)
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* --- A pass-through filter --------------------------------------------- */
 

@@ -10,18 +10,12 @@
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
 #include "util/iothread.h"
 #include "util/main-loop.h"
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* --- A test driver: optional "file" child, fixed size ------------------- */
 

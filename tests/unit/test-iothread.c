@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -21,15 +22,6 @@ typedef struct WaitFlag {
     int done;       /* atomic */
 } WaitFlag;
 
-static void set_flag_bh(void *opaque)
-{
-    WaitFlag *w = opaque;
-
-    g_assert_true(in_aio_context_home_thread(iothread_get_aio_context(w->io)));
-    qatomic_set(&w->done, 1);
-    aio_wait_kick();
-}
-
 /* --- iothreads ----------------------------------------------------------- */
 
 static void test_iothread_start_stop_loop(void)
@@ -37,32 +29,28 @@ static void test_iothread_start_stop_loop(void)
     int i;
 
     for (i = 0; i < 100; i++) {
-        WaitFlag w = { 0 };
+        IOThread *io = iothread_create(
+            "loop", i % 2 ? IOTHREAD_POLL_MAX_NS_DEFAULT : 0, &error_abort);
 
-        w.io = iothread_create("loop", i % 2 ? IOTHREAD_POLL_MAX_NS_DEFAULT : 0,
-                               &error_abort);
-        g_assert_cmpint(iothread_get_thread_id(w.io), >, 0);
-        g_assert_cmpstr(iothread_get_id(w.io), ==, "loop");
-        aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh,
-                                &w);
-        AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
-        iothread_destroy(w.io);
+        g_assert_cmpint(iothread_get_thread_id(io), >, 0);
+        g_assert_cmpstr(iothread_get_id(io), ==, "loop");
+        ctx_sync(iothread_get_aio_context(io));
+        iothread_destroy(io);
     }
 }
 
 static void test_iothread_poll_max_ns(void)
 {
-    WaitFlag w = { 0 };
+    IOThread *io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT,
+                                   &error_abort);
 
-    w.io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT, &error_abort);
-    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==,
+    g_assert_cmpint(iothread_get_poll_max_ns(io), ==,
                     IOTHREAD_POLL_MAX_NS_DEFAULT);
-    iothread_set_poll_max_ns(w.io, 100000);
-    g_assert_cmpint(iothread_get_poll_max_ns(w.io), ==, 100000);
+    iothread_set_poll_max_ns(io, 100000);
+    g_assert_cmpint(iothread_get_poll_max_ns(io), ==, 100000);
     /* Still serves bottom halves with busy polling on. */
-    aio_bh_schedule_oneshot(iothread_get_aio_context(w.io), set_flag_bh, &w);
-    AIO_WAIT_WHILE(NULL, !qatomic_read(&w.done));
-    iothread_destroy(w.io);
+    ctx_sync(iothread_get_aio_context(io));
+    iothread_destroy(io);
 }
 
 /* The iothread's context has the properties set on the iothread. */

@@ -21,6 +21,7 @@
 #include "block/block-global-state.h"
 #include "block/job-monitor.h"
 #include "block/mirror.h"
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
@@ -29,13 +30,6 @@
 #define IMG_SIZE    (4 * 1024 * 1024)
 #define N_WRITERS   4
 #define STRIPE      (IMG_SIZE / N_WRITERS)
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 typedef struct Fixture {
     IOThread *io;               /* the nodes' and the job's */

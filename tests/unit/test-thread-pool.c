@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 
+#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
@@ -20,13 +21,6 @@
 #define TEST_MAX_WORKERS 8
 
 static AioContext *ctx;
-
-static int stress_iterations(void)
-{
-    const char *s = getenv("STRESS_ITERATIONS");
-
-    return s ? MAX(atoi(s), 1) : 1;
-}
 
 /* Threads of this process whose name is @name (from /proc/self/task). */
 static int count_threads_named(const char *name)
