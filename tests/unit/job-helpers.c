@@ -270,13 +270,10 @@ void check_verbs_in_state(TestJob *t)
 
 BlockDriverState *open_null(const char *name, IOThread *io)
 {
-    g_autofree char *s = g_strdup_printf(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": 1048576}",
         name);
-    struct json_object *opts = json_tokener_parse(s);
-    BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
 
-    json_object_put(opts);
     if (io) {
         g_assert_cmpint(bdrv_try_change_aio_context(
             bs, iothread_get_aio_context(io), NULL, &error_abort), ==, 0);

@@ -11,10 +11,10 @@
 #ifndef TESTS_UNIT_JOB_HELPERS_H
 #define TESTS_UNIT_JOB_HELPERS_H
 
+#include "block-helpers.h"
 #include "block/blockjob.h"
 #include "block/job-driver.h"
 #include "block/job-monitor.h"
-#include "loop-helpers.h"
 #include "qmp/job.h"
 #include "qmp/qmp.h"
 #include "util/aio-wait.h"

@@ -15,6 +15,7 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
@@ -102,20 +103,14 @@ typedef struct Fixture {
  */
 static void fixture_open_json(Fixture *f, const char *rules)
 {
-    g_autofree char *text = g_strdup_printf(
+    memset(&hits, 0, sizeof(hits));
+    f->bs = open_node(&error_abort,
         "{\"driver\": \"blkdebug\", \"node-name\": \"dbg0\","
         " \"discard\": \"unmap\","
         " \"image\": {\"driver\": \"test-count\", \"node-name\": \"cnt0\"},"
         " \"inject-error\": %s}", rules);
-    struct json_object *opts = json_tokener_parse(text);
-
-    g_assert_nonnull(opts);
-    memset(&hits, 0, sizeof(hits));
-    f->bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
-    f->blk = blk_new("blk0", main_context(),
-                     BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, BLK_PERM_ALL);
-    g_assert_cmpint(blk_insert_bs(f->blk, f->bs, &error_abort), ==, 0);
+    f->blk = new_backend("blk0", main_context(),
+                         BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, f->bs);
 }
 
 static void fixture_cleanup(Fixture *f)
@@ -306,9 +301,8 @@ static void test_keyval_options(void)
     memset(&hits, 0, sizeof(hits));
     f.bs = bdrv_open(opts, false, &error_abort);
     json_object_put(opts);
-    f.blk = blk_new("blk0", main_context(),
-                    BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, BLK_PERM_ALL);
-    g_assert_cmpint(blk_insert_bs(f.blk, f.bs, &error_abort), ==, 0);
+    f.blk = new_backend("blk0", main_context(),
+                        BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, f.bs);
     g_assert_cmpint(do_write(&f, 0, 512), ==, -ENOSPC);
     g_assert_cmpint(do_write(&f, 0, 512), ==, 0);
     fixture_cleanup(&f);
@@ -328,14 +322,11 @@ static void test_bad_options_refused(void)
     };
 
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
-        struct json_object *opts = json_tokener_parse(bad[i]);
         Error *err = NULL;
 
-        g_assert_nonnull(opts);
-        g_assert_null(bdrv_open(opts, true, &err));
+        g_assert_null(open_node(&err, "%s", bad[i]));
         g_assert_nonnull(err);
         error_free(err);
-        json_object_put(opts);
     }
     g_assert_null(bdrv_next_node(NULL));
 }

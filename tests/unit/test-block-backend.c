@@ -15,10 +15,10 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
@@ -211,15 +211,8 @@ typedef struct Fixture {
 
 static BlockDriverState *open_mem_node(const char *name, int64_t size)
 {
-    struct json_object *opts = json_object_new_object();
-    BlockDriverState *bs;
-
-    json_object_object_add(opts, "driver", json_object_new_string("test-mem"));
-    json_object_object_add(opts, "node-name", json_object_new_string(name));
-    json_object_object_add(opts, "size", json_object_new_int64(size));
-    bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
-    return bs;
+    return open_node(&error_abort, "{\"driver\": \"test-mem\", \"node-name\": "
+                     "\"%s\", \"size\": %" PRId64 "}", name, size);
 }
 
 /* A node "n0" and a backend "blk0" on it, with @perm and sharing all. */
@@ -233,8 +226,7 @@ static void fixture_init(Fixture *f, uint64_t perm, int n_iothreads)
         f->io[i] = iothread_create(names[i], 0, &error_abort);
     }
     f->bs = open_mem_node("n0", MEM_SIZE);
-    f->blk = blk_new("blk0", main_context(), perm, BLK_PERM_ALL);
-    g_assert_cmpint(blk_insert_bs(f->blk, f->bs, &error_abort), ==, 0);
+    f->blk = new_backend("blk0", main_context(), perm, f->bs);
 }
 
 static void fixture_cleanup(Fixture *f)

@@ -16,6 +16,7 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-copy.h"
 #include "block/block-global-state.h"
@@ -23,7 +24,6 @@
 #include "block/block_int.h"
 #include "block/copy-before-write.h"
 #include "block/dirty-bitmap.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
@@ -164,16 +164,11 @@ typedef struct Fixture {
 
 static BlockDriverState *open_mem(const char *name, uint32_t seed)
 {
-    struct json_object *opts = json_object_new_object();
-    BlockDriverState *bs;
+    BlockDriverState *bs = open_node(&error_abort,
+        "{\"driver\": \"test-mem\", \"node-name\": \"%s\"}", name);
     GRand *rand = g_rand_new_with_seed(seed);
-    TestMem *s;
+    TestMem *s = bs->opaque;
 
-    json_object_object_add(opts, "driver", json_object_new_string("test-mem"));
-    json_object_object_add(opts, "node-name", json_object_new_string(name));
-    bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
-    s = bs->opaque;
     for (int64_t i = 0; i < SIZE; i += 4) {
         uint32_t v = g_rand_int(rand);
 
@@ -211,9 +206,8 @@ static void fixture_init(Fixture *f, int n_iothreads)
     f->original = mem_snapshot(f->src);
     f->cbw = bdrv_cbw_append(f->src, f->tgt, "cbw", &f->bcs, &error_abort);
     block_copy_set_progress_callback(f->bcs, progress_cb, f);
-    f->guest = blk_new("guest", ctx, BLK_PERM_CONSISTENT_READ |
-                       BLK_PERM_WRITE, BLK_PERM_ALL);
-    g_assert_cmpint(blk_insert_bs(f->guest, f->cbw, &error_abort), ==, 0);
+    f->guest = new_backend("guest", ctx, BLK_PERM_CONSISTENT_READ |
+                           BLK_PERM_WRITE, f->cbw);
 }
 
 static void fixture_destroy(Fixture *f)

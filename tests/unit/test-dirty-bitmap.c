@@ -17,11 +17,11 @@
 
 #include <fcntl.h>
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
-#include "loop-helpers.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
 #include "util/main-loop.h"
@@ -30,15 +30,9 @@
 
 static BlockDriverState *open_null(const char *name, int64_t size)
 {
-    g_autofree char *text = g_strdup_printf(
-        "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": %" PRId64
-        ", \"discard\": \"unmap\"}", name, size);
-    struct json_object *opts = json_tokener_parse(text);
-    BlockDriverState *bs;
-
-    bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
-    return bs;
+    return open_node(&error_abort, "{\"driver\": \"null-co\", \"node-name\": "
+                     "\"%s\", \"size\": %" PRId64 ", \"discard\": \"unmap\"}",
+                     name, size);
 }
 
 /* A node of 10 granules and a half. */
@@ -211,13 +205,12 @@ static void run_req(BlockBackend *blk, bool discard, int64_t offset,
 static void test_write_path(void)
 {
     BlockDriverState *bs = open_null("n0", 1 << 20);
-    BlockBackend *blk = blk_new("blk0", main_context(),
-                                BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
-                                BLK_PERM_ALL);
+    BlockBackend *blk = new_backend("blk0", main_context(),
+                                    BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                                    bs);
     BdrvDirtyBitmap *on, *off;
     g_autofree uint8_t *buf = g_malloc0(3 * G);
 
-    g_assert_cmpint(blk_insert_bs(blk, bs, &error_abort), ==, 0);
     on = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
     off = bdrv_create_dirty_bitmap(bs, 512, NULL, &error_abort);
     bdrv_disable_dirty_bitmap(off);
@@ -252,20 +245,15 @@ static void test_write_path(void)
 static void test_truncate_resizes(void)
 {
     g_autofree char *path = NULL;
-    g_autofree char *text = NULL;
     int fd = g_file_open_tmp("test-dirty-bitmap-XXXXXX", &path, NULL);
-    struct json_object *opts;
     BlockDriverState *bs;
     BdrvDirtyBitmap *bm;
 
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, 8 * G), ==, 0);
     close(fd);
-    text = g_strdup_printf("{\"driver\": \"file\", \"node-name\": \"f0\","
-                           " \"filename\": \"%s\"}", path);
-    opts = json_tokener_parse(text);
-    bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
+    bs = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
+                   "\"f0\", \"filename\": \"%s\"}", path);
 
     bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
     bdrv_set_dirty_bitmap(bm, 7 * G, G);

@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block-io.h"
@@ -107,26 +108,6 @@ static int64_t file_blocks(const char *path)
 
     g_assert_cmpint(stat(path, &st), ==, 0);
     return st.st_blocks;
-}
-
-static BlockDriverState *open_node(Error **errp, const char *fmt, ...)
-    PRINTF_FMT(2, 3);
-
-static BlockDriverState *open_node(Error **errp, const char *fmt, ...)
-{
-    g_autofree char *json = NULL;
-    struct json_object *options;
-    BlockDriverState *bs;
-    va_list ap;
-
-    va_start(ap, fmt);
-    json = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    options = json_tokener_parse(json);
-    g_assert_nonnull(options);
-    bs = bdrv_open(options, false, errp);
-    json_object_put(options);
-    return bs;
 }
 
 /* A file node on @path; @extra is appended to the options ("" or ", ..."). */

@@ -10,11 +10,11 @@
 
 #include <fcntl.h>
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -144,27 +144,14 @@ static void start_worker_bh(void *opaque)
 static void insert_and_remove_filter(const char *node_name)
 {
     BlockDriverState *base = bdrv_find_node(node_name);
-    g_autofree char *json = g_strdup_printf(
+    BlockDriverState *filter = open_node(&error_abort,
         "{\"driver\": \"test-filter\", \"node-name\": \"flt-%s\", "
         "\"file\": \"%s\"}", node_name, node_name);
-    struct json_object *opts = json_tokener_parse(json);
-    BlockDriverState *filter;
 
-    filter = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
     g_assert_true(bdrv_get_aio_context(filter) == bdrv_get_aio_context(base));
     g_assert_cmpint(bdrv_replace_node(base, filter, &error_abort), ==, 0);
     g_assert_cmpint(bdrv_replace_node(filter, base, &error_abort), ==, 0);
     bdrv_unref(filter);
-}
-
-static BlockDriverState *open_json(const char *json)
-{
-    struct json_object *opts = json_tokener_parse(json);
-    BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
-
-    json_object_put(opts);
-    return bs;
 }
 
 static void test_io_under_graph_changes(void)
@@ -181,7 +168,6 @@ static void test_io_under_graph_changes(void)
     Worker workers[2][NUM_WORKERS];
     int ops = 300 * stress_iterations();
     int round = 0;
-    g_autofree char *file_json = NULL;
     BlockDriverState *nodes[2];
     bool all_done;
     int fd;
@@ -190,11 +176,11 @@ static void test_io_under_graph_changes(void)
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, size), ==, 0);
 
-    file_json = g_strdup_printf("{\"driver\": \"file\", \"node-name\": "
-                                "\"file0\", \"filename\": \"%s\"}", path);
-    nodes[0] = open_json(file_json);
-    nodes[1] = open_json("{\"driver\": \"null-co\", \"node-name\": \"null0\", "
-                         "\"size\": 524288, \"read-zeroes\": true}");
+    nodes[0] = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
+                         "\"file0\", \"filename\": \"%s\"}", path);
+    nodes[1] = open_node(&error_abort, "{\"driver\": \"null-co\", "
+                         "\"node-name\": \"null0\", \"size\": 524288, "
+                         "\"read-zeroes\": true}");
     g_assert_cmpint(bdrv_get_total_bytes(nodes[1]), ==, size);
 
     io[0] = iothread_create("stress0", 0, &error_abort);
@@ -206,12 +192,10 @@ static void test_io_under_graph_changes(void)
 
     for (int t = 0; t < 2; t++) {
         targets[t].shadow = g_malloc0(size);
-        targets[t].blk = blk_new(targets[t].name, main_context(),
-                                 BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
-                                 BLK_PERM_ALL);
+        targets[t].blk = new_backend(targets[t].name, main_context(),
+                                     BLK_PERM_CONSISTENT_READ |
+                                     BLK_PERM_WRITE, nodes[t]);
         blk_set_allow_aio_context_change(targets[t].blk, true);
-        g_assert_cmpint(blk_insert_bs(targets[t].blk, nodes[t],
-                                      &error_abort), ==, 0);
         for (int i = 0; i < NUM_WORKERS; i++) {
             workers[t][i] = (Worker) {
                 .target = &targets[t], .index = i, .ops = ops,

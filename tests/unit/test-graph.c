@@ -7,10 +7,10 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -47,28 +47,6 @@ static const BlockDriver test_node_driver = {
     .opts = test_node_opts,
     .bdrv_open = test_node_open,
 };
-
-static BlockDriverState *open_node(const char *json)
-{
-    struct json_object *opts = json_tokener_parse(json);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, true, &error_abort);
-    json_object_put(opts);
-    return bs;
-}
-
-static BlockDriverState *open_node_fails(const char *json, Error **errp)
-{
-    struct json_object *opts = json_tokener_parse(json);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, true, errp);
-    json_object_put(opts);
-    return bs;
-}
 
 /* --- A test parent -------------------------------------------------------- */
 
@@ -279,7 +257,7 @@ static void wait_done_bh(void *opaque)
 static void test_node_freed_inside_wait_aborts(void)
 {
     if (g_test_subprocess()) {
-        BlockDriverState *bs = open_node(
+        BlockDriverState *bs = open_node(&error_abort,
             "{\"driver\": \"test-node\", \"node-name\": \"doomed\"}");
 
         aio_bh_schedule_oneshot(main_context(), unref_bh, bs);
@@ -295,7 +273,7 @@ static void test_node_freed_inside_wait_aborts(void)
 /* The same unref as deferred work runs after the wait, at a safe point. */
 static void test_node_unref_deferred_runs_after_wait(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"later\"}");
 
     wait_done = 0;
@@ -631,7 +609,7 @@ static void test_rwlock_stress(void)
 
 static void test_drain_quiesces_parents_once(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d0\"}");
     TestParent tp = { .name = "tp" };
     BdrvChild *c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
@@ -652,7 +630,7 @@ static void test_drain_quiesces_parents_once(void)
 
 static void test_drain_propagates_up_through_nodes(void)
 {
-    BlockDriverState *top = open_node(
+    BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"top\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"bottom\"}}");
     BlockDriverState *bottom = bdrv_find_node("bottom");
@@ -675,7 +653,7 @@ static void test_drain_propagates_up_through_nodes(void)
 
 static void test_attach_to_drained_node_quiesces(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d1\"}");
     TestParent tp = { .name = "late" };
     BdrvChild *c;
@@ -711,7 +689,7 @@ static void iothread_release_bh(void *opaque)
 
 static void test_drain_waits_for_busy_parent(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d2\"}");
     IOThread *io = iothread_create("rel", 0, &error_abort);
     TestParent tp = { .name = "busy", .busy = 1 };
@@ -731,9 +709,9 @@ static void test_drain_waits_for_busy_parent(void)
 
 static void test_drain_all(void)
 {
-    BlockDriverState *a = open_node(
+    BlockDriverState *a = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"da\"}");
-    BlockDriverState *b = open_node(
+    BlockDriverState *b = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"db\"}");
     TestParent ta = { .name = "ta" }, tb = { .name = "tb" };
     BdrvChild *ca = attach_parent(a, &ta, 0, BLK_PERM_ALL, &error_abort);
@@ -746,7 +724,8 @@ static void test_drain_all(void)
     g_assert_cmpint(ta.begins, ==, 1);
     g_assert_cmpint(tb.begins, ==, 1);
     /* A node created during drain_all starts drained. */
-    late = open_node("{\"driver\": \"test-node\", \"node-name\": \"dc\"}");
+    late = open_node(&error_abort,
+                     "{\"driver\": \"test-node\", \"node-name\": \"dc\"}");
     g_assert_cmpint(qatomic_read(&late->quiesce_counter), ==, 1);
     bdrv_drain_all_end();
     g_assert_cmpint(ta.ends, ==, 1);
@@ -780,7 +759,7 @@ static void coroutine_fn co_drain_entry(void *opaque)
 
 static void test_drain_from_coroutine_in_iothread(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d3\"}");
     IOThread *io = iothread_create("codrain", 0, &error_abort);
     TestParent tp = { .name = "tp" };
@@ -800,7 +779,7 @@ static void test_drain_from_coroutine_in_iothread(void)
 
 static void test_perm_conflict_names_both_users(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"file0\"}");
     TestParent exp0 = { .name = "exp0" }, exp1 = { .name = "exp1" };
     BdrvChild *c0, *c1;
@@ -844,7 +823,7 @@ static void test_perm_conflict_names_both_users(void)
 
 static void test_perm_read_only_node_refuses_write(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"ro0\", "
         "\"read-only\": true}");
     TestParent tp = { .name = "writer" };
@@ -860,7 +839,7 @@ static void test_perm_read_only_node_refuses_write(void)
 
 static void test_perm_propagates_to_child(void)
 {
-    BlockDriverState *top = open_node(
+    BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"ptop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"pbottom\"}}");
     BlockDriverState *bottom = bdrv_find_node("pbottom");
@@ -883,38 +862,38 @@ static void test_open_errors_name_the_key(void)
 {
     Error *err = NULL;
 
-    g_assert_null(open_node_fails(
+    g_assert_null(open_node(&err,
         "{\"driver\": \"test-node\", \"node-name\": \"x\", "
-        "\"cache\": {\"direct\": 1}}", &err));
+        "\"cache\": {\"direct\": 1}}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "'cache.direct': expected boolean");
     error_free(err);
     err = NULL;
 
-    g_assert_null(open_node_fails(
+    g_assert_null(open_node(&err,
         "{\"driver\": \"test-node\", \"node-name\": \"x\", \"file\": "
-        "{\"driver\": \"test-node\", \"bogus\": true}}", &err));
+        "{\"driver\": \"test-node\", \"bogus\": true}}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "'file.bogus': unexpected parameter");
     error_free(err);
     err = NULL;
 
-    g_assert_null(open_node_fails(
-        "{\"driver\": \"test-node\"}", &err));
+    g_assert_null(open_node(&err,
+        "{\"driver\": \"test-node\"}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "'node-name' must be specified for the root node");
     error_free(err);
     err = NULL;
 
-    g_assert_null(open_node_fails(
-        "{\"driver\": \"test-node\", \"node-name\": \"1bad\"}", &err));
+    g_assert_null(open_node(&err,
+        "{\"driver\": \"test-node\", \"node-name\": \"1bad\"}"));
     g_assert_cmpstr(error_get_pretty(err), ==, "Invalid node-name: '1bad'");
     error_free(err);
     err = NULL;
 
-    g_assert_null(open_node_fails(
+    g_assert_null(open_node(&err,
         "{\"driver\": \"test-node\", \"node-name\": \"x\", "
-        "\"file\": \"nosuchnode\"}", &err));
+        "\"file\": \"nosuchnode\"}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "'file': no node named 'nosuchnode'");
     error_free(err);
@@ -924,12 +903,12 @@ static void test_open_errors_name_the_key(void)
 
 static void test_open_duplicate_name_refused(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"dup\"}");
     Error *err = NULL;
 
-    g_assert_null(open_node_fails(
-        "{\"driver\": \"test-node\", \"node-name\": \"dup\"}", &err));
+    g_assert_null(open_node(&err,
+        "{\"driver\": \"test-node\", \"node-name\": \"dup\"}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Duplicate nodes with node-name='dup'");
     error_free(err);
@@ -940,14 +919,15 @@ static void test_open_duplicate_name_refused(void)
 
 static void test_replace_node_inserts_filter(void)
 {
-    BlockDriverState *base = open_node(
+    BlockDriverState *base = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"base\"}");
     BlockDriverState *filter;
     TestParent tp = { .name = "user" };
     BdrvChild *c = attach_parent(base, &tp, BLK_PERM_WRITE, BLK_PERM_ALL,
                                  &error_abort);
 
-    filter = open_node("{\"driver\": \"test-node\", \"node-name\": \"flt\", "
+    filter = open_node(&error_abort,
+                       "{\"driver\": \"test-node\", \"node-name\": \"flt\", "
                        "\"file\": \"base\"}");
     g_assert_cmpint(bdrv_replace_node(base, filter, &error_abort), ==, 0);
     g_assert_true(c->bs == filter);
@@ -968,7 +948,7 @@ static void test_replace_node_inserts_filter(void)
 
 static void test_move_subtree_with_parent(void)
 {
-    BlockDriverState *top = open_node(
+    BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"mtop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"mbottom\"}}");
     BlockDriverState *bottom = bdrv_find_node("mbottom");
@@ -997,7 +977,7 @@ static void test_move_subtree_with_parent(void)
 
 static void test_move_refused_by_parent_changes_nothing(void)
 {
-    BlockDriverState *bs = open_node(
+    BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"fixed\"}");
     IOThread *io = iothread_create("nomv", 0, &error_abort);
     TestParent tp = { .name = "exp0", .refuse_move = true };

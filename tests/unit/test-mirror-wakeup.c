@@ -11,6 +11,7 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/job-monitor.h"
@@ -29,14 +30,9 @@ typedef struct Fixture {
 
 static BlockDriverState *open_null(const char *name)
 {
-    g_autofree char *text = g_strdup_printf(
-        "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": %d, "
-        "\"read-zeroes\": true}", name, IMG_SIZE);
-    struct json_object *opts = json_tokener_parse(text);
-    BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
-
-    json_object_put(opts);
-    return bs;
+    return open_node(&error_abort, "{\"driver\": \"null-co\", \"node-name\": "
+                     "\"%s\", \"size\": %d, \"read-zeroes\": true}", name,
+                     IMG_SIZE);
 }
 
 static void fixture_init(Fixture *f, MirrorCopyMode mode)
@@ -53,10 +49,8 @@ static void fixture_init(Fixture *f, MirrorCopyMode mode)
 
     f->src = open_null("src");
     f->tgt = open_null("tgt");
-    f->guest = blk_new("guest", main_context(),
-                       BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
-                       BLK_PERM_ALL);
-    g_assert_cmpint(blk_insert_bs(f->guest, f->src, &error_abort), ==, 0);
+    f->guest = new_backend("guest", main_context(),
+                           BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, f->src);
     a.source = f->src;
     a.target = f->tgt;
     g_assert_true(mirror_start(&a, &error_abort));
@@ -106,7 +100,7 @@ static bool job_waits_for_writes(JobView v)
 }
 
 /* Run the main loop without blocking until the job waits for writes. */
-static JobView settle(void)
+static JobView settle_job(void)
 {
     JobView v = job_view();
 
@@ -135,7 +129,7 @@ static void check_write_wakes_job(Fixture *f, bool copies)
     JobView v;
 
     wait_ready();
-    v = settle();
+    v = settle_job();
     g_assert_true(job_waits_for_writes(v));
 
     for (int i = 0; i < 8; i++) {
@@ -144,7 +138,7 @@ static void check_write_wakes_job(Fixture *f, bool copies)
         memset(buf, i + 1, 65536);
         g_assert_cmpint(blk_pwrite(f->guest, i * 262144, 65536, buf, 0),
                         ==, 0);
-        v = settle();
+        v = settle_job();
         g_assert_true(job_waits_for_writes(v));
         g_assert_cmpuint(v.current, ==, copied + (copies ? 65536 : 0));
     }
@@ -201,7 +195,7 @@ static void test_soft_cancel_wakes(void)
 
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     wait_ready();
-    g_assert_true(job_waits_for_writes(settle()));
+    g_assert_true(job_waits_for_writes(settle_job()));
     g_assert_cmpint(finish_job(soft_cancel), ==, 0);
     g_assert_true(blk_bs(f.guest) == f.src);
     g_assert_null(bdrv_find_node("mtop"));

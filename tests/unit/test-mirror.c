@@ -17,11 +17,11 @@
 
 #include <fcntl.h>
 
+#include "block-helpers.h"
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/job-monitor.h"
 #include "block/mirror.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/iothread.h"
@@ -61,14 +61,8 @@ static char *make_file(const char *tag, uint8_t *content)
 
 static BlockDriverState *open_file(const char *name, const char *path)
 {
-    g_autofree char *text = g_strdup_printf(
-        "{\"driver\": \"file\", \"node-name\": \"%s\", \"filename\": \"%s\"}",
-        name, path);
-    struct json_object *opts = json_tokener_parse(text);
-    BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
-
-    json_object_put(opts);
-    return bs;
+    return open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
+                     "\"%s\", \"filename\": \"%s\"}", name, path);
 }
 
 static void fixture_init(Fixture *f)
@@ -90,11 +84,9 @@ static void fixture_init(Fixture *f)
     g_assert_cmpint(bdrv_try_change_aio_context(
                         f->src, iothread_get_aio_context(f->io), NULL,
                         &error_abort), ==, 0);
-    f->guest = blk_new("guest", iothread_get_aio_context(f->io),
-                       BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
-                       BLK_PERM_ALL);
+    f->guest = new_backend("guest", iothread_get_aio_context(f->io),
+                           BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, f->src);
     blk_set_allow_aio_context_change(f->guest, true);
-    g_assert_cmpint(blk_insert_bs(f->guest, f->src, &error_abort), ==, 0);
 }
 
 static void fixture_cleanup(Fixture *f)
@@ -299,11 +291,10 @@ static void test_complete_with_direct_writer(void)
         fixture_init(&f);
         start_mirror(&f, MIRROR_COPY_MODE_BACKGROUND);
         AIO_WAIT_WHILE(NULL, job_not_ready());
-        f.direct = blk_new("direct", iothread_get_aio_context(f.io),
-                           BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
-                           BLK_PERM_ALL);
+        f.direct = new_backend("direct", iothread_get_aio_context(f.io),
+                               BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
+                               f.src);
         blk_set_allow_aio_context_change(f.direct, true);
-        g_assert_cmpint(blk_insert_bs(f.direct, f.src, &error_abort), ==, 0);
         start_writers(&f, 3000);
         writes_at_least(&f, 100);
         g_assert_cmpint(finish_job(complete), ==, 0);

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Set-ups shared by the block layer's unit tests: see block-helpers.h.
+ */
+#include "util/osdep.h"
+
+#include "block-helpers.h"
+
+/* --- Nodes and backends ------------------------------------------------- */
+
+BlockDriverState *open_node(Error **errp, const char *fmt, ...)
+{
+    g_autofree char *json = NULL;
+    struct json_object *options;
+    BlockDriverState *bs;
+    va_list ap;
+
+    va_start(ap, fmt);
+    json = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    options = json_tokener_parse(json);
+    g_assert_nonnull(options);
+    bs = bdrv_open(options, true, errp);
+    json_object_put(options);
+    return bs;
+}
+
+BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
+                          BlockDriverState *bs)
+{
+    BlockBackend *blk = blk_new(name, ctx, perm, BLK_PERM_ALL);
+
+    g_assert_cmpint(blk_insert_bs(blk, bs, &error_abort), ==, 0);
+    return blk;
+}
