@@ -33,3 +33,20 @@ BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
     g_assert_cmpint(blk_insert_bs(blk, bs, &error_abort), ==, 0);
     return blk;
 }
+
+/* --- Image files -------------------------------------------------------- */
+
+char *make_temp_image(const char *tmpl, int64_t size, const void *data,
+                      size_t len)
+{
+    char *path = NULL;
+    int fd = g_file_open_tmp(tmpl, &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, size), ==, 0);
+    if (data) {
+        g_assert_cmpint(pwrite(fd, data, len, 0), ==, (ssize_t)len);
+    }
+    close(fd);
+    return path;
+}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Set-ups shared by the block layer's unit tests: nodes opened from JSON
- * text and a BlockBackend on a node.
+ * text, a BlockBackend on a node, and image files.
  *
  * Everything here is main-loop code (the test's main thread, which holds
  * the BQL); failures of a set-up step abort the test (error_abort,
@@ -30,5 +30,16 @@ BlockDriverState *open_node(Error **errp, const char *fmt, ...)
  */
 BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
                           BlockDriverState *bs);
+
+/* --- Image files ----------------------------------------------------- */
+
+/*
+ * A sparse file of @size bytes in the temporary directory, named after
+ * @tmpl (g_file_open_tmp()'s "name-XXXXXX"), holding @len bytes of @data
+ * at offset 0 unless @data is NULL.  Returns its path: the caller unlinks
+ * the file and g_free()s the path.
+ */
+char *make_temp_image(const char *tmpl, int64_t size, const void *data,
+                      size_t len);
 
 #endif /* TESTS_UNIT_BLOCK_HELPERS_H */

@@ -244,14 +244,11 @@ static void test_write_path(void)
 
 static void test_truncate_resizes(void)
 {
-    g_autofree char *path = NULL;
-    int fd = g_file_open_tmp("test-dirty-bitmap-XXXXXX", &path, NULL);
+    g_autofree char *path = make_temp_image("test-dirty-bitmap-XXXXXX", 8 * G,
+                                            NULL, 0);
     BlockDriverState *bs;
     BdrvDirtyBitmap *bm;
 
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, 8 * G), ==, 0);
-    close(fd);
     bs = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
                    "\"f0\", \"filename\": \"%s\"}", path);
 

@@ -156,9 +156,9 @@ static void insert_and_remove_filter(const char *node_name)
 
 static void test_io_under_graph_changes(void)
 {
-    g_autofree char *dir = g_dir_make_tmp("blockd-stress-XXXXXX", NULL);
-    g_autofree char *path = g_build_filename(dir, "disk.raw", NULL);
     int64_t size = (int64_t)NUM_WORKERS * STRIPE_BYTES;
+    g_autofree char *path = make_temp_image("blockd-stress-XXXXXX", size,
+                                            NULL, 0);
     IOThread *io[2];
     AioContext *ctxs[3];
     Target targets[2] = {
@@ -170,11 +170,6 @@ static void test_io_under_graph_changes(void)
     int round = 0;
     BlockDriverState *nodes[2];
     bool all_done;
-    int fd;
-
-    fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, size), ==, 0);
 
     nodes[0] = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
                          "\"file0\", \"filename\": \"%s\"}", path);
@@ -243,9 +238,12 @@ static void test_io_under_graph_changes(void)
     g_assert_cmpint(blk_flush(targets[0].blk), ==, 0);
     {
         uint8_t *disk = g_malloc(size);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+        g_assert_cmpint(fd, >=, 0);
         g_assert_cmpint(pread(fd, disk, size, 0), ==, size);
         g_assert_true(memcmp(disk, targets[0].shadow, size) == 0);
+        close(fd);
         g_free(disk);
     }
 
@@ -256,9 +254,7 @@ static void test_io_under_graph_changes(void)
     }
     iothread_destroy(io[0]);
     iothread_destroy(io[1]);
-    close(fd);
     unlink(path);
-    rmdir(dir);
 }
 
 int main(int argc, char **argv)

@@ -44,21 +44,6 @@ typedef struct Fixture {
     int writes;                 /* atomic: writes done, all writers */
 } Fixture;
 
-static char *make_file(const char *tag, uint8_t *content)
-{
-    char *path = NULL;
-    int fd = g_file_open_tmp(tag, &path, NULL);
-
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, IMG_SIZE), ==, 0);
-    if (content) {
-        g_assert_cmpint(pwrite(fd, content, IMG_SIZE / 2, 0), ==,
-                        IMG_SIZE / 2);
-    }
-    close(fd);
-    return path;
-}
-
 static BlockDriverState *open_file(const char *name, const char *path)
 {
     return open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
@@ -75,8 +60,9 @@ static void fixture_init(Fixture *f)
         f->model[i] = g_rand_int(r);
     }
     g_rand_free(r);
-    f->src_path = make_file("mirror-src-XXXXXX", f->model);
-    f->tgt_path = make_file("mirror-tgt-XXXXXX", NULL);
+    f->src_path = make_temp_image("mirror-src-XXXXXX", IMG_SIZE, f->model,
+                                  IMG_SIZE / 2);
+    f->tgt_path = make_temp_image("mirror-tgt-XXXXXX", IMG_SIZE, NULL, 0);
     f->io = iothread_create("io0", 0, &error_abort);
     f->io1 = iothread_create("io1", 0, &error_abort);
     f->src = open_file("src", f->src_path);
