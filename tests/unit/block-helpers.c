@@ -50,3 +50,53 @@ char *make_temp_image(const char *tmpl, int64_t size, const void *data,
     close(fd);
     return path;
 }
+
+/* --- Jobs --------------------------------------------------------------- */
+
+void user_pause(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_user_pause_locked(job, errp);
+}
+
+void user_resume(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_user_resume_locked(job, errp);
+}
+
+void user_cancel(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_user_cancel_locked(job, true, errp);
+}
+
+void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_user_cancel_locked(job, false, errp);
+}
+
+void complete(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_complete_locked(job, errp);
+}
+
+void finalize(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_finalize_locked(job, errp);
+}
+
+void dismiss(Job *job, Error **errp) TSA_NO_TSA
+{
+    job_dismiss_locked(&job, errp);
+}
+
+int finish_job(const char *id, void (*finish)(Job *, Error **))
+{
+    Job *job;
+    int ret;
+
+    job_lock();
+    job = job_get_locked(id);
+    g_assert_nonnull(job);
+    ret = job_finish_sync_locked(job, finish, &error_abort);
+    job_unlock();
+    return ret;
+}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Set-ups shared by the block layer's unit tests: nodes opened from JSON
- * text, a BlockBackend on a node, and image files.
+ * text, a BlockBackend on a node, image files, and the monitor verbs
+ * applied to a job.
  *
  * Everything here is main-loop code (the test's main thread, which holds
  * the BQL); failures of a set-up step abort the test (error_abort,
@@ -12,6 +13,7 @@
 
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
+#include "block/job-monitor.h"
 #include "loop-helpers.h"
 
 /* --- Nodes and backends ---------------------------------------------- */
@@ -41,5 +43,23 @@ BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
  */
 char *make_temp_image(const char *tmpl, int64_t size, const void *data,
                       size_t len);
+
+/* --- Jobs ------------------------------------------------------------ */
+
+/* The monitor verbs, as the job commands apply them; called with
+ * job_mutex held (verb() in job-helpers.h, finish_job()). */
+void user_pause(Job *job, Error **errp);
+void user_resume(Job *job, Error **errp);
+void user_cancel(Job *job, Error **errp);       /* forced: job-cancel */
+void soft_cancel(Job *job, Error **errp);       /* block-job-cancel */
+void complete(Job *job, Error **errp);
+void finalize(Job *job, Error **errp);
+void dismiss(Job *job, Error **errp);
+
+/*
+ * Apply @finish to job @id, which must exist, and run the main loop until
+ * the job is over (job_finish_sync_locked()).  Returns the job's result.
+ */
+int finish_job(const char *id, void (*finish)(Job *, Error **));
 
 #endif /* TESTS_UNIT_BLOCK_HELPERS_H */

@@ -208,42 +208,6 @@ void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp)
     job_unlock();
 }
 
-void user_pause(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_pause_locked(job, errp);
-}
-
-void user_resume(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_resume_locked(job, errp);
-}
-
-void user_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, true, errp);
-}
-
-void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, false, errp);
-}
-
-void complete(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_complete_locked(job, errp);
-}
-
-void finalize(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_finalize_locked(job, errp);
-}
-
-void dismiss(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_dismiss_locked(&job, errp);
-}
-
-
 /* Every verb in a job's current state: refused exactly as the table says,
  * with QEMU's message. */
 void check_verbs_in_state(TestJob *t)

@@ -67,16 +67,8 @@ bool status_is_not(TestJob *t, JobStatus s);
  */
 #define WAIT_STATUS(t, s) AIO_WAIT_WHILE_RUNNING_DEFERRED(status_is_not(t, s))
 
-/* Apply a monitor verb under job_mutex. */
+/* Apply a monitor verb (block-helpers.h) under job_mutex. */
 void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp);
-/* The verbs, for verb(); called with job_mutex held. */
-void user_pause(Job *job, Error **errp);
-void user_resume(Job *job, Error **errp);
-void user_cancel(Job *job, Error **errp);
-void soft_cancel(Job *job, Error **errp);
-void complete(Job *job, Error **errp);
-void finalize(Job *job, Error **errp);
-void dismiss(Job *job, Error **errp);
 
 /* Every verb's table check in the job's current state: refused exactly
  * as the table says, with QEMU's message. */

@@ -144,36 +144,13 @@ static void check_write_wakes_job(Fixture *f, bool copies)
     }
 }
 
-static int finish_job(void (*finish)(Job *, Error **))
-{
-    Job *job;
-    int ret;
-
-    job_lock();
-    job = job_get_locked("m0");
-    g_assert_nonnull(job);
-    ret = job_finish_sync_locked(job, finish, &error_abort);
-    job_unlock();
-    return ret;
-}
-
-static void complete(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_complete_locked(job, errp);
-}
-
-static void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, false, errp);
-}
-
 static void test_background_write_wakes(void)
 {
     Fixture f;
 
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     check_write_wakes_job(&f, true);
-    g_assert_cmpint(finish_job(complete), ==, 0);
+    g_assert_cmpint(finish_job("m0", complete), ==, 0);
     g_assert_true(blk_bs(f.guest) == f.tgt);
     fixture_cleanup(&f);
 }
@@ -184,7 +161,7 @@ static void test_write_blocking_write_wakes(void)
 
     fixture_init(&f, MIRROR_COPY_MODE_WRITE_BLOCKING);
     check_write_wakes_job(&f, false);
-    g_assert_cmpint(finish_job(complete), ==, 0);
+    g_assert_cmpint(finish_job("m0", complete), ==, 0);
     g_assert_true(blk_bs(f.guest) == f.tgt);
     fixture_cleanup(&f);
 }
@@ -196,7 +173,7 @@ static void test_soft_cancel_wakes(void)
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     wait_ready();
     g_assert_true(job_waits_for_writes(settle_job()));
-    g_assert_cmpint(finish_job(soft_cancel), ==, 0);
+    g_assert_cmpint(finish_job("m0", soft_cancel), ==, 0);
     g_assert_true(blk_bs(f.guest) == f.src);
     g_assert_null(bdrv_find_node("mtop"));
     fixture_cleanup(&f);

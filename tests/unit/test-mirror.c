@@ -195,29 +195,6 @@ static bool job_not_ready(void)
     return ret;
 }
 
-static int finish_job(void (*finish)(Job *, Error **))
-{
-    Job *job;
-    int ret;
-
-    job_lock();
-    job = job_get_locked("m0");
-    g_assert_nonnull(job);
-    ret = job_finish_sync_locked(job, finish, &error_abort);
-    job_unlock();
-    return ret;
-}
-
-static void force_cancel(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_user_cancel_locked(job, true, errp);
-}
-
-static void complete(Job *job, Error **errp) TSA_NO_TSA
-{
-    job_complete_locked(job, errp);
-}
-
 static void check_target_file(Fixture *f)
 {
     g_autofree char *data = NULL;
@@ -242,7 +219,7 @@ static void test_complete_under_writes(MirrorCopyMode mode)
         /* Writes to a READY job. */
         start_writers(&f, 100);
         wait_writers(&f);
-        g_assert_cmpint(finish_job(complete), ==, 0);
+        g_assert_cmpint(finish_job("m0", complete), ==, 0);
 
         g_assert_null(bdrv_find_node("mtop"));
         g_assert_true(blk_bs(f.guest) == f.tgt);
@@ -283,7 +260,7 @@ static void test_complete_with_direct_writer(void)
         blk_set_allow_aio_context_change(f.direct, true);
         start_writers(&f, 3000);
         writes_at_least(&f, 100);
-        g_assert_cmpint(finish_job(complete), ==, 0);
+        g_assert_cmpint(finish_job("m0", complete), ==, 0);
         wait_writers(&f);
 
         g_assert_true(blk_bs(f.guest) == f.tgt);
@@ -311,7 +288,7 @@ static void test_complete_source_freed_by_switch(void)
     f.src = NULL;
     start_writers(&f, 100);
     wait_writers(&f);
-    g_assert_cmpint(finish_job(complete), ==, 0);
+    g_assert_cmpint(finish_job("m0", complete), ==, 0);
     g_assert_null(bdrv_find_node("src"));
     g_assert_true(blk_bs(f.guest) == f.tgt);
     check_target_file(&f);
@@ -328,7 +305,7 @@ static void test_cancel_under_writes(void)
         start_mirror(&f, it % 2 ? MIRROR_COPY_MODE_WRITE_BLOCKING
                                 : MIRROR_COPY_MODE_BACKGROUND);
         writes_at_least(&f, 30);
-        g_assert_cmpint(finish_job(force_cancel), ==, -ECANCELED);
+        g_assert_cmpint(finish_job("m0", user_cancel), ==, -ECANCELED);
         g_assert_null(bdrv_find_node("mtop"));
         g_assert_true(blk_bs(f.guest) == f.src);
         /* The guest goes on writing the source without the job. */
