@@ -581,6 +581,17 @@ static int io_wait(IoReq *r)
     return r->ret;
 }
 
+/*
+ * Start @r and return once the driver holds it in its call of @kind (one
+ * of HOLD_*): everything @r does before that call has happened.
+ */
+static void io_start_held(IoReq *r, int kind)
+{
+    qatomic_set(&r->t->mem->hold, kind);
+    io_start(r);
+    tm_wait_held(r->t->mem);
+}
+
 static int io_sync(TestNode *t, IoOp op, int64_t offset, int64_t bytes,
                    void *buf, BdrvRequestFlags flags)
 {
@@ -773,9 +784,7 @@ static void test_overlapping_rmw_serialised(void)
     memset(b, 'B', sizeof(b));
 
     /* A reads its block, then stops in the driver's write. */
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&ra);
-    tm_wait_held(t.mem);
+    io_start_held(&ra, HOLD_WRITE);
     g_assert_cmpint(qatomic_read(&t.mem->n_read), ==, 1);
 
     /* B shares the block: it must not even read it while A runs. */
@@ -813,9 +822,7 @@ static void test_aligned_write_waits_for_rmw(void)
     memset(a, 'A', sizeof(a));
     memset(b, 'B', sizeof(b));
 
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&ra);
-    tm_wait_held(t.mem);
+    io_start_held(&ra, HOLD_WRITE);
     io_start(&rb);
     settle();
     g_assert_false(io_done(&rb));
@@ -848,9 +855,7 @@ static void test_rmw_waits_for_aligned_write(void)
      * An aligned write in flight, off the list (the lock-free path); then
      * a read-modify-write of its block, which finds it by the counter.
      */
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&ra);
-    tm_wait_held(t.mem);
+    io_start_held(&ra, HOLD_WRITE);
     g_assert_cmpuint(qatomic_read(&t.bs->writes_untracked), ==, 1);
     io_start(&rb);
     settle();
@@ -882,9 +887,7 @@ static void test_read_waits_for_rmw(void)
     node_open(&t, "{\"driver\": \"test-mem\", \"align\": 512}");
     memset(a, 'A', sizeof(a));
 
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&ra);
-    tm_wait_held(t.mem);
+    io_start_held(&ra, HOLD_WRITE);
     io_start(&rr);
     settle();
     g_assert_false(io_done(&rr));
@@ -912,9 +915,7 @@ static void test_non_overlapping_not_serialised(void)
     node_open(&t, "{\"driver\": \"test-mem\", \"align\": 512}");
     memset(a, 'A', sizeof(a));
     memset(b, 'B', sizeof(b));
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&ra);
-    tm_wait_held(t.mem);
+    io_start_held(&ra, HOLD_WRITE);
     /* Another block: B runs to completion while A is held. */
     io_start(&rb);
     g_assert_cmpint(io_wait(&rb), ==, 0);
@@ -1147,9 +1148,7 @@ static void test_flush_covers_only_earlier_writes(void)
     g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
 
     /* F1 starts, then a write completes while F1 is in the driver. */
-    qatomic_set(&t.mem->hold, HOLD_FLUSH);
-    io_start(&f1);
-    tm_wait_held(t.mem);
+    io_start_held(&f1, HOLD_FLUSH);
     g_assert_cmpint(io_sync(&t, OP_WRITE, 512, 512, buf, 0), ==, 0);
     tm_release(t.mem);
     g_assert_cmpint(io_wait(&f1), ==, 0);
@@ -1179,9 +1178,7 @@ static void test_flush_waits_for_flush_in_driver(void)
 
     node_open(&t, "{\"driver\": \"test-mem\"}");
     g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
-    qatomic_set(&t.mem->hold, HOLD_FLUSH);
-    io_start(&f1);
-    tm_wait_held(t.mem);
+    io_start_held(&f1, HOLD_FLUSH);
     io_start(&f2);
     settle();
     g_assert_false(io_done(&f2));
@@ -1208,9 +1205,7 @@ static void test_flush_behind_covering_flush_skipped(void)
 
     node_open(&t, "{\"driver\": \"test-mem\"}");
     g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
-    qatomic_set(&t.mem->hold, HOLD_FLUSH);
-    io_start(&f1);
-    tm_wait_held(t.mem);
+    io_start_held(&f1, HOLD_FLUSH);
     io_start(&f2);
     settle();
     tm_release(t.mem);
@@ -1400,9 +1395,7 @@ static void test_write_behind_shrinking_truncate_eio(void)
     memset(a, 'A', sizeof(a));
     memset(b, 'B', sizeof(b));
     node_open(&t, "{\"driver\": \"test-mem\"}");
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&w0);
-    tm_wait_held(t.mem);
+    io_start_held(&w0, HOLD_WRITE);
     io_start(&tr);
     io_start(&w1);
     io_start(&z1);
@@ -1435,9 +1428,7 @@ static void test_discard_behind_shrinking_truncate_eio(void)
 
     memset(a, 'A', sizeof(a));
     node_open(&t, "{\"driver\": \"test-mem\", \"discard\": \"unmap\"}");
-    qatomic_set(&t.mem->hold, HOLD_WRITE);
-    io_start(&w0);
-    tm_wait_held(t.mem);
+    io_start_held(&w0, HOLD_WRITE);
     io_start(&tr);
     io_start(&d1);
     settle();
@@ -1462,9 +1453,7 @@ static void test_in_flight_counted(void)
 
     node_open(&t, "{\"driver\": \"test-mem\"}");
     g_assert_cmpuint(qatomic_read(&t.bs->in_flight), ==, 0);
-    qatomic_set(&t.mem->hold, HOLD_READ);
-    io_start(&r);
-    tm_wait_held(t.mem);
+    io_start_held(&r, HOLD_READ);
     g_assert_cmpuint(qatomic_read(&t.bs->in_flight), ==, 1);
     tm_release(t.mem);
     g_assert_cmpint(io_wait(&r), ==, 0);
