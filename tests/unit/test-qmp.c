@@ -44,6 +44,22 @@ static int block_waiting;           /* atomic */
 static int block_release;           /* atomic */
 static int commands_inside_block;   /* main thread */
 
+/* End test-block's wait.  Any thread. */
+static void release_block(void)
+{
+    qatomic_set(&block_release, 1);
+    aio_wait_kick();
+}
+
+/* Client side: wait until test-block (or test-block-bh's bottom half)
+ * waits in its nested loop. */
+static void wait_until_blocked(void)
+{
+    while (!qatomic_read(&block_waiting)) {
+        sched_yield();
+    }
+}
+
 static const OptDesc test_nested_schema[] = {
     { "direct", OPT_BOOL },
     { NULL }
@@ -130,8 +146,7 @@ static void qmp_test_release(struct json_object *args,
         error_setg(errp, "nothing waits");
         return;
     }
-    qatomic_set(&block_release, 1);
-    aio_wait_kick();
+    release_block();
 }
 
 static void qmp_test_hidden(struct json_object *args, struct json_object **ret,
@@ -366,6 +381,15 @@ static void check_id(struct json_object *rsp, const char *id_json)
     json_object_put(want);
 }
 
+/* Receive the next message: the reply with id @id_json. */
+static void recv_expect_id(TestConn *t, const char *id_json)
+{
+    struct json_object *rsp = tc_recv(t);
+
+    check_id(rsp, id_json);
+    json_object_put(rsp);
+}
+
 static void tc_read_greeting(TestConn *t)
 {
     struct json_object *greeting = tc_recv(t);
@@ -440,6 +464,14 @@ static void run_with_monitor(void (*fn)(void *opaque))
 
     run_client(fn, path);
     stop_monitors(path);
+}
+
+/* run_with_monitor() for the clients of test-block, its state reset. */
+static void run_blocking_client(void (*fn)(void *opaque))
+{
+    commands_inside_block = 0;
+    qatomic_set(&block_release, 0);
+    run_with_monitor(fn);
 }
 
 /* --- Protocol ------------------------------------------------------------- */
@@ -772,9 +804,7 @@ static void split_client(void *opaque)
                     "na\xc3\xafve \xe2\x98\x83 \xc3\xa9\"q\"");
     g_assert_cmpint(json_object_get_int(jget(ret, "count")), ==, 12345);
     json_object_put(rsp);
-    rsp = tc_recv(t);
-    check_id(rsp, "2");
-    json_object_put(rsp);
+    recv_expect_id(t, "2");
     tc_free(t);
 }
 
@@ -1170,15 +1200,12 @@ static void test_stop_listening_keeps_clients(void)
 static void half_close_client(void *opaque)
 {
     TestConn *t = tc_open(opaque);
-    struct json_object *rsp;
 
     tc_send(t, "{\"execute\": \"query-version\", \"id\": 1}"
                "{\"execute\": \"query-version\", \"id\": 2}");
     shutdown(t->fd, SHUT_WR);
     for (int id = 1; id <= 2; id++) {
-        rsp = tc_recv(t);
-        check_id(rsp, id == 1 ? "1" : "2");
-        json_object_put(rsp);
+        recv_expect_id(t, id == 1 ? "1" : "2");
     }
     g_assert_null(tc_recv(t));
     tc_free(t);
@@ -1195,32 +1222,22 @@ static void one_at_a_time_client(void *opaque)
 {
     TestConn *a = tc_open(opaque);
     TestConn *b = tc_open(opaque);
-    struct json_object *rsp;
 
     tc_send(a, "{\"execute\": \"test-block\", \"id\": \"a\"}");
-    while (!qatomic_read(&block_waiting)) {
-        sched_yield();
-    }
+    wait_until_blocked();
     /* In b's socket before a's command is released: it must wait. */
     tc_send(b, "{\"execute\": \"test-args\", \"arguments\": "
                "{\"name\": \"b\"}, \"id\": \"b\"}");
-    qatomic_set(&block_release, 1);
-    aio_wait_kick();
-    rsp = tc_recv(a);
-    check_id(rsp, "\"a\"");
-    json_object_put(rsp);
-    rsp = tc_recv(b);
-    check_id(rsp, "\"b\"");
-    json_object_put(rsp);
+    release_block();
+    recv_expect_id(a, "\"a\"");
+    recv_expect_id(b, "\"b\"");
     tc_free(a);
     tc_free(b);
 }
 
 static void test_one_command_at_a_time(void)
 {
-    commands_inside_block = 0;
-    qatomic_set(&block_release, 0);
-    run_with_monitor(one_at_a_time_client);
+    run_blocking_client(one_at_a_time_client);
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
@@ -1233,17 +1250,12 @@ static void bh_nested_loop_client(void *opaque)
     rsp = tc_cmd(a, "{\"execute\": \"test-block-bh\", \"id\": \"a\"}");
     check_id(rsp, "\"a\"");
     json_object_put(rsp);
-    while (!qatomic_read(&block_waiting)) {
-        sched_yield();
-    }
+    wait_until_blocked();
     /* No command is running, but the loop is nested: b must wait. */
     tc_send(b, "{\"execute\": \"test-args\", \"arguments\": "
                "{\"name\": \"b\"}, \"id\": \"b\"}");
-    qatomic_set(&block_release, 1);
-    aio_wait_kick();
-    rsp = tc_recv(b);
-    check_id(rsp, "\"b\"");
-    json_object_put(rsp);
+    release_block();
+    recv_expect_id(b, "\"b\"");
     tc_free(a);
     tc_free(b);
 }
@@ -1255,9 +1267,7 @@ static void bh_nested_loop_client(void *opaque)
  */
 static void test_no_command_in_nested_loop_of_bh(void)
 {
-    commands_inside_block = 0;
-    qatomic_set(&block_release, 0);
-    run_with_monitor(bh_nested_loop_client);
+    run_blocking_client(bh_nested_loop_client);
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
@@ -1279,9 +1289,7 @@ static void while_waiting_client(void *opaque)
 
     tc_send(a, "{\"execute\": \"test-block\", \"id\": \"a\"}"
                "{\"execute\": \"query-version\", \"id\": \"a2\"}");
-    while (!qatomic_read(&block_waiting)) {
-        sched_yield();
-    }
+    wait_until_blocked();
     tc_send(c, "{\"execute\": \"test-args\", \"arguments\": "
                "{\"name\": \"c\"}, \"id\": \"c1\"}"
                "{\"execute\": \"query-version\", \"id\": \"c2\"}");
@@ -1295,18 +1303,10 @@ static void while_waiting_client(void *opaque)
     check_return(rsp);
     json_object_put(rsp);
 
-    rsp = tc_recv(a);
-    check_id(rsp, "\"a\"");
-    json_object_put(rsp);
-    rsp = tc_recv(a);
-    check_id(rsp, "\"a2\"");
-    json_object_put(rsp);
-    rsp = tc_recv(c);
-    check_id(rsp, "\"c1\"");
-    json_object_put(rsp);
-    rsp = tc_recv(c);
-    check_id(rsp, "\"c2\"");
-    json_object_put(rsp);
+    recv_expect_id(a, "\"a\"");
+    recv_expect_id(a, "\"a2\"");
+    recv_expect_id(c, "\"c1\"");
+    recv_expect_id(c, "\"c2\"");
     tc_free(a);
     tc_free(b);
     tc_free(c);
@@ -1314,9 +1314,7 @@ static void while_waiting_client(void *opaque)
 
 static void test_answered_while_command_waits(void)
 {
-    commands_inside_block = 0;
-    qatomic_set(&block_release, 0);
-    run_with_monitor(while_waiting_client);
+    run_blocking_client(while_waiting_client);
     g_assert_cmpint(commands_inside_block, ==, 0);
 }
 
@@ -1335,12 +1333,9 @@ static void while_waiting_bh_client(void *opaque)
 
     rsp = tc_cmd(a, "{\"execute\": \"test-block-bh\", \"id\": \"a\"}");
     json_object_put(rsp);
-    while (!qatomic_read(&block_waiting)) {
-        sched_yield();
-    }
+    wait_until_blocked();
     tc_send(b, "{\"execute\": \"test-release\", \"id\": \"b\"}");
-    qatomic_set(&block_release, 1);
-    aio_wait_kick();
+    release_block();
     rsp = tc_recv(b);
     check_id(rsp, "\"b\"");
     check_error(rsp, "GenericError", "nothing waits", false);
@@ -1351,8 +1346,7 @@ static void while_waiting_bh_client(void *opaque)
 
 static void test_not_answered_while_bh_waits(void)
 {
-    qatomic_set(&block_release, 0);
-    run_with_monitor(while_waiting_bh_client);
+    run_blocking_client(while_waiting_bh_client);
 }
 
 /* --- Shutdown: no command is read once input is stopped ------------------- */
