@@ -51,6 +51,68 @@ char *make_temp_image(const char *tmpl, int64_t size, const void *data,
     return path;
 }
 
+/* --- Memory-backed test drivers ---------------------------------------- */
+
+void mem_store_init(MemStore *m, int64_t size)
+{
+    bd_mutex_init(&m->lock);
+    m->data = g_malloc0(size);
+    m->size = size;
+}
+
+void mem_store_destroy(MemStore *m)
+{
+    bd_mutex_destroy(&m->lock);
+    g_free(m->data);
+}
+
+void mem_store_read_locked(MemStore *m, int64_t offset, int64_t bytes,
+                           IOVec *qiov)
+{
+    iovec_from_buf(qiov, 0, m->data + offset, bytes);
+}
+
+void mem_store_write_locked(MemStore *m, int64_t offset, int64_t bytes,
+                            IOVec *qiov)
+{
+    iovec_to_buf(qiov, 0, m->data + offset, bytes);
+}
+
+void mem_store_read(MemStore *m, int64_t offset, int64_t bytes, IOVec *qiov)
+{
+    bd_mutex_lock(&m->lock);
+    mem_store_read_locked(m, offset, bytes, qiov);
+    bd_mutex_unlock(&m->lock);
+}
+
+void mem_store_write(MemStore *m, int64_t offset, int64_t bytes, IOVec *qiov)
+{
+    bd_mutex_lock(&m->lock);
+    mem_store_write_locked(m, offset, bytes, qiov);
+    bd_mutex_unlock(&m->lock);
+}
+
+void mem_store_truncate(MemStore *m, int64_t size)
+{
+    bd_mutex_lock(&m->lock);
+    m->data = g_realloc(m->data, size);
+    if (size > m->size) {
+        memset(m->data + m->size, 0, size - m->size);
+    }
+    m->size = size;
+    bd_mutex_unlock(&m->lock);
+}
+
+uint8_t *mem_store_copy(MemStore *m)
+{
+    uint8_t *copy;
+
+    bd_mutex_lock(&m->lock);
+    copy = g_memdup2(m->data, m->size);
+    bd_mutex_unlock(&m->lock);
+    return copy;
+}
+
 /* --- Jobs --------------------------------------------------------------- */
 
 void user_pause(Job *job, Error **errp) TSA_NO_TSA

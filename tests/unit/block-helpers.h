@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Set-ups shared by the block layer's unit tests: nodes opened from JSON
- * text, a BlockBackend on a node, image files, and the monitor verbs
- * applied to a job.
+ * text, a BlockBackend on a node, image files, the bytes of memory-backed
+ * test drivers, and the monitor verbs applied to a job.
  *
  * Everything here is main-loop code (the test's main thread, which holds
- * the BQL); failures of a set-up step abort the test (error_abort,
- * g_assert), except where an Error ** lets the test check the failure.
+ * the BQL) except the MemStore functions, which any thread may call.
+ * Failures of a set-up step abort the test (error_abort, g_assert),
+ * except where an Error ** lets the test check the failure.
  */
 #ifndef TESTS_UNIT_BLOCK_HELPERS_H
 #define TESTS_UNIT_BLOCK_HELPERS_H
@@ -15,6 +16,8 @@
 #include "block/block-global-state.h"
 #include "block/job-monitor.h"
 #include "loop-helpers.h"
+#include "util/iov.h"
+#include "util/thread.h"
 
 /* --- Nodes and backends ---------------------------------------------- */
 
@@ -43,6 +46,40 @@ BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
  */
 char *make_temp_image(const char *tmpl, int64_t size, const void *data,
                       size_t len);
+
+/* --- Memory-backed test drivers -------------------------------------- */
+
+/*
+ * The bytes of a memory-backed test driver's node, behind one mutex.
+ * The driver's callbacks use them from whatever thread runs the request;
+ * what else the driver keeps (counters, gates) is its own.
+ */
+typedef struct MemStore {
+    BdMutex lock;
+    uint8_t *data;          /* lock */
+    int64_t size;           /* lock */
+} MemStore;
+
+/* @size bytes of zeroes, and the mutex. */
+void mem_store_init(MemStore *m, int64_t size);
+void mem_store_destroy(MemStore *m);
+
+/* Copy @bytes at @offset into / out of @qiov; the caller holds m->lock
+ * and has checked the range. */
+void mem_store_read_locked(MemStore *m, int64_t offset, int64_t bytes,
+                           IOVec *qiov) TSA_REQUIRES(&m->lock);
+void mem_store_write_locked(MemStore *m, int64_t offset, int64_t bytes,
+                            IOVec *qiov) TSA_REQUIRES(&m->lock);
+/* The same, taking m->lock. */
+void mem_store_read(MemStore *m, int64_t offset, int64_t bytes,
+                    IOVec *qiov);
+void mem_store_write(MemStore *m, int64_t offset, int64_t bytes,
+                     IOVec *qiov);
+
+/* Resize to @size bytes; the new ones read as zeroes. */
+void mem_store_truncate(MemStore *m, int64_t size);
+/* A copy of all the bytes (the caller g_free()s it). */
+uint8_t *mem_store_copy(MemStore *m);
 
 /* --- Jobs ------------------------------------------------------------ */
 

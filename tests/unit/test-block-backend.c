@@ -45,12 +45,6 @@ static struct {
     int violations;         /* atomic: requests that arrived while drained */
 } drv;
 
-typedef struct TestMem {
-    BdMutex lock;
-    uint8_t *data;          /* lock */
-    int64_t size;           /* lock */
-} TestMem;
-
 static void drv_reset(void)
 {
     bd_mutex_lock(&drv.lock);
@@ -112,28 +106,25 @@ static const OptDesc test_mem_opts[] = {
 static int test_mem_open(BlockDriverState *bs, struct json_object *options,
                          int flags, Error **errp)
 {
-    TestMem *s = bs->opaque;
+    MemStore *s = bs->opaque;
 
-    bd_mutex_init(&s->lock);
-    s->size = opts_get_int(options, "size", 0);
-    s->data = g_malloc0(s->size);
+    mem_store_init(s, opts_get_int(options, "size", 0));
     qatomic_set(&bs->total_bytes, s->size);
     return 0;
 }
 
 static void test_mem_close(BlockDriverState *bs)
 {
-    TestMem *s = bs->opaque;
+    MemStore *s = bs->opaque;
 
-    g_free(s->data);
-    bd_mutex_destroy(&s->lock);
+    mem_store_destroy(s);
 }
 
 static int coroutine_fn test_mem_preadv(BlockDriverState *bs, int64_t offset,
                                         int64_t bytes, IOVec *qiov,
                                         BdrvRequestFlags flags)
 {
-    TestMem *s = bs->opaque;
+    MemStore *s = bs->opaque;
     int ret = 0;
 
     qatomic_inc(&drv.reads);
@@ -144,7 +135,7 @@ static int coroutine_fn test_mem_preadv(BlockDriverState *bs, int64_t offset,
     } else {
         bd_mutex_lock(&s->lock);
         g_assert_cmpint(offset + bytes, <=, s->size);
-        iovec_from_buf(qiov, 0, s->data + offset, bytes);
+        mem_store_read_locked(s, offset, bytes, qiov);
         bd_mutex_unlock(&s->lock);
     }
     drv_done();
@@ -155,13 +146,13 @@ static int coroutine_fn test_mem_pwritev(BlockDriverState *bs, int64_t offset,
                                          int64_t bytes, IOVec *qiov,
                                          BdrvRequestFlags flags)
 {
-    TestMem *s = bs->opaque;
+    MemStore *s = bs->opaque;
 
     qatomic_inc(&drv.writes);
     drv_gate();
     bd_mutex_lock(&s->lock);
     g_assert_cmpint(offset + bytes, <=, s->size);
-    iovec_to_buf(qiov, 0, s->data + offset, bytes);
+    mem_store_write_locked(s, offset, bytes, qiov);
     bd_mutex_unlock(&s->lock);
     drv_done();
     return 0;
@@ -176,22 +167,16 @@ static int coroutine_fn test_mem_truncate(BlockDriverState *bs,
                                           int64_t offset, bool exact,
                                           Error **errp)
 {
-    TestMem *s = bs->opaque;
+    MemStore *s = bs->opaque;
 
-    bd_mutex_lock(&s->lock);
-    s->data = g_realloc(s->data, offset);
-    if (offset > s->size) {
-        memset(s->data + s->size, 0, offset - s->size);
-    }
-    s->size = offset;
-    bd_mutex_unlock(&s->lock);
+    mem_store_truncate(s, offset);
     qatomic_set(&bs->total_bytes, offset);
     return 0;
 }
 
 static const BlockDriver test_mem_driver = {
     .format_name = "test-mem",
-    .instance_size = sizeof(TestMem),
+    .instance_size = sizeof(MemStore),
     .opts = test_mem_opts,
     .bdrv_open = test_mem_open,
     .bdrv_close = test_mem_close,

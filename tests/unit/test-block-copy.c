@@ -39,10 +39,9 @@
 /* --- The test-mem driver -------------------------------------------------- */
 
 typedef struct TestMem {
-    BdMutex lock;
-    uint8_t *data;                  /* lock */
-    bool hold;                      /* lock: reads wait in the gate */
-    CoQueue held;                   /* lock: the reads waiting there */
+    MemStore store;                 /* the node's bytes */
+    bool hold;                      /* store.lock: reads wait in the gate */
+    CoQueue held;                   /* store.lock: the reads waiting there */
     int n_held;                     /* atomic: reads that waited */
     int reads[N_CLUSTERS];          /* atomic: reads covering each cluster */
     int fail_writes;                /* atomic: fail the next N writes */
@@ -53,9 +52,8 @@ static int test_mem_open(BlockDriverState *bs, struct json_object *options,
 {
     TestMem *s = bs->opaque;
 
-    bd_mutex_init(&s->lock);
+    mem_store_init(&s->store, SIZE);
     co_queue_init(&s->held);
-    s->data = g_malloc0(SIZE);
     qatomic_set(&bs->total_bytes, SIZE);
     return 0;
 }
@@ -64,8 +62,7 @@ static void test_mem_close(BlockDriverState *bs)
 {
     TestMem *s = bs->opaque;
 
-    g_free(s->data);
-    bd_mutex_destroy(&s->lock);
+    mem_store_destroy(&s->store);
 }
 
 static int coroutine_fn test_mem_preadv(BlockDriverState *bs, int64_t offset,
@@ -77,16 +74,16 @@ static int coroutine_fn test_mem_preadv(BlockDriverState *bs, int64_t offset,
     for (int64_t c = offset / CLUSTER; c * CLUSTER < offset + bytes; c++) {
         qatomic_inc(&s->reads[c]);
     }
-    bd_mutex_lock(&s->lock);
+    bd_mutex_lock(&s->store.lock);
     if (s->hold) {
         qatomic_inc(&s->n_held);
         aio_wait_kick();
         while (s->hold) {
-            co_queue_wait_bd(&s->held, &s->lock);
+            co_queue_wait_bd(&s->held, &s->store.lock);
         }
     }
-    iovec_from_buf(qiov, 0, s->data + offset, bytes);
-    bd_mutex_unlock(&s->lock);
+    mem_store_read_locked(&s->store, offset, bytes, qiov);
+    bd_mutex_unlock(&s->store.lock);
     return 0;
 }
 
@@ -103,9 +100,7 @@ static int coroutine_fn test_mem_pwritev(BlockDriverState *bs, int64_t offset,
         }
         left = qatomic_read(&s->fail_writes);
     }
-    bd_mutex_lock(&s->lock);
-    iovec_to_buf(qiov, 0, s->data + offset, bytes);
-    bd_mutex_unlock(&s->lock);
+    mem_store_write(&s->store, offset, bytes, qiov);
     return 0;
 }
 
@@ -131,24 +126,18 @@ static void mem_hold(BlockDriverState *bs, bool hold)
 {
     TestMem *s = bs->opaque;
 
-    bd_mutex_lock(&s->lock);
+    bd_mutex_lock(&s->store.lock);
     s->hold = hold;
     if (!hold) {
         co_queue_restart_all(&s->held);
     }
-    bd_mutex_unlock(&s->lock);
+    bd_mutex_unlock(&s->store.lock);
 }
 
 /* A copy of the node's data (no request may be in flight). */
 static uint8_t *mem_snapshot(BlockDriverState *bs)
 {
-    TestMem *s = bs->opaque;
-    uint8_t *copy;
-
-    bd_mutex_lock(&s->lock);
-    copy = g_memdup2(s->data, SIZE);
-    bd_mutex_unlock(&s->lock);
-    return copy;
+    return mem_store_copy(&((TestMem *)bs->opaque)->store);
 }
 
 /* --- Fixture: src and tgt, the filter on src, a guest backend on it ------- */
@@ -172,7 +161,7 @@ static BlockDriverState *open_mem(const char *name, uint32_t seed)
     for (int64_t i = 0; i < SIZE; i += 4) {
         uint32_t v = g_rand_int(rand);
 
-        memcpy(s->data + i, &v, 4);
+        memcpy(s->store.data + i, &v, 4);
     }
     g_rand_free(rand);
     return bs;
@@ -310,9 +299,9 @@ static void test_writer_waits_for_copy_in_flight(void)
     g_assert_cmpint(copy.ret, ==, 0);
     g_assert_cmpint(write.ret, ==, 0);
     g_assert_cmpint(reads_of(f.src, 0), ==, 1);
-    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->data, CLUSTER,
+    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->store.data, CLUSTER,
                     f.original, CLUSTER);
-    g_assert_cmpint(src->data[4096], ==, 0xaa);
+    g_assert_cmpint(src->store.data[4096], ==, 0xaa);
     g_assert_cmpint(qatomic_read(&f.progress), ==, CLUSTER);
     fixture_destroy(&f);
 }
@@ -347,7 +336,7 @@ static void test_each_cluster_copied_once(void)
         g_assert_cmpint(reads_of(f.src, c), ==, 1);
     }
     g_assert_cmpint(bdrv_get_dirty_count(bitmap), ==, 0);
-    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->data, SIZE, f.original,
+    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->store.data, SIZE, f.original,
                     SIZE);
     g_assert_cmpint(qatomic_read(&f.progress), ==, SIZE);
     fixture_destroy(&f);
@@ -369,7 +358,7 @@ static void test_failed_copy_fails_write(void)
     AIO_WAIT_WHILE(NULL, !req_done(&w1));
     g_assert_cmpint(w1.ret, ==, -EIO);
     /* The source did not change and the cluster is still to copy. */
-    g_assert_cmpmem(src->data + 2 * CLUSTER, CLUSTER,
+    g_assert_cmpmem(src->store.data + 2 * CLUSTER, CLUSTER,
                     f.original + 2 * CLUSTER, CLUSTER);
     g_assert_true(bdrv_dirty_bitmap_get(block_copy_dirty_bitmap(f.bcs),
                                         2 * CLUSTER));
@@ -378,9 +367,9 @@ static void test_failed_copy_fails_write(void)
     start(main_context(), guest_write_entry, &w2);
     AIO_WAIT_WHILE(NULL, !req_done(&w2));
     g_assert_cmpint(w2.ret, ==, 0);
-    g_assert_cmpmem(tgt->data + 2 * CLUSTER, CLUSTER,
+    g_assert_cmpmem(tgt->store.data + 2 * CLUSTER, CLUSTER,
                     f.original + 2 * CLUSTER, CLUSTER);
-    g_assert_cmpint(src->data[2 * CLUSTER], ==, 0x66);
+    g_assert_cmpint(src->store.data[2 * CLUSTER], ==, 0x66);
     fixture_destroy(&f);
 }
 
@@ -411,9 +400,9 @@ static void test_memory_budget(void)
         AIO_WAIT_WHILE(NULL, !req_done(&w[i]));
         g_assert_cmpint(w[i].ret, ==, 0);
         g_assert_cmpint(reads_of(f.src, i), ==, 1);
-        g_assert_cmpint(src->data[i * CLUSTER], ==, 0x10 + i);
+        g_assert_cmpint(src->store.data[i * CLUSTER], ==, 0x10 + i);
     }
-    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->data, 4 * CLUSTER,
+    g_assert_cmpmem(((TestMem *)f.tgt->opaque)->store.data, 4 * CLUSTER,
                     f.original, 4 * CLUSTER);
     fixture_destroy(&f);
 }

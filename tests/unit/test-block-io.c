@@ -15,10 +15,10 @@
  */
 #include "util/osdep.h"
 
+#include "block-helpers.h"
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "loop-helpers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -58,9 +58,7 @@ typedef struct TestMem {
     bool zeroes;            /* pwrite_zeroes works (else -ENOTSUP) */
     bool yield;             /* go back to the event loop in every call */
 
-    BdMutex lock;           /* protects data and size */
-    uint8_t *data;
-    int64_t size;
+    MemStore store;         /* the node's bytes */
 
     /* Counters: atomic. */
     int n_read, n_write, n_zero, n_discard, n_flush, n_status;
@@ -90,16 +88,14 @@ static int tm_open(BlockDriverState *bs, struct json_object *options,
 {
     TestMem *s = bs->opaque;
 
-    s->size = opts_get_int(options, "size", 64 * KIB);
     s->align = opts_get_int(options, "align", 1);
     s->mem_align = opts_get_int(options, "mem-align", 1);
     s->max_transfer = opts_get_int(options, "max-transfer", 0);
     s->pdiscard_align = opts_get_int(options, "pdiscard-alignment", 0);
     s->zeroes = opts_get_bool(options, "pwrite-zeroes", true);
     s->yield = opts_get_bool(options, "yield", false);
-    s->data = g_malloc0(s->size);
-    bd_mutex_init(&s->lock);
-    bs->total_bytes = s->size;
+    mem_store_init(&s->store, opts_get_int(options, "size", 64 * KIB));
+    bs->total_bytes = s->store.size;
     return 0;
 }
 
@@ -108,8 +104,7 @@ static void tm_close(BlockDriverState *bs)
     TestMem *s = bs->opaque;
 
     g_assert_null(qatomic_read(&s->held));
-    bd_mutex_destroy(&s->lock);
-    g_free(s->data);
+    mem_store_destroy(&s->store);
 }
 
 static void tm_refresh_limits(BlockDriverState *bs, Error **errp)
@@ -174,9 +169,7 @@ static int coroutine_fn tm_preadv(BlockDriverState *bs, int64_t offset,
     qatomic_inc(&s->n_read);
     atomic_max64(&s->max_req, bytes);
     tm_maybe_hold(s, HOLD_READ);
-    bd_mutex_lock(&s->lock);
-    iovec_from_buf(qiov, 0, s->data + offset, bytes);
-    bd_mutex_unlock(&s->lock);
+    mem_store_read(&s->store, offset, bytes, qiov);
     if (s->yield) {
         tm_yield();         /* widen the window of a read-modify-write */
     }
@@ -198,9 +191,7 @@ static int coroutine_fn tm_pwritev(BlockDriverState *bs, int64_t offset,
     if (s->yield) {
         tm_yield();
     }
-    bd_mutex_lock(&s->lock);
-    iovec_to_buf(qiov, 0, s->data + offset, bytes);
-    bd_mutex_unlock(&s->lock);
+    mem_store_write(&s->store, offset, bytes, qiov);
     return 0;
 }
 
@@ -217,9 +208,9 @@ static int coroutine_fn tm_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     if (!s->zeroes) {
         return -ENOTSUP;
     }
-    bd_mutex_lock(&s->lock);
-    memset(s->data + offset, 0, bytes);
-    bd_mutex_unlock(&s->lock);
+    bd_mutex_lock(&s->store.lock);
+    memset(s->store.data + offset, 0, bytes);
+    bd_mutex_unlock(&s->store.lock);
     return 0;
 }
 
@@ -249,10 +240,10 @@ static int coroutine_fn tm_flush(BlockDriverState *bs)
 }
 
 static bool tm_is_zero(TestMem *s, int64_t offset, int64_t len)
-    TSA_REQUIRES(&s->lock)
+    TSA_REQUIRES(&s->store.lock)
 {
     for (int64_t i = 0; i < len; i++) {
-        if (s->data[offset + i]) {
+        if (s->store.data[offset + i]) {
             return false;
         }
     }
@@ -270,7 +261,7 @@ static int coroutine_fn tm_block_status(BlockDriverState *bs, bool want_zero,
     bool zero;
 
     qatomic_inc(&s->n_status);
-    bd_mutex_lock(&s->lock);
+    bd_mutex_lock(&s->store.lock);
     zero = tm_is_zero(s, offset, MIN(512, bytes));
     while (n < bytes) {
         int64_t len = MIN(512, bytes - n);
@@ -280,7 +271,7 @@ static int coroutine_fn tm_block_status(BlockDriverState *bs, bool want_zero,
         }
         n += len;
     }
-    bd_mutex_unlock(&s->lock);
+    bd_mutex_unlock(&s->store.lock);
     *pnum = n;
     *map = offset;
     *file = bs;
@@ -294,13 +285,7 @@ static int coroutine_fn tm_truncate(BlockDriverState *bs, int64_t offset,
 {
     TestMem *s = bs->opaque;
 
-    bd_mutex_lock(&s->lock);
-    s->data = g_realloc(s->data, offset);
-    if (offset > s->size) {
-        memset(s->data + s->size, 0, offset - s->size);
-    }
-    s->size = offset;
-    bd_mutex_unlock(&s->lock);
+    mem_store_truncate(&s->store, offset);
     return 0;
 }
 
@@ -475,28 +460,23 @@ static void node_close(TestNode *t)
 /* Direct access to the test-mem node's bytes (outside any request). */
 static void mem_fill(TestMem *s, int64_t offset, int c, int64_t len)
 {
-    bd_mutex_lock(&s->lock);
-    memset(s->data + offset, c, len);
-    bd_mutex_unlock(&s->lock);
+    bd_mutex_lock(&s->store.lock);
+    memset(s->store.data + offset, c, len);
+    bd_mutex_unlock(&s->store.lock);
 }
 
 static void mem_pattern(TestMem *s)
 {
-    bd_mutex_lock(&s->lock);
-    for (int64_t i = 0; i < s->size; i++) {
-        s->data[i] = (uint8_t)(i * 7 + 3);
+    bd_mutex_lock(&s->store.lock);
+    for (int64_t i = 0; i < s->store.size; i++) {
+        s->store.data[i] = (uint8_t)(i * 7 + 3);
     }
-    bd_mutex_unlock(&s->lock);
+    bd_mutex_unlock(&s->store.lock);
 }
 
 static uint8_t *mem_copy(TestMem *s)
 {
-    uint8_t *copy;
-
-    bd_mutex_lock(&s->lock);
-    copy = g_memdup2(s->data, s->size);
-    bd_mutex_unlock(&s->lock);
-    return copy;
+    return mem_store_copy(&s->store);
 }
 
 /* Wait until a call the test asked to hold has stopped; return it. */
@@ -1003,7 +983,7 @@ static void test_zeroes_no_fallback_enotsup(void)
                                 BDRV_REQ_NO_FALLBACK), ==, -ENOTSUP);
         g_assert_cmpint(qatomic_read(&t.mem->n_write), ==, 0);
         g_assert_cmpint(qatomic_read(&t.mem->n_read), ==, 0);
-        g_assert_cmpint(t.mem->data[100], ==, 0xff);
+        g_assert_cmpint(t.mem->store.data[100], ==, 0xff);
         node_close(&t);
     }
 
@@ -1014,7 +994,7 @@ static void test_zeroes_no_fallback_enotsup(void)
                             BDRV_REQ_NO_FALLBACK), ==, 0);
     g_assert_cmpint(qatomic_read(&t.mem->last_zero_flags), ==,
                     BDRV_REQ_NO_FALLBACK);
-    g_assert_cmpint(t.mem->data[8191], ==, 0);
+    g_assert_cmpint(t.mem->store.data[8191], ==, 0);
     g_assert_cmpint(qatomic_read(&t.mem->n_write), ==, 0);
     node_close(&t);
 }
@@ -1058,7 +1038,7 @@ static void test_detect_zeroes(void)
     g_assert_cmpint(qatomic_read(&t.mem->n_write), ==, 0);
     g_assert_cmpint(qatomic_read(&t.mem->n_zero), ==, 1);
     g_assert_cmpint(qatomic_read(&t.mem->last_zero_flags), ==, 0);
-    g_assert_cmpint(t.mem->data[4095], ==, 0);
+    g_assert_cmpint(t.mem->store.data[4095], ==, 0);
     g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 4096, data, 0), ==, 0);
     g_assert_cmpint(qatomic_read(&t.mem->n_write), ==, 1);
     node_close(&t);
