@@ -100,6 +100,15 @@ def blockctl_module():
     return _blockctl
 
 
+def libnbd():
+    """python3-libnbd's module (import nbd); skip the script without it."""
+    try:
+        import nbd
+    except ImportError:
+        skip('python3-libnbd is not installed (import nbd)')
+    return nbd
+
+
 def require_program(name):
     path = shutil.which(name)
     if not path:

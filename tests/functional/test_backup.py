@@ -19,21 +19,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (SkipTest, assert_eq, assert_in,  # noqa: E402
-                     assert_qmp_error, main, nbd_available, skip, test)
+                     assert_qmp_error, libnbd, main, nbd_available, skip,
+                     test)
 
 MiB = 1024 * 1024
 SIZE = 256 * MiB
 BLOCK = 4096
 IN_FLIGHT = 16
 POLL_TRIES = 100000
-
-
-def nbd_module():
-    try:
-        import nbd
-    except ImportError:
-        skip('python3-libnbd is not installed')
-    return nbd
 
 
 def make_source(env, name='src.raw', size=SIZE):
@@ -66,7 +59,7 @@ def daemon_args(env, source, target_opts=None, binary_is_qsd=False):
 
 
 def start(env, target_opts=None, size=SIZE, binary=None):
-    nbd_module()
+    libnbd()
     if binary is None and not nbd_available(env):
         skip('this blockd has no NBD server')
     source, snapshot = make_source(env, size=size)
@@ -131,7 +124,7 @@ class Writer:
     overlapping another in flight, mirrored into @model."""
 
     def __init__(self, uri, model, seed=7):
-        nbd = nbd_module()
+        nbd = libnbd()
         self.nbd = nbd
         self.h = nbd.NBD()
         self.h.connect_uri(uri)
@@ -345,7 +338,7 @@ def test_failing_target_stop_pauses_until_resume(env):
 
 @test
 def test_failed_copy_fails_guest_write(env):
-    nbd = nbd_module()
+    nbd = libnbd()
     d, qmp, source, target, uri, snapshot = start(
         env, target_opts=blkdebug_target(once=False), size=16 * MiB)
     qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',

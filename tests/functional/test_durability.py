@@ -40,12 +40,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import main, nbd_available, skip, test  # noqa: E402
+from harness import (libnbd, main, nbd_available, skip,  # noqa: E402
+                     test)
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 BLOCK = 4096
 IMAGE_BLOCKS = 2048             # 8 MiB: blocks are rewritten often

@@ -19,13 +19,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (QMP, assert_eq, main, nbd_available,  # noqa: E402
-                     skip, test)
+from harness import (QMP, assert_eq, libnbd, main,  # noqa: E402
+                     nbd_available, skip, test)
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 MiB = 1024 * 1024
 IMAGE_SIZE = 16 * MiB

@@ -24,18 +24,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (assert_eq, assert_qmp_error, main,  # noqa: E402
-                     nbd_available, skip, source_root, test)
+from harness import (assert_eq, assert_qmp_error, libnbd,  # noqa: E402
+                     main, nbd_available, skip, source_root, test)
 from nbdraw import (CMD_BLOCK_STATUS, CMD_CACHE, CMD_FLUSH,  # noqa: E402
                     CMD_READ, CMD_TRIM, CMD_WRITE, CMD_WRITE_ZEROES,
                     NBD_EINVAL, NBD_ENOSPC, OPT_EXPORT_NAME,
                     OPT_GO, OPT_INFO, REP_ACK, REP_ERR_UNKNOWN, REP_INFO,
                     Closed, RawClient)
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 MiB = 1024 * 1024
 IMAGE_SIZE = 64 * MiB

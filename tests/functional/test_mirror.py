@@ -26,19 +26,11 @@ import shutil
 import threading
 
 from harness import (EXIT_TIMEOUT, QMPError, assert_eq, assert_in,
-                     assert_qmp_error, main, skip, test)
+                     assert_qmp_error, libnbd, main, skip, test)
 
 MiB = 1024 * 1024
 BIG = 256 * MiB
 SMALL = 32 * MiB
-
-
-def nbd_module():
-    try:
-        import nbd
-    except ImportError:
-        skip('python3-libnbd is not installed')
-    return nbd
 
 
 def make_source(path, size, seed):
@@ -242,7 +234,7 @@ def join(writer):
 
 @test
 def test_mirror_under_nbd_writes(env):
-    nbd = nbd_module()
+    nbd = libnbd()
     src, tgt = env.path('src.raw'), env.path('tgt.raw')
     model = make_source(src, BIG, seed=1)
     make_target(tgt, BIG)
@@ -592,7 +584,7 @@ def test_write_blocking_writes_reach_target(env):
     """Once READY, a write acknowledged to the NBD client is already in the
     target file, written by the filter before the ack (the job, woken by
     the write, finds nothing dirty: progress stays complete)."""
-    nbd = nbd_module()
+    nbd = libnbd()
     src, tgt = env.path('src.raw'), env.path('tgt.raw')
     make_source(src, SMALL, seed=5)
     make_target(tgt, SMALL)
@@ -624,7 +616,7 @@ def test_replaces_node_below_filter(env):
     """device is a filter (blkdebug, no rules) over disk0, replaces=disk0:
     on completion the filter reads and writes the target, and the export
     above the filter with it."""
-    nbd = nbd_module()
+    nbd = libnbd()
     src, tgt = env.path('src.raw'), env.path('tgt.raw')
     make_source(src, SMALL, seed=8)
     make_target(tgt, SMALL)

@@ -21,14 +21,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
-    assert_eq, assert_in, assert_qmp_error, main, nbd_available,
+    assert_eq, assert_in, assert_qmp_error, libnbd, main, nbd_available,
     require_program, skip, test,
 )
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed')
+nbd = libnbd()
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB

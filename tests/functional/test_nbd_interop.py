@@ -20,14 +20,11 @@ import random
 import shutil
 import subprocess
 
-from harness import (SkipTest, assert_eq, assert_in, main, require_program,
-                     skip, test)
+from harness import (SkipTest, assert_eq, assert_in, libnbd, main,
+                     require_program, test)
 from nbdserver import SERVER, check_server, server_binary
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 for _tool in ['nbdinfo', 'nbdcopy', 'qemu-img', 'qemu-io']:
     require_program(_tool)

@@ -21,17 +21,14 @@ import struct
 import threading
 import time
 
-from harness import (QMP, assert_eq, main, skip, test)
+from harness import (QMP, assert_eq, libnbd, main, test)
 from nbdserver import SERVER, check_server, server_binary
 from nbdraw import (CLOSE_TIMEOUT, CMD_CACHE, CMD_DISC, CMD_FLUSH, CMD_READ,
                     CMD_WRITE, IHAVEOPT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO,
                     OPT_LIST, OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_UNSUP,
                     REP_SERVER, REQUEST_MAGIC, Closed, RawClient)
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 MiB = 1024 * 1024
 IMAGE_SIZE = 64 * MiB

@@ -42,16 +42,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (EXIT_TIMEOUT, SkipTest, assert_eq,  # noqa: E402
-                     assert_no_sanitizer_report, blockd_binary, main,
+                     assert_no_sanitizer_report, blockd_binary, libnbd, main,
                      nbd_available, peak_rss_kib, rss_kib,
                      sanitized_binary, skip, test)
 from graphlib import Jobs, failing_daemon, pipeline  # noqa: E402
 from nbdraw import CMD_READ, RawClient  # noqa: E402
 
-try:
-    import nbd
-except ImportError:
-    skip('python3-libnbd is not installed (import nbd)')
+nbd = libnbd()
 
 MiB = 1024 * 1024
 KiB = 1024

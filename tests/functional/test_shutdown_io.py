@@ -12,19 +12,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import assert_eq, main, nbd_available, skip, test  # noqa: E402
+from harness import libnbd, main, nbd_available, skip, test  # noqa: E402
 
 BLOCK = 4096
 IMAGE_BLOCKS = 4096             # 16 MiB
 IN_FLIGHT = 64
-
-
-def nbd_module():
-    try:
-        import nbd
-    except ImportError:
-        skip('python3-libnbd is not installed')
-    return nbd
 
 
 def start_daemon(env, direct):
@@ -47,7 +39,7 @@ def write_until_stopped(env, direct, stop):
     acknowledgements.  A block must hold its last acknowledged pattern, or
     the pattern of a later write whose reply never came: NBD allows a write
     the server did not acknowledge to have happened, or not."""
-    nbd = nbd_module()
+    nbd = libnbd()
     if not nbd_available(env):
         skip('this blockd has no NBD server')
     d, image, uri = start_daemon(env, direct)
