@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (libnbd, main, nbd_available, skip,  # noqa: E402
                      test)
+from nbdserver import NbdDaemon  # noqa: E402
 
 nbd = libnbd()
 
@@ -89,16 +90,11 @@ def start_daemon(env, image, direct, aio):
     qmp = env.path('qmp.sock')
     if os.path.exists(qmp):
         os.unlink(qmp)
-    d = env.start([
-        '--object', 'iothread,id=io0',
-        '--blockdev', f'driver=file,node-name=file0,filename={image},'
-                      f'cache.direct={"on" if direct else "off"},aio={aio}',
-        '--nbd-server', f'addr.type=unix,addr.path={sock}',
-        '--export', 'type=nbd,id=exp0,node-name=file0,name=disk,'
-                    'writable=on,iothread=io0',
-    ])
-    d.wait_socket(sock)
-    return d, f'nbd+unix:///disk?socket={sock}'
+    srv = NbdDaemon(env, [f'driver=file,node-name=file0,filename={image},'
+                          f'cache.direct={"on" if direct else "off"},'
+                          f'aio={aio}'],
+                    'file0', iothread='io0', iothreads=('io0',))
+    return srv.daemon, srv.uri
 
 
 class Writer:

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (QMP, assert_eq, libnbd, main,  # noqa: E402
                      nbd_available, skip, test)
+from nbdserver import NbdDaemon, connect as nbd_connect  # noqa: E402
 
 nbd = libnbd()
 
@@ -38,30 +39,19 @@ def start(env, rules, iothread=True):
     image = env.make_image(size=IMAGE_SIZE)
     with open(image, 'r+b') as f:
         f.write(b'\xa5' * IMAGE_SIZE)
-    sock = env.path('nbd.sock')
     dbg = 'driver=blkdebug,node-name=dbg0,image=file0,discard=unmap'
     for i, rule in enumerate(rules):
         for key, value in rule.items():
             dbg += f',inject-error.{i}.{key}={value}'
-    export = 'type=nbd,id=exp0,node-name=dbg0,name=disk,writable=on'
-    if iothread:
-        export += ',iothread=io0'
-    d = env.start([
-        '--object', 'iothread,id=io0',
-        '--blockdev', f'driver=file,node-name=file0,filename={image},'
-                      'cache.direct=on,aio=io_uring,discard=unmap',
-        '--blockdev', dbg,
-        '--nbd-server', f'addr.type=unix,addr.path={sock}',
-        '--export', export,
-    ])
-    d.wait_socket(sock)
-    return d, image, f'nbd+unix:///disk?socket={sock}'
+    srv = NbdDaemon(env, [f'driver=file,node-name=file0,filename={image},'
+                          'cache.direct=on,aio=io_uring,discard=unmap', dbg],
+                    'dbg0', iothread='io0' if iothread else None,
+                    iothreads=('io0',))
+    return srv.daemon, image, srv.uri
 
 
 def connect(uri, structured=True):
-    h = nbd.NBD()
-    h.set_request_structured_replies(structured)
-    h.connect_uri(uri)
+    h = nbd_connect(uri, structured=structured)
     assert_eq(h.get_structured_replies_negotiated(), structured,
               'structured replies')
     return h

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import assert_eq, main, nbd_available, skip, test  # noqa: E402
 from nbdraw import CMD_DISC, CMD_READ, RawClient  # noqa: E402
+from nbdserver import NbdDaemon, raw_over_file  # noqa: E402
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -150,19 +151,11 @@ def start(env, extra=()):
     if not nbd_available(env):
         skip('this blockd has no NBD server')
     image = env.make_image(size=64 * MiB)
-    sock = env.path('nbd.sock')
-    d = env.start([
-        '--object', 'iothread,id=io0',
-        '--object', 'iothread,id=io1',
-        '--blockdev', f'driver=file,node-name=file0,filename={image},'
-                      'aio=io_uring,cache.direct=on',
-        '--blockdev', 'driver=raw,node-name=disk0,file=file0',
-        '--nbd-server', f'addr.type=unix,addr.path={sock}',
-        '--export', 'type=nbd,id=exp0,node-name=disk0,name=disk,'
-                    'iothread.0=io0,iothread.1=io1',
-    ] + list(extra), env=asan_env())
-    d.wait_socket(sock)
-    return d, sock
+    srv = NbdDaemon(env, raw_over_file(image, ',aio=io_uring,cache.direct=on'),
+                    writable=False, iothread=['io0', 'io1'],
+                    iothreads=('io0', 'io1'), extra=extra,
+                    daemon_env=asan_env())
+    return srv.daemon, srv.sock
 
 
 def quit_cleanly(env, d):

@@ -31,6 +31,7 @@ from nbdraw import (CMD_BLOCK_STATUS, CMD_CACHE, CMD_FLUSH,  # noqa: E402
                     NBD_EINVAL, NBD_ENOSPC, OPT_EXPORT_NAME,
                     OPT_GO, OPT_INFO, REP_ACK, REP_ERR_UNKNOWN, REP_INFO,
                     Closed, RawClient)
+from nbdserver import NbdDaemon  # noqa: E402
 
 nbd = libnbd()
 
@@ -51,16 +52,10 @@ def start(env, server_opts='', exports=None):
     if not nbd_available(env):
         skip('this blockd has no NBD server')
     image = env.make_image(size=IMAGE_SIZE)
-    sock = env.path('nbd.sock')
-    args = ['--object', 'iothread,id=io0',
-            '--blockdev', f'driver=file,node-name=disk0,filename={image}',
-            '--nbd-server', f'addr.type=unix,addr.path={sock}{server_opts}']
-    for export in exports or ['type=nbd,id=exp0,node-name=disk0,name=disk,'
-                              'writable=on,iothread=io0']:
-        args += ['--export', export]
-    d = env.start(args)
-    d.wait_socket(sock)
-    return d, sock
+    srv = NbdDaemon(env, [f'driver=file,node-name=disk0,filename={image}'],
+                    iothread='io0', exports=exports, iothreads=('io0',),
+                    nbd_opts=server_opts)
+    return srv.daemon, srv.sock
 
 
 def open_fds(pid):

@@ -24,6 +24,7 @@ from harness import (  # noqa: E402
     assert_eq, assert_in, assert_qmp_error, libnbd, main, nbd_available,
     require_program, skip, test,
 )
+from nbdserver import NbdDaemon, raw_over_file  # noqa: E402
 
 nbd = libnbd()
 
@@ -43,27 +44,21 @@ REP_ERR_TOO_BIG = (1 << 31) | 9
 _checked = False
 
 
-def start(env, export='', server='', objects=(), size=SIZE, node='disk0',
+def start(env, export='', server='', iothreads=(), size=SIZE, node='disk0',
           image='disk.raw'):
-    """A daemon with a raw-over-file node @node and an NBD export 'disk'."""
+    """A daemon with a raw-over-file node @node and an NBD export 'disk'
+    (@export appended to its options; None: no export)."""
     global _checked
     if not _checked:
         if not nbd_available(env):
             skip('this blockd has no NBD server yet')
         _checked = True
     path = env.make_image(image, size)
-    sock = env.path('nbd.sock')
-    args = []
-    for obj in objects:
-        args += ['--object', obj]
-    args += ['--blockdev', f'driver=file,node-name=file0,filename={path}',
-             '--blockdev', f'driver=raw,node-name={node},file=file0',
-             '--nbd-server', f'addr.type=unix,addr.path={sock}' + server]
-    if export is not None:
-        args += ['--export', f'type=nbd,id=exp0,node-name={node},name=disk'
-                 + export]
-    d = env.start(args)
-    return d, path, sock
+    srv = NbdDaemon(env, raw_over_file(path, node=node), node,
+                    writable=False, export_opts=export or '',
+                    exports=[] if export is None else None,
+                    iothreads=iothreads, nbd_opts=server)
+    return srv.daemon, path, srv.sock
 
 
 def connect(sock, name='disk', structured=True, meta=True, strict=True):
@@ -464,7 +459,7 @@ def test_raw_simple_request(env):
 @test
 def test_multi_conn_consistency(env):
     d, path, sock = start(env, ',writable=on,iothread.0=io0,iothread.1=io1',
-                          objects=['iothread,id=io0', 'iothread,id=io1'])
+                          iothreads=['io0', 'io1'])
     h1, h2, h3 = connect(sock), connect(sock), connect(sock)
     assert_eq(h1.can_multi_conn(), True)
     for i in range(8):
@@ -526,7 +521,7 @@ def test_handshake_timeout(env):
 @test
 def test_connect_disconnect_cycles_iothread(env):
     d, path, sock = start(env, ',writable=on,iothread=io0',
-                          objects=['iothread,id=io0'])
+                          iothreads=['io0'])
     for i in range(200):
         if i % 4 == 3:
             # Leave without NBD_CMD_DISC, with a request in flight.
@@ -584,7 +579,7 @@ def io_workers(sock, nworkers, stop, errors, counts):
 
 def moves_under_io(env, export, expect_iothreads):
     d, path, sock = start(env, ',writable=on' + export,
-                          objects=['iothread,id=io0', 'iothread,id=io1'])
+                          iothreads=['io0', 'io1'])
     qmp = env.qmp()
     stop, errors, counts = threading.Event(), [], {}
     threads = io_workers(sock, 3, stop, errors, counts)
@@ -624,7 +619,7 @@ def test_multiqueue_node_moves_under_io(env):
 @test
 def test_fixed_iothread_refuses_moves(env):
     d, path, sock = start(env, ',writable=on,iothread=io0,fixed-iothread=on',
-                          objects=['iothread,id=io0', 'iothread,id=io1'])
+                          iothreads=['io0', 'io1'])
     qmp = env.qmp()
     assert_qmp_error(lambda: qmp.cmd('x-blockdev-set-iothread',
                                      node_name='disk0', iothread='io1',
@@ -644,7 +639,7 @@ def test_shutdown_with_clients(env):
     """SIGTERM with clients connected, busy and idle, and a half-done
     handshake: the daemon closes them all and exits cleanly."""
     d, path, sock = start(env, ',writable=on,iothread=io0',
-                          objects=['iothread,id=io0'])
+                          iothreads=['io0'])
     idle = connect(sock)
     half = raw_greeting(sock)
     stop, errors, counts = threading.Event(), [], {}

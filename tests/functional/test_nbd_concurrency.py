@@ -27,7 +27,8 @@ import time
 
 from harness import (QMPError, SkipTest, assert_eq, main, require_program,
                      skip, test)
-from nbdserver import SERVER, check_server, server_binary
+from nbdserver import (SERVER, NbdDaemon, check_server, raw_over_file,
+                       server_binary)
 
 require_program('fio')
 
@@ -47,22 +48,12 @@ def check_fio():
 def start_daemon(env, export_iothreads):
     """A 64 MiB image exported as 'disk'; iothreads io0 and io1."""
     image = env.make_image(size=IMAGE_SIZE)
-    sock = env.path('nbd.sock')
-    export = 'type=nbd,id=exp0,node-name=disk0,name=disk,writable=on'
     if len(export_iothreads) == 1:
-        export += f',iothread={export_iothreads[0]}'
-    else:
-        for i, io in enumerate(export_iothreads):
-            export += f',iothread.{i}={io}'
-    args = ['--object', 'iothread,id=io0', '--object', 'iothread,id=io1',
-            '--blockdev', 'driver=file,node-name=file0,'
-            f'filename={image},aio=io_uring,cache.direct=on',
-            '--blockdev', 'driver=raw,node-name=disk0,file=file0',
-            '--nbd-server', f'addr.type=unix,addr.path={sock}',
-            '--export', export]
-    d = env.start(args, binary=server_binary())
-    d.wait_socket(sock)
-    return d, f'nbd+unix:///disk?socket={sock}'
+        export_iothreads = export_iothreads[0]
+    srv = NbdDaemon(env, raw_over_file(image, ',aio=io_uring,cache.direct=on'),
+                    iothread=export_iothreads, qsd_iothread=True,
+                    iothreads=('io0', 'io1'), binary=server_binary())
+    return srv.daemon, srv.uri
 
 
 def start_fio(env, uri, jobs):

@@ -22,7 +22,8 @@ import subprocess
 
 from harness import (SkipTest, assert_eq, assert_in, libnbd, main,
                      require_program, test)
-from nbdserver import SERVER, check_server, server_binary
+from nbdserver import (NbdDaemon, check_server, raw_over_file,
+                       server_binary)
 
 nbd = libnbd()
 
@@ -34,53 +35,16 @@ IMAGE_SIZE = 64 * MiB
 NBD_MAX_PAYLOAD = 32 * MiB
 TOOL_TIMEOUT = 120
 
-class NbdDaemon:
-    """A captive daemon exporting one image as 'disk' on a UNIX socket."""
 
-    def __init__(self, env, image, writable=True, iothread='io0',
-                 nbd_opts='', export_opts='', objects=('io0', 'io1')):
-        self.env = env
-        self.image = image
-        self.sock = env.path('nbd.sock')
-        self.uri = f'nbd+unix:///disk?socket={self.sock}'
-        if SERVER == 'qsd':
-            iothread = None     # see the docstring at the top
-        args = []
-        for obj in objects:
-            args += ['--object', f'iothread,id={obj}']
-        args += ['--blockdev', 'driver=file,node-name=file0,'
-                 f'filename={image},aio=io_uring,cache.direct=on,'
-                 'discard=unmap',
-                 '--blockdev',
-                 'driver=raw,node-name=disk0,file=file0,discard=unmap',
-                 '--nbd-server',
-                 f'addr.type=unix,addr.path={self.sock}{nbd_opts}']
-        export = ('type=nbd,id=exp0,node-name=disk0,name=disk,'
-                  f'writable={"on" if writable else "off"}{export_opts}')
-        if iothread:
-            export += f',iothread={iothread}'
-        args += ['--export', export]
-        self.daemon = env.start(args, binary=server_binary())
-        self.daemon.wait_socket(self.sock)
-
-    def connect(self, **kwargs):
-        return connect(self.uri, **kwargs)
-
-    def stop(self):
-        """SIGTERM; the daemon must exit 0."""
-        self.daemon.stop()
-
-
-def connect(uri, strict=True, structured=True, meta=False):
-    h = nbd.NBD()
-    if meta:
-        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
-    if not strict:
-        h.set_strict_mode(0)
-    if not structured:
-        h.set_request_structured_replies(False)
-    h.connect_uri(uri)
-    return h
+def serve(env, image, writable=True, nbd_opts='', export_opts=''):
+    """The server under test exporting @image as 'disk' on a UNIX socket:
+    raw over a file node (io_uring, O_DIRECT, discard=unmap), exported
+    from iothread io0 (io1 idle beside it)."""
+    blockdevs = raw_over_file(
+        image, ',aio=io_uring,cache.direct=on,discard=unmap', ',discard=unmap')
+    return NbdDaemon(env, blockdevs, writable=writable, iothread='io0',
+                     iothreads=('io0', 'io1'), nbd_opts=nbd_opts,
+                     export_opts=export_opts, binary=server_binary())
 
 
 def run_tool(args, expect_rc=0, timeout=TOOL_TIMEOUT, cwd=None):
@@ -226,7 +190,7 @@ def nbdinfo_json(args):
 
 @test
 def test_nbdinfo_size_and_flags(env):
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     info = nbdinfo_json([srv.uri])
     assert_eq(info['protocol'], 'newstyle-fixed')
     assert_eq(info['structured'], True, 'structured replies')
@@ -253,7 +217,7 @@ def test_nbdinfo_size_and_flags(env):
 def test_nbdinfo_sizes(env):
     for size in [4096, MiB + 3 * 4096, 1 << 40]:
         image = write_file(env.path(f'disk-{size}.raw'), [], size=size)
-        srv = NbdDaemon(env, image)
+        srv = serve(env, image)
         export = nbdinfo_json([srv.uri])['exports'][0]
         assert_eq(export['export-size'], size, f'size of {image}')
         h = srv.connect()
@@ -268,7 +232,7 @@ def test_nbdinfo_sizes(env):
     size = 3 * MiB + 1000
     image = write_file(env.path('odd.raw'), [(size - 10, b'\x98' * 10)],
                        size=size)
-    srv = NbdDaemon(env, image, writable=False)
+    srv = serve(env, image, writable=False)
     export = nbdinfo_json([srv.uri])['exports'][0]
     # Exact, or rounded up to a 512-byte sector as QEMU does.
     assert_in(export['export-size'], [size, (size + 511) // 512 * 512],
@@ -283,7 +247,7 @@ def test_nbdinfo_sizes(env):
 
 @test
 def test_nbdinfo_read_only_export(env):
-    srv = NbdDaemon(env, plain_image(env), writable=False)
+    srv = serve(env, plain_image(env), writable=False)
     export = nbdinfo_json([srv.uri])['exports'][0]
     assert_eq(export['is_read_only'], True, 'is_read_only')
     assert_eq(export['export-size'], IMAGE_SIZE, 'size')
@@ -294,7 +258,7 @@ def test_nbdinfo_read_only_export(env):
 
 @test
 def test_nbdinfo_no_multi_conn_with_one_connection(env):
-    srv = NbdDaemon(env, plain_image(env), nbd_opts=',max-connections=1')
+    srv = serve(env, plain_image(env), nbd_opts=',max-connections=1')
     export = nbdinfo_json([srv.uri])['exports'][0]
     assert_eq(export['can_multi_conn'], False, 'can_multi_conn')
     assert_eq(export['is_read_only'], False, 'is_read_only')
@@ -303,7 +267,7 @@ def test_nbdinfo_no_multi_conn_with_one_connection(env):
 
 @test
 def test_nbdinfo_list(env):
-    srv = NbdDaemon(env, plain_image(env),
+    srv = serve(env, plain_image(env),
                     export_opts=',description=blockd test disk')
     info = nbdinfo_json(['--list', f'nbd+unix://?socket={srv.sock}'])
     names = [(e['export-name'], e.get('description'))
@@ -325,7 +289,7 @@ def nbdinfo_map(uri):
 @test
 def test_nbdinfo_map_sparse(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     assert_eq(nbdinfo_map(srv.uri), SPARSE_MAP, 'nbdinfo --map')
     # Data written through the export shows up in the map too.
     with_handle = srv.connect()
@@ -345,7 +309,7 @@ def test_nbdinfo_map_sparse(env):
 
 @test
 def test_qemu_img_info(env):
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     r = run_tool(['qemu-img', 'info', '--output=json', '-f', 'raw', srv.uri])
     info = json.loads(r.stdout)
     assert_eq(info['virtual-size'], IMAGE_SIZE, 'virtual-size')
@@ -365,7 +329,7 @@ def test_qemu_img_convert_both_ways_and_compare(env):
     # the zero areas would show.
     image = write_file(env.path('disk.raw'),
                        [(0, b'\xee' * IMAGE_SIZE)])
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     # file -> nbd
     run_tool(['qemu-img', 'convert', '-n', '-f', 'raw', '-O', 'raw',
               source, srv.uri])
@@ -407,7 +371,7 @@ def qemu_io(uri, commands):
 @test
 def test_qemu_io_patterns(env):
     image = plain_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     qemu_io(srv.uri, [
         'write -P 0xab 0 4M',
         'read -P 0xab 0 4M',
@@ -455,7 +419,7 @@ def test_qemu_io_patterns(env):
 @test
 def test_qemu_io_pattern_mismatch_detected(env):
     """The verification above is real: a wrong pattern is reported."""
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     r = run_tool(['qemu-io', '-f', 'raw', '-c', 'write -P 0x01 0 64k',
                   '-c', 'read -P 0x02 0 64k', srv.uri], expect_rc=None)
     assert_in('Pattern verification failed', r.stdout + r.stderr)
@@ -473,7 +437,7 @@ def test_nbdcopy_both_ways(env):
                          (9 * MiB + 4096, r.randbytes(7 * MiB)),
                          (50 * MiB, r.randbytes(MiB + 17))])
     image = write_file(env.path('disk.raw'), [(0, b'\x77' * IMAGE_SIZE)])
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     # file -> nbd (several connections: the export allows multi-conn)
     run_tool(['nbdcopy', '--connections=4', source, srv.uri])
     h = srv.connect()
@@ -496,7 +460,7 @@ def test_nbdcopy_both_ways(env):
 @test
 def test_libnbd_pread_pwrite(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert_eq(h.get_size(), IMAGE_SIZE, 'size')
     assert h.pread(MiB, 0) == read_file(image, 0, MiB), 'existing data'
@@ -516,7 +480,7 @@ def test_libnbd_pread_pwrite(env):
 @test
 def test_libnbd_pwrite_fua_reaches_file(env):
     image = plain_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.can_fua()
     data = rng('fua').randbytes(MiB)
@@ -530,7 +494,7 @@ def test_libnbd_pwrite_fua_reaches_file(env):
 @test
 def test_libnbd_flush(env):
     image = plain_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.can_flush()
     data = rng('flush').randbytes(256 * 1024)
@@ -545,7 +509,7 @@ def test_libnbd_flush(env):
 @test
 def test_libnbd_trim(env):
     image = write_file(env.path('disk.raw'), [(0, b'\x5a' * 8 * MiB)])
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.can_trim()
     h.trim(2 * MiB, 2 * MiB)
@@ -563,7 +527,7 @@ def test_libnbd_trim(env):
 @test
 def test_libnbd_zero_flags(env):
     image = write_file(env.path('disk.raw'), [(0, b'\x5a' * 16 * MiB)])
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.can_zero() and h.can_fast_zero()
     # Plain zero: the server may punch a hole.
@@ -597,7 +561,7 @@ def test_libnbd_zero_flags(env):
 @test
 def test_libnbd_cache(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.can_cache()
     h.cache(4 * MiB, 0)
@@ -625,7 +589,7 @@ def block_status(h, count, offset, flags=0):
 @test
 def test_libnbd_block_status(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect(meta=True)
     assert h.can_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
     # The whole disk, request by request as the server answers.
@@ -644,7 +608,7 @@ def test_libnbd_block_status(env):
 
 @test
 def test_libnbd_block_status_req_one(env):
-    srv = NbdDaemon(env, sparse_image(env))
+    srv = serve(env, sparse_image(env))
     h = srv.connect(meta=True)
     for offset, length, kind in SPARSE_MAP:
         # Asking across the whole disk: one extent, starting at offset.
@@ -664,7 +628,7 @@ def test_libnbd_block_status_req_one(env):
 @test
 def test_libnbd_structured_read_holes_and_df(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect()
     assert h.get_structured_replies_negotiated()
     assert h.can_df()
@@ -694,7 +658,7 @@ def test_libnbd_structured_read_holes_and_df(env):
 @test
 def test_libnbd_simple_replies(env):
     image = sparse_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = srv.connect(structured=False)
     assert_eq(h.get_structured_replies_negotiated(), False, 'structured')
     assert h.pread(2 * MiB, 0) == read_file(image, 0, 2 * MiB)
@@ -716,7 +680,7 @@ def test_libnbd_unaligned_io(env):
     """A client that asks for no block sizes may use any alignment: the
     server reads, modifies and writes the blocks around it."""
     image = write_file(env.path('disk.raw'), [(0, b'\x5a' * 4 * MiB)])
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     h = nbd.NBD()
     h.set_request_block_size(False)
     h.connect_uri(srv.uri)
@@ -748,7 +712,7 @@ def test_block_size_minimum_as_qsd(env):
     file even with cache.direct=on (its block layer pads), so libnbd's
     defaults allow unaligned requests and scripts written for QSD that
     make them work unchanged."""
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     h = srv.connect()
     assert_eq(h.get_block_size(nbd.SIZE_MINIMUM), 1, 'minimum block size')
     h.pwrite(b'\x01' * 3, 5)
@@ -762,7 +726,7 @@ def test_block_size_minimum_as_qsd(env):
 
 @test
 def test_error_out_of_range(env):
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     h = srv.connect(strict=False, meta=True)
     h.pwrite(b'\x33' * 4096, 0)
     end = IMAGE_SIZE
@@ -791,7 +755,7 @@ def test_error_out_of_range(env):
 @test
 def test_error_read_only_export(env):
     image = write_file(env.path('disk.raw'), [(0, b'\x66' * MiB)])
-    srv = NbdDaemon(env, image, writable=False)
+    srv = serve(env, image, writable=False)
     h = srv.connect(strict=False)
     assert h.is_read_only()
     for what, fn in [('pwrite', lambda: h.pwrite(b'x' * 4096, 0)),
@@ -809,7 +773,7 @@ def test_error_read_only_export(env):
 
 @test
 def test_error_oversized_requests(env):
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     h = srv.connect(strict=False)
     h.pwrite(b'\x44' * 4096, 0)
     big = NBD_MAX_PAYLOAD + 4096
@@ -836,7 +800,7 @@ def test_error_oversized_requests(env):
 @test
 def test_multi_conn_consistency(env):
     image = plain_image(env)
-    srv = NbdDaemon(env, image)
+    srv = serve(env, image)
     writer, flusher, reader = (srv.connect() for _ in range(3))
     assert writer.can_multi_conn()
     r = rng('multi-conn')
@@ -868,7 +832,7 @@ def fio_has_nbd():
 def test_fio_verify(env):
     if not fio_has_nbd():
         raise SkipTest('fio is missing or lacks the nbd engine')
-    srv = NbdDaemon(env, plain_image(env))
+    srv = serve(env, plain_image(env))
     r = run_tool(['fio', '--name=verify', '--ioengine=nbd', f'--uri={srv.uri}',
                   '--rw=randwrite', '--bsrange=4k-128k', '--iodepth=16',
                   '--size=16M', '--numjobs=2', '--offset_increment=16M',

@@ -22,7 +22,8 @@ import threading
 import time
 
 from harness import (QMP, assert_eq, libnbd, main, test)
-from nbdserver import SERVER, check_server, server_binary
+from nbdserver import (SERVER, NbdDaemon, check_server, raw_over_file,
+                       server_binary)
 from nbdraw import (CLOSE_TIMEOUT, CMD_CACHE, CMD_DISC, CMD_FLUSH, CMD_READ,
                     CMD_WRITE, IHAVEOPT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO,
                     OPT_LIST, OPT_STRUCTURED_REPLY, REP_ACK, REP_ERR_UNSUP,
@@ -36,59 +37,29 @@ IMAGE_SIZE = 64 * MiB
 GOOD_OFFSET = 48 * MiB
 GOOD_SIZE = 8 * MiB
 
-class NbdDaemon:
-    """A captive daemon exporting a 64 MiB image as 'disk'."""
 
-    def __init__(self, env, iothread='io0', nbd_opts='', qsd_iothread=False):
-        self.env = env
-        self.image = env.make_image(size=IMAGE_SIZE)
-        self.sock = env.path('nbd.sock')
-        self.uri = f'nbd+unix:///disk?socket={self.sock}'
-        if SERVER == 'qsd' and not qsd_iothread:
-            iothread = None     # see the docstring at the top
-        export = 'type=nbd,id=exp0,node-name=disk0,name=disk,writable=on'
-        if iothread:
-            export += f',iothread={iothread}'
-        args = ['--object', 'iothread,id=io0',
-                '--blockdev', 'driver=file,node-name=file0,'
-                f'filename={self.image},aio=io_uring,cache.direct=on',
-                '--blockdev', 'driver=raw,node-name=disk0,file=file0',
-                '--nbd-server',
-                f'addr.type=unix,addr.path={self.sock}{nbd_opts}',
-                '--export', export]
-        self.daemon = env.start(args, binary=server_binary())
-        self.daemon.wait_socket(self.sock)
+def serve(env, nbd_opts='', qsd_iothread=False):
+    """The server under test exporting a fresh 64 MiB image as 'disk',
+    raw over a file node (io_uring, O_DIRECT), from iothread io0."""
+    image = env.make_image(size=IMAGE_SIZE)
+    blockdevs = raw_over_file(image, ',aio=io_uring,cache.direct=on')
+    return NbdDaemon(env, blockdevs, iothread='io0', qsd_iothread=qsd_iothread,
+                     iothreads=('io0',), nbd_opts=nbd_opts,
+                     binary=server_binary())
 
-    def connect(self):
-        h = nbd.NBD()
-        h.connect_uri(self.uri)
-        return h
 
-    def check_alive(self, what):
-        if not self.daemon.running:
-            self.daemon.wait(expect_rc=None)
-            raise AssertionError(
-                f'the daemon died ({what}): exit status '
-                f'{self.daemon.proc.returncode}, stderr: '
-                f'{self.daemon.stderr.strip()}')
-
-    def check_serves(self, what):
-        """The daemon is up and serves a new client and QMP."""
-        self.check_alive(what)
-        h = self.connect()
-        data = os.urandom(4096)
-        h.pwrite(data, GOOD_OFFSET - 4096)
-        assert h.pread(4096, GOOD_OFFSET - 4096) == data, what
-        h.shutdown()
-        qmp = QMP(self.env.path('qmp.sock'))
-        exports = qmp.cmd('query-block-exports')
-        qmp.close()
-        assert_eq([e['id'] for e in exports], ['exp0'], f'exports ({what})')
-
-    def stop(self):
-        """SIGTERM; the daemon must exit 0."""
-        self.check_alive('at the end')
-        self.daemon.stop()
+def check_serves(srv, what):
+    """The daemon is up and serves a new client and QMP."""
+    srv.check_alive(what)
+    h = srv.connect()
+    data = os.urandom(4096)
+    h.pwrite(data, GOOD_OFFSET - 4096)
+    assert h.pread(4096, GOOD_OFFSET - 4096) == data, what
+    h.shutdown()
+    qmp = QMP(srv.env.path('qmp.sock'))
+    exports = qmp.cmd('query-block-exports')
+    qmp.close()
+    assert_eq([e['id'] for e in exports], ['exp0'], f'exports ({what})')
 
 
 # --- A client that must be served throughout ---------------------------------
@@ -148,7 +119,7 @@ class GoodClient(threading.Thread):
 def test_connect_disconnect_1000(env):
     """1000 clients come and go against an iothread export, in four ways:
     clean (NBD_CMD_DISC), abrupt after I/O, mid-handshake, right after GO."""
-    srv = NbdDaemon(env, qsd_iothread=True)
+    srv = serve(env, qsd_iothread=True)
     good = GoodClient(srv.uri)
     good.start()
     for i in range(1000):
@@ -174,14 +145,14 @@ def test_connect_disconnect_1000(env):
             srv.check_alive(f'after {i + 1} connections')
             good.check_progress(f'after {i + 1} connections')
     good.finish()
-    srv.check_serves('after 1000 connections')
+    check_serves(srv, 'after 1000 connections')
     srv.stop()
 
 
 @test
 def test_half_open_handshakes(env):
     """Clients that stop half-way through the handshake and then close."""
-    srv = NbdDaemon(env)
+    srv = serve(env)
     good = GoodClient(srv.uri)
     good.start()
     opt_go = struct.pack('>QII', IHAVEOPT, OPT_GO, 10) + \
@@ -215,7 +186,7 @@ def test_half_open_handshakes(env):
         c.close()
         good.check_progress(what)
     good.finish()
-    srv.check_serves('after half-open handshakes')
+    check_serves(srv, 'after half-open handshakes')
     srv.stop()
 
 
@@ -224,10 +195,10 @@ def test_idle_handshakes_dropped(env):
     if SERVER == 'qsd':
         # QSD 7.2 (with the CVE-2024-7409 fix) has the 10 s limit, fixed.
         timeout = 10
-        srv = NbdDaemon(env)
+        srv = serve(env)
     else:
         timeout = 1
-        srv = NbdDaemon(env, nbd_opts=f',handshake-max-seconds={timeout}')
+        srv = serve(env, nbd_opts=f',handshake-max-seconds={timeout}')
     good = GoodClient(srv.uri)      # connected: the timeout is not for it
     good.start()
     opt_go = struct.pack('>QII', IHAVEOPT, OPT_GO, 10)
@@ -260,13 +231,13 @@ def test_idle_handshakes_dropped(env):
     assert_eq(done.reply(4096), (0, bytes(4096)), 'the finished handshake')
     done.close()
     good.finish()
-    srv.check_serves('after idle handshakes')
+    check_serves(srv, 'after idle handshakes')
     srv.stop()
 
 
 @test
 def test_max_connections(env):
-    srv = NbdDaemon(env, nbd_opts=',max-connections=2')
+    srv = serve(env, nbd_opts=',max-connections=2')
     first, second = srv.connect(), srv.connect()
     # A third is refused: closed, not left waiting.
     extra = RawClient(srv.sock)
@@ -291,7 +262,7 @@ def test_max_connections(env):
     assert_eq(third.pread(4096, 0), b'\x07' * 4096, 'the new client')
     for h in (second, third):
         h.shutdown()
-    srv.check_serves('after max-connections')
+    check_serves(srv, 'after max-connections')
     srv.stop()
 
 
@@ -396,7 +367,7 @@ def test_garbage_at_every_phase(env):
         random.randrange(1, 1 << 32)
     print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
     r = random.Random(seed)
-    srv = NbdDaemon(env)
+    srv = serve(env)
     # The bytes the truncated writes would have put at offset 0.
     h = srv.connect()
     h.pwrite(b'\x5a' * 65536, 0)
@@ -412,7 +383,7 @@ def test_garbage_at_every_phase(env):
     assert_eq(h.pread(65536, 0), b'\x5a' * 65536,
               'a truncated write changed nothing')
     h.shutdown()
-    srv.check_serves('after the garbage')
+    check_serves(srv, 'after the garbage')
     srv.stop()
 
 
@@ -423,7 +394,7 @@ def test_garbage_in_parallel(env):
         random.randrange(1, 1 << 32)
     print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
     r = random.Random(seed)
-    srv = NbdDaemon(env)
+    srv = serve(env)
     good = GoodClient(srv.uri)
     good.start()
     cases = garbage_cases(r) * 4
@@ -448,7 +419,7 @@ def test_garbage_in_parallel(env):
     srv.check_alive('after parallel garbage')
     good.check_progress('after parallel garbage')
     good.finish()
-    srv.check_serves('after parallel garbage')
+    check_serves(srv, 'after parallel garbage')
     srv.stop()
 
 
@@ -458,7 +429,7 @@ def test_bad_requests_keep_the_connection(env):
     stays in step throughout: unknown commands and flags, reads past the
     end or too long, commands not negotiated."""
     r = random.Random('bad requests')
-    srv = NbdDaemon(env)
+    srv = serve(env)
     c = RawClient(srv.sock)
     size, _ = c.handshake()
     assert_eq(size, IMAGE_SIZE, 'size')
@@ -494,13 +465,13 @@ def test_bad_requests_keep_the_connection(env):
     c.request(CMD_DISC)
     c.wait_closed('after NBD_CMD_DISC')
     c.close()
-    srv.check_serves('after bad requests')
+    check_serves(srv, 'after bad requests')
     srv.stop()
 
 
 @test
 def test_unknown_option_goes_on(env):
-    srv = NbdDaemon(env)
+    srv = serve(env)
     c = RawClient(srv.sock)
     c.greeting()
     c.client_flags()
@@ -530,7 +501,7 @@ def test_unknown_option_goes_on(env):
 def test_oversized_options_go_on(env):
     """Options with more data than the server takes get an error reply
     (the server skips their data) and the handshake goes on."""
-    srv = NbdDaemon(env)
+    srv = serve(env)
     c = RawClient(srv.sock)
     c.greeting()
     c.client_flags()

@@ -47,6 +47,7 @@ from harness import (EXIT_TIMEOUT, SkipTest, assert_eq,  # noqa: E402
                      sanitized_binary, skip, test)
 from graphlib import Jobs, failing_daemon, pipeline  # noqa: E402
 from nbdraw import CMD_READ, RawClient  # noqa: E402
+from nbdserver import NbdDaemon  # noqa: E402
 
 nbd = libnbd()
 
@@ -140,17 +141,12 @@ def start(env, budget=None):
         skip('this blockd has no NBD server')
     image = env.make_image('disk.raw', SIZE)
     target = env.make_image('tgt.raw', SIZE)
-    sock = env.path('nbd.sock')
-    d = env.start(['--object', 'iothread,id=io0',
-                   '--object', 'iothread,id=io1',
-                   '--blockdev', f'driver=file,node-name=disk0,'
-                                 f'filename={image}',
-                   '--blockdev', f'driver=file,node-name=tgt0,'
-                                 f'filename={target}',
-                   '--nbd-server', f'addr.type=unix,addr.path={sock}'] +
-                  env.monitor_args('qmp1.sock', 'qmp1'))
+    srv = NbdDaemon(env, [f'driver=file,node-name=disk0,filename={image}',
+                          f'driver=file,node-name=tgt0,filename={target}'],
+                    exports=[], iothreads=('io0', 'io1'),
+                    extra=env.monitor_args('qmp1.sock', 'qmp1'))
+    d, sock = srv.daemon, srv.sock
     d.wait_socket(env.path('qmp1.sock'))
-    d.wait_socket(sock)
     qmp, qmp1 = env.qmp(), env.qmp('qmp1.sock')
     args = dict(type='nbd', id='exp0', node_name='disk0', name='disk',
                 writable=True, iothread='io0')

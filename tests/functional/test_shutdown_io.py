@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import libnbd, main, nbd_available, skip, test  # noqa: E402
+from nbdserver import NbdDaemon  # noqa: E402
 
 BLOCK = 4096
 IMAGE_BLOCKS = 4096             # 16 MiB
@@ -21,16 +22,10 @@ IN_FLIGHT = 64
 
 def start_daemon(env, direct):
     image = env.make_image(size=IMAGE_BLOCKS * BLOCK)
-    sock = env.path('nbd.sock')
-    d = env.start([
-        '--object', 'iothread,id=io0',
-        '--blockdev', f'driver=file,node-name=file0,filename={image},'
-                      f'cache.direct={"on" if direct else "off"}',
-        '--nbd-server', f'addr.type=unix,addr.path={sock}',
-        '--export', 'type=nbd,id=exp0,node-name=file0,name=disk,'
-                    'writable=on,iothread=io0',
-    ])
-    return d, image, f'nbd+unix:///disk?socket={sock}'
+    srv = NbdDaemon(env, [f'driver=file,node-name=file0,filename={image},'
+                          f'cache.direct={"on" if direct else "off"}'],
+                    'file0', iothread='io0', iothreads=('io0',))
+    return srv.daemon, image, srv.uri
 
 
 def write_until_stopped(env, direct, stop):
