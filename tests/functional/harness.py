@@ -155,6 +155,16 @@ class QMP:
         """Wait for event @name (earlier events are kept); its message."""
         return self.client.wait_event(name, timeout)
 
+    def job_statuses(self, job_id, last='null'):
+        """The statuses JOB_STATUS_CHANGE events give job @job_id, in
+        order, up to and including @last (waited for, as event())."""
+        seen = []
+        while not seen or seen[-1] != last:
+            ev = self.event('JOB_STATUS_CHANGE')
+            if ev['data']['id'] == job_id:
+                seen.append(ev['data']['status'])
+        return seen
+
     def close(self):
         self.client.close()
 
@@ -369,6 +379,15 @@ class TestEnv:
         for d in self.daemons:
             d.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- Files ------------------------------------------------------------------
+
+def read_file(path, offset=0, length=None):
+    """@length bytes of the file @path from @offset (to its end if None)."""
+    with open(path, 'rb') as f:
+        f.seek(offset)
+        return f.read(length)
 
 
 # --- Assertions -------------------------------------------------------------

@@ -19,8 +19,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (SkipTest, assert_eq, assert_in,  # noqa: E402
-                     assert_qmp_error, libnbd, main, nbd_available, skip,
-                     test)
+                     assert_qmp_error, libnbd, main, nbd_available,
+                     read_file, skip, test)
 
 MiB = 1024 * 1024
 SIZE = 256 * MiB
@@ -68,11 +68,6 @@ def start(env, target_opts=None, size=SIZE, binary=None):
     return d, env.qmp(), source, target, uri, snapshot
 
 
-def read_file(path):
-    with open(path, 'rb') as f:
-        return f.read()
-
-
 def first_difference(a, b):
     for i in range(0, min(len(a), len(b)), MiB):
         if a[i:i + MiB] != b[i:i + MiB]:
@@ -102,16 +97,6 @@ def wait_status(qmp, job_id, status):
         if job_status(qmp, job_id) == status:
             return
     raise AssertionError(f'job {job_id} never became {status}')
-
-
-def status_changes(qmp, job_id, last='null'):
-    """The JOB_STATUS_CHANGE statuses of @job_id up to @last."""
-    seen = []
-    while not seen or seen[-1] != last:
-        ev = qmp.event('JOB_STATUS_CHANGE')
-        if ev['data']['id'] == job_id:
-            seen.append(ev['data']['status'])
-    return seen
 
 
 def filter_nodes(qmp):
@@ -229,7 +214,7 @@ def test_cancel_removes_filter_and_export_goes_on(env):
         writer.step()
     writer.drain()
     qmp.cmd('job-cancel', id='job0')
-    assert_eq(status_changes(qmp, 'job0')[-3:],
+    assert_eq(qmp.job_statuses('job0')[-3:],
               ['aborting', 'concluded', 'null'])
     ev = qmp.event('BLOCK_JOB_CANCELLED')
     assert_eq(ev['data']['device'], 'job0')
@@ -267,7 +252,7 @@ def test_failing_target_report_fails_job(env):
                            'action': 'report'})
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert_eq(ev['data']['error'], 'Input/output error')
-    assert_eq(status_changes(qmp, 'job0')[-3:],
+    assert_eq(qmp.job_statuses('job0')[-3:],
               ['aborting', 'concluded', 'null'])
     assert_eq(filter_nodes(qmp), [], 'filters after failure')
 
@@ -309,7 +294,7 @@ def test_failing_target_ignore_retries(env):
                            'action': 'ignore'})
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert 'error' not in ev['data'], ev
-    status_changes(qmp, 'job0')
+    qmp.job_statuses('job0')
     qmp.cmd('quit')
     d.wait(expect_rc=0)
     assert_same(read_file(target), bytes(snapshot), 'target vs source')
@@ -330,7 +315,7 @@ def test_failing_target_stop_pauses_until_resume(env):
     qmp.cmd('job-resume', id='job0')
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert 'error' not in ev['data'], ev
-    status_changes(qmp, 'job0')
+    qmp.job_statuses('job0')
     qmp.cmd('quit')
     d.wait(expect_rc=0)
     assert_same(read_file(target), bytes(snapshot), 'target vs source')
@@ -355,7 +340,7 @@ def test_failed_copy_fails_guest_write(env):
     assert_eq(h.pread(BLOCK, 0), bytes(snapshot[:BLOCK]))
     h.shutdown()
     qmp.cmd('job-cancel', id='job0')
-    status_changes(qmp, 'job0')
+    qmp.job_statuses('job0')
     assert_eq(filter_nodes(qmp), [])
 
 
@@ -372,7 +357,7 @@ def test_sync_none_copies_only_overwritten(env):
     writer.close()
     assert_eq(job_status(qmp, 'job0'), 'running', 'sync=none keeps running')
     qmp.cmd('job-cancel', id='job0')
-    status_changes(qmp, 'job0')
+    qmp.job_statuses('job0')
     qmp.cmd('quit')
     d.wait(expect_rc=0)
     tgt = read_file(target)
@@ -426,7 +411,7 @@ def test_refusals(env):
         sync='full'), "Job ID 'job0' already in use")
     assert_eq(filter_nodes(qmp), ['cbw0'], 'filters after the refusal')
     qmp.cmd('job-cancel', id='job0')
-    status_changes(qmp, 'job0')
+    qmp.job_statuses('job0')
     assert_eq(filter_nodes(qmp), [], 'filters after cancel')
 
 
@@ -440,7 +425,7 @@ def job_flow(env, binary, sync, cancel):
         # Wait until it runs, so the cancel meets a running job.
         wait_status(qmp, 'job0', 'running')
         qmp.cmd('job-cancel', id='job0')
-    statuses = status_changes(qmp, 'job0')
+    statuses = qmp.job_statuses('job0')
     qmp.close()
     d.stop(signal.SIGTERM, expect_rc=0)
     for name in os.listdir(env.dir):

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (QMP, assert_eq, libnbd, main,  # noqa: E402
-                     nbd_available, skip, test)
+                     nbd_available, read_file, skip, test)
 from nbdserver import NbdDaemon, connect as nbd_connect  # noqa: E402
 
 nbd = libnbd()
@@ -66,12 +66,6 @@ def expect_errno(what, fn, want):
         return
     raise AssertionError(f'{what}: succeeded, expected '
                          f'{errno.errorcode[want]}')
-
-
-def file_bytes(image, offset, length):
-    with open(image, 'rb') as f:
-        f.seek(offset)
-        return f.read(length)
 
 
 def check_serves(env, uri, what):
@@ -160,13 +154,13 @@ def io_errors_on_one_connection(env, structured, iothread):
     # A failed request never reached the file.
     for offset in (WRITE_ENOSPC, WRITE_EIO_NOW, WRITE_EDQUOT, WRITE_EROFS,
                    WRITE_ENXIO, ZERO_EIO, TRIM_ENOSPC):
-        assert_eq(file_bytes(image, offset, BLOCK), b'\xa5' * BLOCK,
+        assert_eq(read_file(image, offset, BLOCK), b'\xa5' * BLOCK,
                   f'the file at {offset} after a failed request')
     # Beside the failing sectors, all is well.
     assert_eq(h.pread(BLOCK, READ_EIO + BLOCK), b'\xa5' * BLOCK,
               'the block after a failing one')
     h.pwrite(pattern, WRITE_ENOSPC + BLOCK, flags=fua)
-    assert_eq(file_bytes(image, WRITE_ENOSPC + BLOCK, BLOCK), pattern,
+    assert_eq(read_file(image, WRITE_ENOSPC + BLOCK, BLOCK), pattern,
               'FUA write beside a failing block')
     h.flush()
     h.shutdown()
@@ -248,7 +242,7 @@ def test_failed_flush_is_not_success(env):
     # Now the node is clean: a flush succeeds again and again.
     other.flush()
     h.flush()
-    assert_eq(file_bytes(image, HEALTHY, BLOCK), data, 'the write')
+    assert_eq(read_file(image, HEALTHY, BLOCK), data, 'the write')
     h.shutdown()
     other.shutdown()
     check_serves(env, uri, 'after the failed flushes')

@@ -278,13 +278,6 @@ def test_1000_node_cycles_give_back_fds_and_memory(env):
 
 # --- Mirror jobs -------------------------------------------------------------------
 
-def wait_job_status(qmp, job, status):
-    while True:
-        ev = qmp.event('JOB_STATUS_CHANGE')
-        if ev['data'] == {'id': job, 'status': status}:
-            return
-
-
 def mirror_cycle(env, qmp, i):
     """A mirror of a fresh source node to a fresh target node, 1 MiB of
     data each: null-co or file nodes (raw over file every other file cycle), an NBD
@@ -321,7 +314,7 @@ def mirror_cycle(env, qmp, i):
             qmp.cmd('job-cancel', id='mj')
         else:
             qmp.cmd('job-complete', id='mj')
-    wait_job_status(qmp, 'mj', 'null')
+    qmp.job_statuses('mj', 'null')
     if export:
         qmp.cmd('block-export-del', id='cyc')
         qmp.event('BLOCK_EXPORT_DELETED')

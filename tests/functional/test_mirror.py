@@ -26,7 +26,7 @@ import shutil
 import threading
 
 from harness import (EXIT_TIMEOUT, QMPError, assert_eq, assert_in,
-                     assert_qmp_error, libnbd, main, skip, test)
+                     assert_qmp_error, libnbd, main, read_file, skip, test)
 
 MiB = 1024 * 1024
 BIG = 256 * MiB
@@ -53,11 +53,6 @@ def make_source(path, size, seed):
 def make_target(path, size):
     with open(path, 'wb') as f:
         f.truncate(size)
-
-
-def read_file(path):
-    with open(path, 'rb') as f:
-        return f.read()
 
 
 def raw_over(node, file, dbg, errors):

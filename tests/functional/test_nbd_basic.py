@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
     assert_eq, assert_in, assert_qmp_error, libnbd, main, nbd_available,
-    require_program, skip, test,
+    read_file, require_program, skip, test,
 )
 from nbdserver import NbdDaemon, raw_over_file  # noqa: E402
 
@@ -75,12 +75,6 @@ def connect(sock, name='disk', structured=True, meta=True, strict=True):
 
 def uri(sock, name='disk'):
     return f'nbd+unix:///{name}?socket={sock}'
-
-
-def file_bytes(path, offset, length):
-    with open(path, 'rb') as f:
-        f.seek(offset)
-        return f.read(length)
 
 
 def assert_nbd_error(fn, errnum, what=''):
@@ -189,17 +183,17 @@ def test_write_fua_then_read_the_file(env):
     h = connect(sock)
     data = bytes(range(256)) * 256      # 64 KiB
     h.pwrite(data, 1 * MiB, nbd.CMD_FLAG_FUA)
-    assert_eq(file_bytes(path, 1 * MiB, len(data)), data, 'file after FUA')
+    assert_eq(read_file(path, 1 * MiB, len(data)), data, 'file after FUA')
     assert_eq(h.pread(len(data), 1 * MiB), data, 'read back')
     # Unaligned, small and large requests.
     h.pwrite(b'xyz', 12345)
     h.flush()
-    assert_eq(file_bytes(path, 12345, 3), b'xyz', 'unaligned write')
+    assert_eq(read_file(path, 12345, 3), b'xyz', 'unaligned write')
     big = os.urandom(4 * MiB + 512)
     h.pwrite(big, 8 * MiB)
     assert_eq(h.pread(len(big), 8 * MiB), big, '4 MiB read back')
     h.flush()
-    assert_eq(file_bytes(path, 8 * MiB, len(big)), big, 'file after flush')
+    assert_eq(read_file(path, 8 * MiB, len(big)), big, 'file after flush')
     h.shutdown()
     d.stop()
 
@@ -218,7 +212,7 @@ def test_trim_zero_and_block_status(env):
               'REQ_ONE')
     # Zero with NO_HOLE keeps the blocks; without, it may punch them.
     h.zero(64 * 1024, 0, nbd.CMD_FLAG_NO_HOLE | nbd.CMD_FLAG_FUA)
-    assert_eq(file_bytes(path, 0, 64 * 1024), bytes(64 * 1024), 'zeroed')
+    assert_eq(read_file(path, 0, 64 * 1024), bytes(64 * 1024), 'zeroed')
     h.zero(1 * MiB, 1 * MiB)
     assert_eq(h.pread(1 * MiB, 1 * MiB), bytes(1 * MiB), 'zeroed read')
     h.pwrite(b'\xbb' * 4096, 8 * MiB)
@@ -274,7 +268,7 @@ def test_simple_replies(env):
     assert_eq(h.get_structured_replies_negotiated(), False)
     assert_eq(h.can_df(), False, 'no DF without structured replies')
     h.pwrite(b'simple', 4096, nbd.CMD_FLAG_FUA)
-    assert_eq(file_bytes(path, 4096, 6), b'simple')
+    assert_eq(read_file(path, 4096, 6), b'simple')
     assert_eq(h.pread(6, 4096), b'simple', 'simple read')
     h.set_strict_mode(0)
     # An error on a simple read: header only, and the stream goes on.
@@ -321,7 +315,7 @@ def test_readonly_export_refuses_writes(env):
     assert_eq(h.pread(512, 0), bytes(512), 'reads work')
     h.flush()
     h.shutdown()
-    assert_eq(file_bytes(path, 0, 512), bytes(512), 'image untouched')
+    assert_eq(read_file(path, 0, 512), bytes(512), 'image untouched')
     d.stop()
 
 
@@ -338,7 +332,7 @@ def test_oversized_requests(env):
         h.pwrite(b'in sync', 0)
         assert_eq(h.pread(7, 0), b'in sync', 'stream in sync')
         h.shutdown()
-    assert_eq(file_bytes(path, 4096, 16), bytes(16), 'nothing written')
+    assert_eq(read_file(path, 4096, 16), bytes(16), 'nothing written')
     d.stop()
 
 
@@ -467,7 +461,7 @@ def test_multi_conn_consistency(env):
         h1.pwrite(data, i * MiB)
         h2.flush()
         assert_eq(h3.pread(len(data), i * MiB), data, f'round {i}')
-        assert_eq(file_bytes(path, i * MiB, len(data)), data, 'file')
+        assert_eq(read_file(path, i * MiB, len(data)), data, 'file')
     qmp = env.qmp()
     [info] = qmp.cmd('query-block-exports')
     assert_eq(info['x-blockd-clients'], 3, 'clients')

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 
 from harness import (SkipTest, assert_eq, assert_in, libnbd, main,
-                     require_program, test)
+                     read_file, require_program, test)
 from nbdserver import (NbdDaemon, check_server, raw_over_file,
                        server_binary)
 
@@ -73,12 +73,6 @@ def write_file(path, extents, size=IMAGE_SIZE):
             f.seek(offset)
             f.write(data)
     return path
-
-
-def read_file(path, offset=0, length=None):
-    with open(path, 'rb') as f:
-        f.seek(offset)
-        return f.read(length) if length is not None else f.read()
 
 
 def read_file_direct(path, offset, length):
