@@ -288,6 +288,11 @@ class Daemon:
         self.proc.send_signal(sig)
         return self.wait(expect_rc)
 
+    def quit(self, qmp):
+        """Send quit on @qmp; the daemon must then exit 0."""
+        qmp.cmd('quit')
+        return self.wait(expect_rc=0)
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

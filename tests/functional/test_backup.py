@@ -196,8 +196,7 @@ def test_full_backup_is_point_in_time_under_writes(env):
     assert_eq(ev['data']['offset'], SIZE, 'progress')
     assert_eq(ev['data']['len'], SIZE, 'length')
     assert_eq(filter_nodes(qmp), [], 'filters after the job')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_same(read_file(target), bytes(snapshot), 'target vs snapshot')
     assert_same(read_file(source), bytes(model), 'source vs writes')
     assert model != snapshot, 'the writes changed nothing'
@@ -230,8 +229,7 @@ def test_cancel_removes_filter_and_export_goes_on(env):
     writer.close()
     assert writer.acked - before >= 200, 'writes after cancel'
     assert_eq(writer.failed, 0, 'failed writes')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_same(read_file(source), bytes(model), 'source vs writes')
 
 
@@ -295,8 +293,7 @@ def test_failing_target_ignore_retries(env):
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert 'error' not in ev['data'], ev
     qmp.job_statuses('job0')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_same(read_file(target), bytes(snapshot), 'target vs source')
 
 
@@ -316,8 +313,7 @@ def test_failing_target_stop_pauses_until_resume(env):
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert 'error' not in ev['data'], ev
     qmp.job_statuses('job0')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_same(read_file(target), bytes(snapshot), 'target vs source')
 
 
@@ -358,8 +354,7 @@ def test_sync_none_copies_only_overwritten(env):
     assert_eq(job_status(qmp, 'job0'), 'running', 'sync=none keeps running')
     qmp.cmd('job-cancel', id='job0')
     qmp.job_statuses('job0')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     tgt = read_file(target)
     # Every cluster the client touched holds its old content; the rest of
     # the target was never written (zeroes).
@@ -451,8 +446,7 @@ def test_quit_with_running_backup_exits_0(env):
     qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
             sync='none')
     wait_status(qmp, 'job0', 'running')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_same(read_file(source), bytes(snapshot), 'source after quit')
 
 

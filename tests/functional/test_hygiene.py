@@ -160,8 +160,7 @@ def start(env, extra=()):
 
 def quit_cleanly(env, d):
     """quit, and a clean exit: under ASan, LeakSanitizer found nothing."""
-    env.qmp().cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(env.qmp())
     assert 'LeakSanitizer' not in d.stderr, d.stderr
 
 

@@ -149,8 +149,7 @@ def run_flow(env, binary, flow, size=SMALL, target_errors=None,
     qmp = env.qmp()
     events = Events(qmp)
     result = flow(qmp, events, src, tgt)
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     qmp.close()
     os.unlink(src)
     os.unlink(tgt)
@@ -275,8 +274,7 @@ def test_mirror_under_nbd_writes(env):
     assert read_file(tgt)[17 * MiB:18 * MiB] == pattern, 'not in target'
     assert read_file(src) == src_before, 'the source changed after switch'
 
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 # --- Flows compared with qemu-storage-daemon ------------------------------------
@@ -554,8 +552,7 @@ def test_quit_before_ready(env):
     qmp = env.qmp()
     start_mirror(qmp, speed=MiB)
     assert_eq(qmp.cmd('query-jobs')[0]['status'], 'running')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 @test
@@ -568,8 +565,7 @@ def test_quit_after_ready(env):
     events = Events(qmp)
     start_mirror(qmp, copy_mode='write-blocking')
     events.wait('BLOCK_JOB_READY')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 # --- write-blocking mode -----------------------------------------------------------
@@ -600,8 +596,7 @@ def test_write_blocking_writes_reach_target(env):
     job = qmp.cmd('query-jobs')[0]
     assert_eq(job['current-progress'], job['total-progress'],
               'nothing left for the job to copy')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 # --- replaces --------------------------------------------------------------------
@@ -639,8 +634,7 @@ def test_replaces_node_below_filter(env):
         'the filter does not write the target'
     assert read_file(src)[3 * MiB:3 * MiB + 65536] != b'\x5a' * 65536, \
         'the filter still writes the source'
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 # --- Targets that read as zeroes --------------------------------------------------
@@ -654,8 +648,7 @@ def mirror_and_complete(env, src, tgt, target_errors=None):
     events.wait('BLOCK_JOB_READY')
     qmp.cmd('job-complete', id='m0')
     events.status('null')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     return [e[0] for e in events.block_events()]
 
 
@@ -696,8 +689,7 @@ def test_zero_extents_written_over_target_data(env):
     start_mirror(qmp, on_target_error='report')
     done = events.wait('BLOCK_JOB_COMPLETED')
     assert_eq(done['data'].get('error'), 'Input/output error')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 # --- Bad arguments -------------------------------------------------------------------
@@ -767,8 +759,7 @@ def test_bad_arguments_like_qsd(env):
             got.append(e.desc)
         results[tag] = got
         assert_eq(qmp.cmd('query-jobs'), [], f'{tag}: no job left behind')
-        qmp.cmd('quit')
-        d.wait(expect_rc=0)
+        d.quit(qmp)
     assert_eq(results['blockd'], [m for _, m in BAD_ARGS], 'blockd')
     assert_eq(results['blockd'], results['qsd'], 'blockd vs QSD')
 
@@ -801,8 +792,7 @@ def test_bad_arguments(env):
         pass
     else:
         raise AssertionError('a second mirror of the same target started')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 if __name__ == '__main__':

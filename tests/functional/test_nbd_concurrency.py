@@ -221,8 +221,7 @@ def run_under_fio(env, export_iothreads, jobs, steps, end_nodes=None):
     assert_eq(nodes, ['disk0', 'file0'], 'nodes at the end')
     assert_eq([e['id'] for e in qmp.cmd('query-block-exports')], ['exp0'],
               'exports at the end')
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
 
 
 @test

@@ -196,8 +196,7 @@ def served(sock, offset=0):
 
 
 def quit_cleanly(d, qmp):
-    qmp.cmd('quit')
-    d.wait(expect_rc=0)
+    d.quit(qmp)
     assert_no_sanitizer_report(d.stderr)
 
 

@@ -674,8 +674,7 @@ def test_same_answers_as_qsd(env):
             resp = qmp.cmd_raw(cmd, args)
             a[i, cmd] = resp.get('return', resp.get('error'))
         assert_eq(os.path.getsize(image), 2 * MiB, f'{name}: resized')
-        qmp.cmd('quit')
-        d.wait()
+        d.quit(qmp)
 
     blockd, qsd = answers['blockd'], answers['qsd']
     assert_eq(blockd['nodes'], qsd['nodes'], 'query-named-block-nodes')

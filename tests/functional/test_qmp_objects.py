@@ -231,8 +231,7 @@ def test_quit_with_iothreads(env):
     d = env.start(['--object', 'iothread,id=io0'])
     qmp = env.qmp()
     qmp.cmd('object-add', qom_type='iothread', id='io1')
-    qmp.cmd('quit')
-    d.wait()
+    d.quit(qmp)
 
 
 if __name__ == '__main__':
