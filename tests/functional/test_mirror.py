@@ -32,6 +32,15 @@ MiB = 1024 * 1024
 BIG = 256 * MiB
 SMALL = 32 * MiB
 
+# A mirror's JOB_STATUS_CHANGE sequences: it completes after READY (or
+# is soft-cancelled then), it is cancelled or fails before READY, it
+# pauses on an error (on-*-error=stop) and completes once resumed.
+COMPLETES = ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
+             'null']
+ABORTS = ['created', 'running', 'aborting', 'concluded', 'null']
+STOPS_THEN_COMPLETES = ['created', 'running', 'paused', 'running', 'ready',
+                        'waiting', 'pending', 'concluded', 'null']
+
 
 def make_source(path, size, seed):
     """A sparse image with random data in a few extents; its bytes."""
@@ -83,6 +92,26 @@ def daemon_args(env, src, tgt, target_errors=None, source_errors=None):
              '--export', 'type=nbd,id=exp0,node-name=disk0,name=disk,'
              'writable=on,iothread=io0']
     return args
+
+
+def make_images(env, seed, size=SMALL, tag=''):
+    """A source (make_source() with @seed) and a sparse target of @size in
+    the test directory, src@tag.raw and tgt@tag.raw: their paths and the
+    source's bytes."""
+    src, tgt = env.path(f'src{tag}.raw'), env.path(f'tgt{tag}.raw')
+    model = make_source(src, size, seed)
+    make_target(tgt, size)
+    return src, tgt, model
+
+
+def start_daemon(env, src, tgt, binary=None, target_errors=None,
+                 source_errors=None):
+    """@binary (blockd if None) with daemon_args(); the daemon, a QMP
+    connection and its Events."""
+    d = env.start(daemon_args(env, src, tgt, target_errors, source_errors),
+                  binary=binary)
+    qmp = env.qmp()
+    return d, qmp, Events(qmp)
 
 
 class Events:
@@ -140,14 +169,10 @@ def run_flow(env, binary, flow, size=SMALL, target_errors=None,
              source_errors=None):
     """Start @binary on fresh images, run @flow(qmp, events, src, tgt),
     quit; the events seen and what @flow returned."""
-    tag = 'qsd' if binary else 'blockd'
-    src, tgt = env.path(f'src-{tag}.raw'), env.path(f'tgt-{tag}.raw')
-    make_source(src, size, seed=7)
-    make_target(tgt, size)
-    d = env.start(daemon_args(env, src, tgt, target_errors, source_errors),
-                  binary=binary)
-    qmp = env.qmp()
-    events = Events(qmp)
+    src, tgt, _ = make_images(env, 7, size,
+                              tag='-qsd' if binary else '-blockd')
+    d, qmp, events = start_daemon(env, src, tgt, binary, target_errors,
+                                  source_errors)
     result = flow(qmp, events, src, tgt)
     d.quit(qmp)
     qmp.close()
@@ -229,12 +254,8 @@ def join(writer):
 @test
 def test_mirror_under_nbd_writes(env):
     nbd = libnbd()
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    model = make_source(src, BIG, seed=1)
-    make_target(tgt, BIG)
-    d = env.start(daemon_args(env, src, tgt))
-    qmp = env.qmp()
-    events = Events(qmp)
+    src, tgt, model = make_images(env, 1, BIG)
+    d, qmp, events = start_daemon(env, src, tgt)
 
     # Phase 1: writes while the job copies.  The rate limit (16 s for the
     # image) keeps the job from finishing first; the check says so.
@@ -255,8 +276,7 @@ def test_mirror_under_nbd_writes(env):
     assert 'error' not in done['data'], done
     assert_eq(done['data']['offset'], done['data']['len'], 'progress')
     events.status('null')
-    assert_eq(events.statuses(), ['created', 'running', 'ready', 'waiting',
-                                  'pending', 'concluded', 'null'])
+    assert_eq(events.statuses(), COMPLETES)
     assert 'mtop' not in node_names(qmp), 'the filter is gone'
     assert_eq(export_node(qmp), 'tgt0', 'the export serves the target')
     tgt_data = read_file(tgt)
@@ -285,20 +305,23 @@ def start_mirror(qmp, **extra):
     qmp.cmd('blockdev-mirror', **args)
 
 
+def finish_when_ready(qmp, events, command='job-complete', **args):
+    """Wait for BLOCK_JOB_READY, run @command with @args (job-complete of
+    m0 by default), wait until m0 is gone."""
+    events.wait('BLOCK_JOB_READY')
+    qmp.cmd(command, **(args or {'id': 'm0'}))
+    events.status('null')
+
+
 def flow_complete(qmp, events, src, tgt):
     start_mirror(qmp)
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('job-complete', id='m0')
-    events.status('null')
+    finish_when_ready(qmp, events)
     return export_node(qmp), read_file(src) == read_file(tgt)
 
 
 @test
 def test_complete_like_qsd(env):
-    _, (node, same) = compare_with_qsd(
-        env, flow_complete,
-        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
-         'null'])
+    _, (node, same) = compare_with_qsd(env, flow_complete, COMPLETES)
     assert_eq(node, 'tgt0')
     assert same, 'target differs from source'
 
@@ -320,9 +343,7 @@ def flow_manual_finalize(qmp, events, src, tgt):
 @test
 def test_manual_finalize_like_qsd(env):
     ours, (before, after, same) = compare_with_qsd(
-        env, flow_manual_finalize,
-        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
-         'null'])
+        env, flow_manual_finalize, COMPLETES)
     # Until job-finalize the export is on the filter (as QEMU reports it).
     assert_eq((before, after), ('mtop', 'tgt0'),
               'the switch happens at job-finalize')
@@ -380,8 +401,7 @@ def flow_cancel_before_ready(qmp, events, src, tgt):
 @test
 def test_cancel_before_ready_like_qsd(env):
     ours, (node, names) = compare_with_qsd(
-        env, flow_cancel_before_ready,
-        ['created', 'running', 'aborting', 'concluded', 'null'])
+        env, flow_cancel_before_ready, ABORTS)
     assert_eq(node, 'disk0', 'the export still serves the source')
     assert_eq(names, ['disk0', 'file0', 'file1', 'tgt0'], 'filter removed')
     assert_eq([e[0] for e in ours.block_events()], ['BLOCK_JOB_CANCELLED'])
@@ -389,18 +409,13 @@ def test_cancel_before_ready_like_qsd(env):
 
 def flow_soft_cancel(qmp, events, src, tgt):
     start_mirror(qmp)
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('block-job-cancel', device='m0')
-    events.status('null')
+    finish_when_ready(qmp, events, 'block-job-cancel', device='m0')
     return export_node(qmp), read_file(src) == read_file(tgt)
 
 
 @test
 def test_soft_cancel_after_ready_like_qsd(env):
-    ours, (node, same) = compare_with_qsd(
-        env, flow_soft_cancel,
-        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
-         'null'])
+    ours, (node, same) = compare_with_qsd(env, flow_soft_cancel, COMPLETES)
     assert_eq(node, 'disk0', 'no switch on a soft cancel')
     assert same, 'target not consistent with the source'
     assert_eq([e[0] for e in ours.block_events()],
@@ -409,9 +424,8 @@ def test_soft_cancel_after_ready_like_qsd(env):
 
 def flow_force_cancel(qmp, events, src, tgt):
     start_mirror(qmp)
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('block-job-cancel', device='m0', force=True)
-    events.status('null')
+    finish_when_ready(qmp, events, 'block-job-cancel', device='m0',
+                      force=True)
     return export_node(qmp)
 
 
@@ -437,8 +451,7 @@ def flow_error_report(qmp, events, src, tgt, side='target'):
 @test
 def test_target_error_report_like_qsd(env):
     ours, (error, node) = compare_with_qsd(
-        env, flow_error_report,
-        ['created', 'running', 'aborting', 'concluded', 'null'],
+        env, flow_error_report, ABORTS,
         target_errors={'event': 'write_aio', 'errno': 5})
     assert_eq(error, 'Input/output error')
     assert_eq(node, 'disk0')
@@ -454,9 +467,7 @@ def flow_error_stop(qmp, events, src, tgt, side='target'):
     events.status('paused')
     job = qmp.cmd('query-block-jobs')[0]
     qmp.cmd('job-resume', id='m0')
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('job-complete', id='m0')
-    events.status('null')
+    finish_when_ready(qmp, events)
     return (err['data']['action'], job['io-status'], job['status'],
             read_file(src) == read_file(tgt))
 
@@ -464,9 +475,7 @@ def flow_error_stop(qmp, events, src, tgt, side='target'):
 @test
 def test_target_error_stop_like_qsd(env):
     _, (action, io_status, status, same) = compare_with_qsd(
-        env, flow_error_stop,
-        ['created', 'running', 'paused', 'running', 'ready', 'waiting',
-         'pending', 'concluded', 'null'],
+        env, flow_error_stop, STOPS_THEN_COMPLETES,
         target_errors={'event': 'write_aio', 'errno': 5, 'once': 'on'})
     assert_eq((action, io_status, status), ('stop', 'failed', 'paused'))
     assert same, 'target differs after resume and complete'
@@ -475,18 +484,14 @@ def test_target_error_stop_like_qsd(env):
 def flow_error_ignore(qmp, events, src, tgt, side='target'):
     start_mirror(qmp, **{f'on_{side}_error': 'ignore'})
     err = events.wait('BLOCK_JOB_ERROR')
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('job-complete', id='m0')
-    events.status('null')
+    finish_when_ready(qmp, events)
     return err['data']['action'], read_file(src) == read_file(tgt)
 
 
 @test
 def test_target_error_ignore_like_qsd(env):
     _, (action, same) = compare_with_qsd(
-        env, flow_error_ignore,
-        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
-         'null'],
+        env, flow_error_ignore, COMPLETES,
         target_errors={'event': 'write_aio', 'errno': 5, 'once': 'on'})
     assert_eq(action, 'ignore')
     assert same, 'the failed extent was not copied again'
@@ -504,8 +509,7 @@ def source_flow(flow):
 @test
 def test_source_error_report_like_qsd(env):
     ours, (error, node) = compare_with_qsd(
-        env, source_flow(flow_error_report),
-        ['created', 'running', 'aborting', 'concluded', 'null'],
+        env, source_flow(flow_error_report), ABORTS,
         source_errors={'event': 'read_aio', 'errno': 5})
     assert_eq(error, 'Input/output error')
     assert_eq(node, 'disk0')
@@ -518,9 +522,7 @@ def test_source_error_report_like_qsd(env):
 @test
 def test_source_error_stop_like_qsd(env):
     ours, (action, io_status, status, same) = compare_with_qsd(
-        env, source_flow(flow_error_stop),
-        ['created', 'running', 'paused', 'running', 'ready', 'waiting',
-         'pending', 'concluded', 'null'],
+        env, source_flow(flow_error_stop), STOPS_THEN_COMPLETES,
         source_errors={'event': 'read_aio', 'errno': 5, 'once': 'on'})
     assert_eq((action, io_status, status), ('stop', 'failed', 'paused'))
     assert same, 'target differs after resume and complete'
@@ -531,9 +533,7 @@ def test_source_error_stop_like_qsd(env):
 @test
 def test_source_error_ignore_like_qsd(env):
     ours, (action, same) = compare_with_qsd(
-        env, source_flow(flow_error_ignore),
-        ['created', 'running', 'ready', 'waiting', 'pending', 'concluded',
-         'null'],
+        env, source_flow(flow_error_ignore), COMPLETES,
         source_errors={'event': 'read_aio', 'errno': 5, 'once': 'on'})
     assert_eq(action, 'ignore')
     assert same, 'the extent that failed to read was not copied again'
@@ -545,11 +545,8 @@ def test_source_error_ignore_like_qsd(env):
 
 @test
 def test_quit_before_ready(env):
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=3)
-    make_target(tgt, SMALL)
-    d = env.start(daemon_args(env, src, tgt))
-    qmp = env.qmp()
+    src, tgt, _ = make_images(env, 3)
+    d, qmp, _ = start_daemon(env, src, tgt)
     start_mirror(qmp, speed=MiB)
     assert_eq(qmp.cmd('query-jobs')[0]['status'], 'running')
     d.quit(qmp)
@@ -557,12 +554,8 @@ def test_quit_before_ready(env):
 
 @test
 def test_quit_after_ready(env):
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=4)
-    make_target(tgt, SMALL)
-    d = env.start(daemon_args(env, src, tgt))
-    qmp = env.qmp()
-    events = Events(qmp)
+    src, tgt, _ = make_images(env, 4)
+    d, qmp, events = start_daemon(env, src, tgt)
     start_mirror(qmp, copy_mode='write-blocking')
     events.wait('BLOCK_JOB_READY')
     d.quit(qmp)
@@ -576,12 +569,8 @@ def test_write_blocking_writes_reach_target(env):
     target file, written by the filter before the ack (the job, woken by
     the write, finds nothing dirty: progress stays complete)."""
     nbd = libnbd()
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=5)
-    make_target(tgt, SMALL)
-    d = env.start(daemon_args(env, src, tgt))
-    qmp = env.qmp()
-    events = Events(qmp)
+    src, tgt, _ = make_images(env, 5)
+    d, qmp, events = start_daemon(env, src, tgt)
     start_mirror(qmp, copy_mode='write-blocking')
     events.wait('BLOCK_JOB_READY')
     h = nbd.NBD()
@@ -607,9 +596,7 @@ def test_replaces_node_below_filter(env):
     on completion the filter reads and writes the target, and the export
     above the filter with it."""
     nbd = libnbd()
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=8)
-    make_target(tgt, SMALL)
+    src, tgt, _ = make_images(env, 8)
     args = daemon_args(env, src, tgt)
     args[args.index('type=nbd,id=exp0,node-name=disk0,name=disk,'
                     'writable=on,iothread=io0')] = \
@@ -621,9 +608,7 @@ def test_replaces_node_below_filter(env):
     events = Events(qmp)
     qmp.cmd('blockdev-mirror', job_id='m0', device='flt0', target='tgt0',
             sync='full', replaces='disk0')
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('job-complete', id='m0')
-    events.status('null')
+    finish_when_ready(qmp, events)
     assert_eq(export_node(qmp), 'flt0', 'the export stays on the filter')
     h = nbd.NBD()
     h.connect_unix(env.path('nbd.sock'))
@@ -641,13 +626,9 @@ def test_replaces_node_below_filter(env):
 
 def mirror_and_complete(env, src, tgt, target_errors=None):
     """sync=full of @src to @tgt, complete; the BLOCK_JOB_* event names."""
-    d = env.start(daemon_args(env, src, tgt, target_errors))
-    qmp = env.qmp()
-    events = Events(qmp)
+    d, qmp, events = start_daemon(env, src, tgt, target_errors=target_errors)
     start_mirror(qmp, on_target_error='report')
-    events.wait('BLOCK_JOB_READY')
-    qmp.cmd('job-complete', id='m0')
-    events.status('null')
+    finish_when_ready(qmp, events)
     d.quit(qmp)
     return [e[0] for e in events.block_events()]
 
@@ -657,9 +638,7 @@ def test_zero_extents_skipped_on_a_zero_target(env):
     """A fresh sparse target reads as zeroes where it has holes: the source's
     zero extents are not written there.  Every write-zeroes to the target
     fails (blkdebug), and the job still completes with the same bytes."""
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=9)
-    make_target(tgt, SMALL)
+    src, tgt, _ = make_images(env, 9)
     names = mirror_and_complete(env, src, tgt,
                                 {'event': 'pwrite_zeroes', 'errno': 5})
     assert_eq(names, ['BLOCK_JOB_READY', 'BLOCK_JOB_COMPLETED'],
@@ -682,10 +661,8 @@ def test_zero_extents_written_over_target_data(env):
 
     with open(tgt, 'wb') as f:
         f.write(b'\xff' * SMALL)
-    d = env.start(daemon_args(env, src, tgt,
-                              {'event': 'pwrite_zeroes', 'errno': 5}))
-    qmp = env.qmp()
-    events = Events(qmp)
+    d, qmp, events = start_daemon(
+        env, src, tgt, target_errors={'event': 'pwrite_zeroes', 'errno': 5})
     start_mirror(qmp, on_target_error='report')
     done = events.wait('BLOCK_JOB_COMPLETED')
     assert_eq(done['data'].get('error'), 'Input/output error')
@@ -734,9 +711,7 @@ def flow_wrong_target_size(qmp, events, src, tgt):
 @test
 def test_wrong_target_size_like_qsd(env):
     """As QEMU: the command succeeds, the job fails."""
-    _, (error, node) = compare_with_qsd(
-        env, flow_wrong_target_size,
-        ['created', 'running', 'aborting', 'concluded', 'null'])
+    _, (error, node) = compare_with_qsd(env, flow_wrong_target_size, ABORTS)
     assert_eq(error, 'Source and target image have different sizes')
     assert_eq(node, 'disk0')
 
@@ -747,11 +722,8 @@ def test_bad_arguments_like_qsd(env):
     results = {}
     for binary in [None, qsd_binary()]:
         tag = 'qsd' if binary else 'blockd'
-        src, tgt = env.path(f'src-{tag}.raw'), env.path(f'tgt-{tag}.raw')
-        make_source(src, SMALL, seed=6)
-        make_target(tgt, SMALL)
-        d = env.start(daemon_args(env, src, tgt), binary=binary)
-        qmp = env.qmp()
+        src, tgt, _ = make_images(env, 6, tag=f'-{tag}')
+        d, qmp, _ = start_daemon(env, src, tgt, binary)
         got = []
         for args, _ in BAD_ARGS:
             e = assert_qmp_error(
@@ -766,11 +738,8 @@ def test_bad_arguments_like_qsd(env):
 
 @test
 def test_bad_arguments(env):
-    src, tgt = env.path('src.raw'), env.path('tgt.raw')
-    make_source(src, SMALL, seed=6)
-    make_target(tgt, SMALL)
-    d = env.start(daemon_args(env, src, tgt))
-    qmp = env.qmp()
+    src, tgt, _ = make_images(env, 6)
+    d, qmp, _ = start_daemon(env, src, tgt)
     for args, message in BAD_ARGS:
         assert_qmp_error(lambda: qmp.cmd('blockdev-mirror', **args), message)
     assert_eq(qmp.cmd('query-jobs'), [], 'no job left behind')
