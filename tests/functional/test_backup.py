@@ -68,6 +68,12 @@ def start(env, target_opts=None, size=SIZE, binary=None):
     return d, env.qmp(), source, target, uri, snapshot
 
 
+def start_backup(qmp, sync='full', **extra):
+    """blockdev-backup job0 of src0 to tgt0, with @extra arguments."""
+    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
+            sync=sync, **extra)
+
+
 def first_difference(a, b):
     for i in range(0, min(len(a), len(b)), MiB):
         if a[i:i + MiB] != b[i:i + MiB]:
@@ -183,8 +189,7 @@ def test_full_backup_is_point_in_time_under_writes(env):
     model = bytearray(snapshot)
     # Slow enough that the client writes over most of the image while
     # the job still has it to copy; nothing waits on time.
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', speed=64 * MiB)
+    start_backup(qmp, speed=64 * MiB)
     assert_eq(len(filter_nodes(qmp)), 1, 'filters while running')
     writer = Writer(uri, model)
     during = write_while(writer, qmp, 'job0', until=('concluded', 'null'))
@@ -206,8 +211,7 @@ def test_full_backup_is_point_in_time_under_writes(env):
 def test_cancel_removes_filter_and_export_goes_on(env):
     d, qmp, source, target, uri, snapshot = start(env)
     model = bytearray(snapshot)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', speed=4 * MiB)
+    start_backup(qmp, speed=4 * MiB)
     writer = Writer(uri, model)
     for _ in range(50):
         writer.step()
@@ -239,12 +243,20 @@ def blkdebug_target(once):
             % ('true' if once else 'false'))
 
 
+def backup_to_failing_target(env, once, sync='full', **extra):
+    """start() with a 16 MiB source and a target whose writes fail (only
+    the first if @once), and start_backup() with @sync and @extra; what
+    start() returns."""
+    d, qmp, source, target, uri, snapshot = start(
+        env, target_opts=blkdebug_target(once), size=16 * MiB)
+    start_backup(qmp, sync, **extra)
+    return d, qmp, source, target, uri, snapshot
+
+
 @test
 def test_failing_target_report_fails_job(env):
-    d, qmp, source, target, uri, snapshot = start(
-        env, target_opts=blkdebug_target(once=False), size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', on_target_error='report')
+    d, qmp, source, target, uri, snapshot = backup_to_failing_target(
+        env, once=False, on_target_error='report')
     ev = qmp.event('BLOCK_JOB_ERROR')
     assert_eq(ev['data'], {'device': 'job0', 'operation': 'write',
                            'action': 'report'})
@@ -258,10 +270,8 @@ def test_failing_target_report_fails_job(env):
 def errors_until_failed(env):
     """BLOCK_JOB_ERROR events of a full backup to a target that always
     fails, with on-target-error=report."""
-    d, qmp, source, target, uri, snapshot = start(
-        env, target_opts=blkdebug_target(once=False), size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', on_target_error='report')
+    d, qmp, source, target, uri, snapshot = backup_to_failing_target(
+        env, once=False, on_target_error='report')
     ev = qmp.event('BLOCK_JOB_COMPLETED')
     assert_eq(ev['data']['error'], 'Input/output error')
     # Events before COMPLETED were queued while waiting for it.
@@ -283,10 +293,8 @@ def test_chunks_failing_together_report_once(env):
 
 @test
 def test_failing_target_ignore_retries(env):
-    d, qmp, source, target, uri, snapshot = start(
-        env, target_opts=blkdebug_target(once=True), size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', on_target_error='ignore')
+    d, qmp, source, target, uri, snapshot = backup_to_failing_target(
+        env, once=True, on_target_error='ignore')
     ev = qmp.event('BLOCK_JOB_ERROR')
     assert_eq(ev['data'], {'device': 'job0', 'operation': 'write',
                            'action': 'ignore'})
@@ -299,10 +307,8 @@ def test_failing_target_ignore_retries(env):
 
 @test
 def test_failing_target_stop_pauses_until_resume(env):
-    d, qmp, source, target, uri, snapshot = start(
-        env, target_opts=blkdebug_target(once=True), size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='full', on_target_error='stop')
+    d, qmp, source, target, uri, snapshot = backup_to_failing_target(
+        env, once=True, on_target_error='stop')
     ev = qmp.event('BLOCK_JOB_ERROR')
     assert_eq(ev['data'], {'device': 'job0', 'operation': 'write',
                            'action': 'stop'})
@@ -320,10 +326,8 @@ def test_failing_target_stop_pauses_until_resume(env):
 @test
 def test_failed_copy_fails_guest_write(env):
     nbd = libnbd()
-    d, qmp, source, target, uri, snapshot = start(
-        env, target_opts=blkdebug_target(once=False), size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='none')
+    d, qmp, source, target, uri, snapshot = backup_to_failing_target(
+        env, once=False, sync='none')
     h = nbd.NBD()
     h.connect_uri(uri)
     try:
@@ -344,8 +348,7 @@ def test_failed_copy_fails_guest_write(env):
 def test_sync_none_copies_only_overwritten(env):
     d, qmp, source, target, uri, snapshot = start(env, size=16 * MiB)
     model = bytearray(snapshot)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='none', filter_node_name='cbw0')
+    start_backup(qmp, sync='none', filter_node_name='cbw0')
     assert_eq(filter_nodes(qmp), ['cbw0'])
     writer = Writer(uri, model)
     for _ in range(100):
@@ -397,8 +400,7 @@ def test_refusals(env):
     assert_eq(qmp.cmd('query-jobs'), [], 'jobs after refusals')
     assert_eq(filter_nodes(qmp), [], 'filters after refusals')
     # A refusal after the filter went in takes it out again.
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='none', filter_node_name='cbw0')
+    start_backup(qmp, sync='none', filter_node_name='cbw0')
     qmp.cmd('blockdev-add', driver='file', node_name='tgt1',
             filename=env.make_image('tgt1.raw', size=16 * MiB))
     assert_qmp_error(lambda: qmp.cmd(
@@ -414,8 +416,7 @@ def job_flow(env, binary, sync, cancel):
     """Statuses of one backup's life on @binary."""
     d, qmp, source, target, uri, snapshot = start(env, size=16 * MiB,
                                                   binary=binary)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync=sync)
+    start_backup(qmp, sync=sync)
     if cancel:
         # Wait until it runs, so the cancel meets a running job.
         wait_status(qmp, 'job0', 'running')
@@ -443,8 +444,7 @@ def test_status_changes_as_qsd(env):
 @test
 def test_quit_with_running_backup_exits_0(env):
     d, qmp, source, target, uri, snapshot = start(env, size=16 * MiB)
-    qmp.cmd('blockdev-backup', job_id='job0', device='src0', target='tgt0',
-            sync='none')
+    start_backup(qmp, sync='none')
     wait_status(qmp, 'job0', 'running')
     d.quit(qmp)
     assert_same(read_file(source), bytes(snapshot), 'source after quit')
