@@ -109,6 +109,15 @@ def libnbd():
     return nbd
 
 
+def qsd_binary():
+    """qemu-storage-daemon, the daemon blockd is compared with; skip the
+    test (SkipTest) if it is not installed."""
+    path = shutil.which('qemu-storage-daemon')
+    if not path:
+        raise SkipTest('qemu-storage-daemon is not installed')
+    return path
+
+
 def require_program(name):
     path = shutil.which(name)
     if not path:

@@ -12,15 +12,14 @@ qemu-storage-daemon's; quit with a running backup exits 0."""
 
 import os
 import random
-import shutil
 import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (SkipTest, assert_eq, assert_in,  # noqa: E402
-                     assert_qmp_error, libnbd, main, nbd_available,
-                     read_file, skip, test)
+from harness import (assert_eq, assert_in, assert_qmp_error,  # noqa: E402
+                     libnbd, main, nbd_available, qsd_binary, read_file,
+                     skip, test)
 
 MiB = 1024 * 1024
 SIZE = 256 * MiB
@@ -432,9 +431,7 @@ def job_flow(env, binary, sync, cancel):
 
 @test
 def test_status_changes_as_qsd(env):
-    qsd = shutil.which('qemu-storage-daemon')
-    if not qsd:
-        raise SkipTest('qemu-storage-daemon is not installed')
+    qsd = qsd_binary()
     for sync, cancel in [('full', False), ('none', True)]:
         want = job_flow(env, qsd, sync, cancel)
         got = job_flow(env, None, sync, cancel)

@@ -22,11 +22,11 @@
 import functools
 import os
 import random
-import shutil
 import threading
 
 from harness import (EXIT_TIMEOUT, QMPError, assert_eq, assert_in,
-                     assert_qmp_error, libnbd, main, read_file, skip, test)
+                     assert_qmp_error, libnbd, main, qsd_binary, read_file,
+                     test)
 
 MiB = 1024 * 1024
 BIG = 256 * MiB
@@ -179,13 +179,6 @@ def run_flow(env, binary, flow, size=SMALL, target_errors=None,
     os.unlink(src)
     os.unlink(tgt)
     return events, result
-
-
-def qsd_binary():
-    qsd = shutil.which('qemu-storage-daemon')
-    if not qsd:
-        skip('qemu-storage-daemon is not installed')
-    return qsd
 
 
 def compare_with_qsd(env, flow, expected, **kw):

@@ -6,14 +6,13 @@ query-blockstats, on their success and error paths, from QMP (typed JSON)
 and from the command line (keyval)."""
 
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
     SkipTest, assert_eq, assert_in, assert_qmp_error, main, node_summary,
-    test,
+    qsd_binary, test,
 )
 
 MiB = 1 << 20
@@ -626,9 +625,7 @@ def key_tree(obj):
 def test_same_answers_as_qsd(env):
     """The same commands give QSD's return values and, where blockd keeps
     QEMU's messages, QSD's errors."""
-    qsd = shutil.which('qemu-storage-daemon')
-    if not qsd:
-        raise SkipTest('qemu-storage-daemon is not installed')
+    qsd = qsd_binary()
     answers = {}
     for name, binary in (('blockd', None), ('qsd', qsd)):
         image = env.make_image(f'{name}.raw', size=4 * MiB)
