@@ -26,6 +26,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -393,6 +394,17 @@ class TestEnv:
         for d in self.daemons:
             d.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- Randomness -------------------------------------------------------------
+
+def test_seed():
+    """The seed of a randomized test: BLOCKD_TEST_SEED, or a new one; it
+    is printed, so that a failing run can be repeated."""
+    seed = int(os.environ.get('BLOCKD_TEST_SEED', '0')) or \
+        random.randrange(1, 1 << 32)
+    print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
+    return seed
 
 
 # --- Files ------------------------------------------------------------------

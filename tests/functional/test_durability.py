@@ -41,7 +41,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (libnbd, main, nbd_available, skip,  # noqa: E402
-                     test)
+                     test, test_seed)
 from nbdserver import NbdDaemon  # noqa: E402
 
 nbd = libnbd()
@@ -73,13 +73,6 @@ def decode_block(offset, data):
                              f'put there (torn or misplaced): '
                              f'{data[:32].hex()}...')
     return seq
-
-
-def test_seed():
-    seed = int(os.environ.get('BLOCKD_TEST_SEED', '0')) or \
-        random.randrange(1, 1 << 32)
-    print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
-    return seed
 
 
 def start_daemon(env, image, direct, aio):

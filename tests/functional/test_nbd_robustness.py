@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 
-from harness import (QMP, assert_eq, libnbd, main, test)
+from harness import QMP, assert_eq, libnbd, main, test, test_seed
 from nbdserver import (SERVER, NbdDaemon, check_server, raw_over_file,
                        server_binary)
 from nbdraw import (CLOSE_TIMEOUT, CMD_CACHE, CMD_DISC, CMD_FLUSH, CMD_READ,
@@ -363,10 +363,7 @@ def run_garbage_case(srv, phase, what, action):
 
 @test
 def test_garbage_at_every_phase(env):
-    seed = int(os.environ.get('BLOCKD_TEST_SEED', '0')) or \
-        random.randrange(1, 1 << 32)
-    print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
-    r = random.Random(seed)
+    r = random.Random(test_seed())
     srv = serve(env)
     # The bytes the truncated writes would have put at offset 0.
     h = srv.connect()
@@ -390,10 +387,7 @@ def test_garbage_at_every_phase(env):
 @test
 def test_garbage_in_parallel(env):
     """The same bad clients, eight at a time, several rounds."""
-    seed = int(os.environ.get('BLOCKD_TEST_SEED', '0')) or \
-        random.randrange(1, 1 << 32)
-    print(f'seed {seed} (BLOCKD_TEST_SEED={seed} repeats this run)')
-    r = random.Random(seed)
+    r = random.Random(test_seed())
     srv = serve(env)
     good = GoodClient(srv.uri)
     good.start()
