@@ -582,6 +582,15 @@ static int io_sync(TestNode *t, IoOp op, int64_t offset, int64_t bytes,
     return io_wait(&r);
 }
 
+/* node_open(), then one write: the node has something to flush. */
+static void node_open_written(TestNode *t, const char *json)
+{
+    uint8_t buf[512] = { 1 };
+
+    node_open(t, json);
+    g_assert_cmpint(io_sync(t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+}
+
 /* --- Checking layer ----------------------------------------------------------- */
 
 static void test_out_of_range_eio(void)
@@ -1103,10 +1112,8 @@ static void test_flush_skipped_when_clean(void)
 static void test_flush_error_not_success(void)
 {
     TestNode t;
-    uint8_t buf[512] = { 1 };
 
-    node_open(&t, "{\"driver\": \"test-mem\"}");
-    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+    node_open_written(&t, "{\"driver\": \"test-mem\"}");
     qatomic_set(&t.mem->fail_flush, 1);
     g_assert_cmpint(io_sync(&t, OP_FLUSH, 0, 0, NULL, 0), ==, -EIO);
     g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 1);
@@ -1124,8 +1131,7 @@ static void test_flush_covers_only_earlier_writes(void)
     uint8_t buf[512] = { 1 };
     IoReq f1 = { .t = &t, .op = OP_FLUSH };
 
-    node_open(&t, "{\"driver\": \"test-mem\"}");
-    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+    node_open_written(&t, "{\"driver\": \"test-mem\"}");
 
     /* F1 starts, then a write completes while F1 is in the driver. */
     io_start_held(&f1, HOLD_FLUSH);
@@ -1141,6 +1147,18 @@ static void test_flush_covers_only_earlier_writes(void)
 }
 
 /*
+ * A written test-mem node in @t, flush @f1 held in the driver and flush
+ * @f2 started behind it, run as far as it goes.
+ */
+static void start_flush_behind_flush(TestNode *t, IoReq *f1, IoReq *f2)
+{
+    node_open_written(t, "{\"driver\": \"test-mem\"}");
+    io_start_held(f1, HOLD_FLUSH);
+    io_start(f2);
+    settle();
+}
+
+/*
  * A flush must not answer while an earlier flush of the same writes is
  * still in the driver.  On Linux only one of two concurrent fdatasync()
  * calls on a file learns that a writeback failed; the other reports
@@ -1152,15 +1170,10 @@ static void test_flush_covers_only_earlier_writes(void)
 static void test_flush_waits_for_flush_in_driver(void)
 {
     TestNode t;
-    uint8_t buf[512] = { 1 };
     IoReq f1 = { .t = &t, .op = OP_FLUSH };
     IoReq f2 = { .t = &t, .op = OP_FLUSH };
 
-    node_open(&t, "{\"driver\": \"test-mem\"}");
-    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
-    io_start_held(&f1, HOLD_FLUSH);
-    io_start(&f2);
-    settle();
+    start_flush_behind_flush(&t, &f1, &f2);
     g_assert_false(io_done(&f2));
     g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 1);
 
@@ -1179,15 +1192,10 @@ static void test_flush_waits_for_flush_in_driver(void)
 static void test_flush_behind_covering_flush_skipped(void)
 {
     TestNode t;
-    uint8_t buf[512] = { 1 };
     IoReq f1 = { .t = &t, .op = OP_FLUSH };
     IoReq f2 = { .t = &t, .op = OP_FLUSH };
 
-    node_open(&t, "{\"driver\": \"test-mem\"}");
-    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
-    io_start_held(&f1, HOLD_FLUSH);
-    io_start(&f2);
-    settle();
+    start_flush_behind_flush(&t, &f1, &f2);
     tm_release(t.mem);
     g_assert_cmpint(io_wait(&f1), ==, 0);
     g_assert_cmpint(io_wait(&f2), ==, 0);
@@ -1199,12 +1207,9 @@ static void test_flush_recurses_into_children(void)
 {
     TestNode t;
 
-    uint8_t buf[512] = { 1 };
-
-    node_open(&t, "{\"driver\": \"test-fmt\", \"node-name\": \"fmt\","
-                  " \"file\": {\"driver\": \"test-mem\"}}");
     /* The format layer has no flush of its own: its file's is called. */
-    g_assert_cmpint(io_sync(&t, OP_WRITE, 0, 512, buf, 0), ==, 0);
+    node_open_written(&t, "{\"driver\": \"test-fmt\", \"node-name\": \"fmt\","
+                      " \"file\": {\"driver\": \"test-mem\"}}");
     g_assert_cmpint(io_sync(&t, OP_FLUSH, 0, 0, NULL, 0), ==, 0);
     g_assert_cmpint(qatomic_read(&t.mem->n_flush), ==, 1);
     g_assert_cmpint(io_sync(&t, OP_FLUSH, 0, 0, NULL, 0), ==, 0);
