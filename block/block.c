@@ -91,6 +91,13 @@ const OptDesc *bdrv_driver_opts(const char *name)
     return drv ? drv->opts : NULL;
 }
 
+const OptDesc *bdrv_driver_create_opts(const char *name)
+{
+    const BlockDriver *drv = bdrv_find_driver(name);
+
+    return drv && drv->bdrv_co_create ? drv->create_opts : NULL;
+}
+
 const char *const *bdrv_driver_names(void)
 {
     static const char **names;

@@ -167,6 +167,21 @@ void GRAPH_RDLOCK file_abort_perm_update(BlockDriverState *bs)
     }
 }
 
+int file_lock_for_create(int fd, const char *filename, Error **errp)
+{
+    /* As QEMU's creation: write and resize, sharing all but resize. */
+    BDRVFileState s = { .fd = fd, .filename = (char *)filename };
+    uint64_t perm = BLK_PERM_WRITE | BLK_PERM_RESIZE;
+    uint64_t shared = BLK_PERM_ALL & ~BLK_PERM_RESIZE;
+    int ret;
+
+    if (!file_ofd_locks_work(fd)) {
+        return 0;
+    }
+    ret = file_apply_locks(&s, perm, shared, false, errp);
+    return ret < 0 ? ret : file_check_locks(&s, perm, shared, errp);
+}
+
 /* True if the file system supports OFD locks on @fd. */
 bool file_ofd_locks_work(int fd)
 {

@@ -87,6 +87,16 @@ int GRAPH_RDLOCK file_check_perm(BlockDriverState *bs, uint64_t perm,
 void GRAPH_RDLOCK file_set_perm(BlockDriverState *bs, uint64_t perm,
                                 uint64_t shared);
 void GRAPH_RDLOCK file_abort_perm_update(BlockDriverState *bs);
+/* blockdev-create (file-create.c): QEMU's BlockdevCreateOptionsFile. */
+extern const OptDesc file_create_opts[];
+int coroutine_fn file_co_create(struct json_object *options, Error **errp);
+
+/*
+ * Lock the image @fd being created for write and resize, as QEMU does,
+ * and fail if another process uses it ("Failed to get ... lock").  The
+ * locks go with the fd.  0 or -errno with @errp set.
+ */
+int file_lock_for_create(int fd, const char *filename, Error **errp);
 /* True if the file system supports OFD locks on @fd. */
 bool file_ofd_locks_work(int fd);
 

@@ -742,6 +742,8 @@ const BlockDriver bdrv_file = {
 
     .bdrv_open = file_open,
     .bdrv_close = file_close,
+    .create_opts = file_create_opts,
+    .bdrv_co_create = file_co_create,
     .bdrv_child_perm = NULL,        /* no children */
     .bdrv_check_perm = file_check_perm,
     .bdrv_set_perm = file_set_perm,

@@ -73,6 +73,8 @@ char *bdrv_parents_desc(BlockDriverState *bs, bool backends_only)
  */
 const char *const *bdrv_driver_names(void);
 const OptDesc *bdrv_driver_opts(const char *name);
+/* The blockdev-create options of driver @name, NULL if it cannot create. */
+const OptDesc *bdrv_driver_create_opts(const char *name);
 /* References to @bs: its parents' edges, the monitor's, any other. */
 int bdrv_get_refcnt(BlockDriverState *bs);
 /* The node under @bs's 'file' child, or NULL. */

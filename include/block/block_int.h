@@ -221,6 +221,15 @@ struct BlockDriver {
                      int flags, Error **errp) GRAPH_UNLOCKED_PTR;
     void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR;
 
+    /*
+     * blockdev-create (block/create.c): the options beyond "driver"
+     * (QEMU's BlockdevCreateOptions<driver>), and the creation, in a
+     * coroutine in the main loop.  0, or -errno with @errp set.
+     */
+    const OptDesc *create_opts;
+    int coroutine_fn (*bdrv_co_create)(struct json_object *options,
+                                       Error **errp) GRAPH_UNLOCKED_PTR;
+
     /* Permissions this node needs on @c, given what its parents take. */
     void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,
                             BdrvChildRole role, uint64_t parent_perm,
