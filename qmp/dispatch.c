@@ -22,9 +22,9 @@
  * (qmp/monitor.c registers itself with its first monitor).
  *
  * Main-loop code: everything here runs under the BQL.  Entry points open
- * with GLOBAL_STATE_CODE(), or with bql_assert_held() (the same assertion,
- * which clang's thread-safety analysis also understands) where they touch
- * the BQL-guarded globals below.
+ * with GLOBAL_STATE_CODE() or bql_assert_held(): the same assertion, which
+ * clang's thread-safety analysis also understands, so either lets them
+ * touch the BQL-guarded globals below.
  */
 #include "util/osdep.h"
 

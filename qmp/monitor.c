@@ -39,8 +39,8 @@
  * handlers are removed before their fd is closed.
  *
  * Main-loop code: everything here runs in the main thread under the BQL,
- * including every callback.  Entry points open with GLOBAL_STATE_CODE(),
- * or bql_assert_held() where they touch BQL-guarded globals.
+ * including every callback.  Entry points open with GLOBAL_STATE_CODE()
+ * or bql_assert_held(): the same assertion, for the analysis as well.
  */
 #include "util/osdep.h"
 
