@@ -26,7 +26,7 @@ typedef struct ContextMove {
 } ContextMove;
 
 static bool collect_component(ContextMove *m, BlockDriverState *bs,
-                              Error **errp) GRAPH_RDLOCK
+                              Error **errp) GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     BdrvChild *c;
 

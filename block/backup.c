@@ -304,6 +304,7 @@ static const JobDriver backup_job_driver = {
 
 static bool backup_check(BlockDriverState *source, BlockDriverState *target,
                          const BackupOptions *opts, Error **errp)
+    TSA_REQUIRES(bql)
 {
     if (source == target) {
         error_setg(errp, "Source and target cannot be the same");

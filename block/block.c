@@ -249,7 +249,7 @@ AioContext *bdrv_get_aio_context(BlockDriverState *bs)
  * a parent is quiesced exactly while its child is drained.
  */
 static void bdrv_child_set_bs(BdrvChild *c, BlockDriverState *new_bs)
-    GRAPH_WRLOCK
+    GRAPH_WRLOCK TSA_REQUIRES(bql)
 {
     BlockDriverState *old_bs = c->bs;
 
@@ -312,16 +312,19 @@ static char *child_of_bds_desc(BdrvChild *c)
 
 static void child_of_bds_drained_begin(BdrvChild *c)
 {
+    GLOBAL_STATE_CODE();
     bdrv_do_drained_begin_quiesce(c->opaque);
 }
 
 static bool GRAPH_RDLOCK child_of_bds_drained_poll(BdrvChild *c)
 {
+    GLOBAL_STATE_CODE();
     return bdrv_drain_poll(c->opaque);
 }
 
 static void child_of_bds_drained_end(BdrvChild *c)
 {
+    GLOBAL_STATE_CODE();
     bdrv_do_drained_end(c->opaque);
 }
 
@@ -568,7 +571,7 @@ BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
     return c;
 }
 
-static void bdrv_detach_children(BlockDriverState *bs)
+static void bdrv_detach_children(BlockDriverState *bs) TSA_REQUIRES(bql)
 {
     BdrvChild *c, *next;
 
@@ -579,7 +582,7 @@ static void bdrv_detach_children(BlockDriverState *bs)
     bdrv_graph_wrunlock();
 }
 
-static void bdrv_free(BlockDriverState *bs)
+static void bdrv_free(BlockDriverState *bs) TSA_REQUIRES(bql)
 {
     bdrv_release_all_dirty_bitmaps(bs);
     bd_mutex_destroy(&bs->dirty_bitmap_mutex);
@@ -757,7 +760,7 @@ void bdrv_ref(BlockDriverState *bs)
     bs->refcnt++;
 }
 
-static void bdrv_close(BlockDriverState *bs)
+static void bdrv_close(BlockDriverState *bs) TSA_REQUIRES(bql)
 {
     assert(QLIST_EMPTY(&bs->parents));
     bdrv_drained_begin(bs);

@@ -179,7 +179,7 @@ static const BlockDevOps block_job_dev_ops = {
 static BlockBackend *block_job_new_blk(BlockJob *bjob, const char *name,
                                        BlockDriverState *bs, uint64_t perm,
                                        uint64_t shared_perm, Error **errp)
-    GRAPH_UNLOCKED
+    GRAPH_UNLOCKED TSA_REQUIRES(bql)
 {
     BlockBackend *blk = blk_new(name, bdrv_get_aio_context(bs), perm,
                                 shared_perm);
@@ -203,7 +203,7 @@ void block_job_block_node(BlockJob *bjob, BlockDriverState *bs)
 
 /* The job that uses @bs, or NULL. */
 static Job *block_job_user_locked(BlockDriverState *bs)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     Job *job;
 

@@ -120,6 +120,7 @@ static void drain_co_bh(void *opaque)
 {
     DrainCo *d = opaque;
 
+    GLOBAL_STATE_CODE();
     if (d->bs) {
         /* Our own count must not keep the drain waiting. */
         bdrv_dec_in_flight(d->bs);
@@ -197,7 +198,7 @@ void bdrv_drain_all_begin_nopoll(void)
     }
 }
 
-static bool GRAPH_RDLOCK drain_all_poll(void)
+static bool GRAPH_RDLOCK drain_all_poll(void) TSA_REQUIRES(bql)
 {
     BlockDriverState *bs = NULL;
 
@@ -217,6 +218,7 @@ void bdrv_drain_all_begin(void)
         drain_bounce(&d);
         return;
     }
+    GLOBAL_STATE_CODE();
     bdrv_drain_all_begin_nopoll();
     bdrv_graph_rdlock_main_loop();
     AIO_WAIT_WHILE(NULL, drain_all_poll());

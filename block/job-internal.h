@@ -59,7 +59,8 @@ void job_txn_del_job_locked(Job *job) TSA_REQUIRES(job_mutex);
  * returns that value.  @fn may drop job_mutex: the transaction and the
  * jobs are referenced meanwhile.
  */
-int job_txn_apply_locked(Job *job, int (*fn)(Job *)) TSA_REQUIRES(job_mutex);
+int job_txn_apply_locked(Job *job, int (*fn)(Job *))
+    TSA_REQUIRES(bql, job_mutex);
 
 /* --- block/job-driver.c ----------------------------------------------------- */
 

@@ -106,7 +106,7 @@ static void job_update_rc_locked(Job *job) TSA_REQUIRES(job_mutex)
     }
 }
 
-static void job_do_dismiss_locked(Job *job) TSA_REQUIRES(job_mutex)
+static void job_do_dismiss_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 {
     job->busy = false;
     job->paused = false;
@@ -126,7 +126,7 @@ static void job_do_dismiss_locked(Job *job) TSA_REQUIRES(job_mutex)
         }                                                               \
     } while (0)
 
-static int job_finalize_single_locked(Job *job) TSA_REQUIRES(job_mutex)
+static int job_finalize_single_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 {
     assert(job_is_completed_locked(job));
     job_update_rc_locked(job);
@@ -183,9 +183,10 @@ static int job_transition_to_pending_locked(Job *job) TSA_REQUIRES(job_mutex)
     return 0;
 }
 
-static void job_completed_txn_abort_locked(Job *job) TSA_REQUIRES(job_mutex);
+static void job_completed_txn_abort_locked(Job *job)
+    TSA_REQUIRES(bql, job_mutex);
 
-static void job_do_finalize_locked(Job *job) TSA_REQUIRES(job_mutex)
+static void job_do_finalize_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 {
     JobTxn *txn = job->txn;
     Job *failed;
@@ -273,7 +274,7 @@ static void job_completed_txn_abort_locked(Job *job)
 }
 
 static void job_completed_txn_success_locked(Job *job)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     Job *other;
 
@@ -290,7 +291,7 @@ static void job_completed_txn_success_locked(Job *job)
     }
 }
 
-static void job_completed_locked(Job *job) TSA_REQUIRES(job_mutex)
+static void job_completed_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 {
     assert(job->txn && !job_is_completed_locked(job));
     job_update_rc_locked(job);

@@ -577,7 +577,7 @@ static bool mirror_can_replace(BlockDriverState *source,
 }
 
 static bool mirror_check_args(const MirrorArgs *a, BlockDriverState **replaced,
-                              Error **errp)
+                              Error **errp) TSA_REQUIRES(bql)
 {
     BlockDriverState *source = a->source, *target = a->target;
     bool ok;
@@ -629,7 +629,7 @@ static bool mirror_check_args(const MirrorArgs *a, BlockDriverState **replaced,
 
 /* Undo the filter's insertion (set-up failed before the job owned it). */
 static void mirror_remove_filter(BlockDriverState *top,
-                                 BlockDriverState *source)
+                                 BlockDriverState *source) TSA_REQUIRES(bql)
 {
     Error *err = NULL;
 
@@ -657,7 +657,7 @@ bool mirror_check_source(BlockDriverState *source, Error **errp)
 static BdrvDirtyBitmap *mirror_insert_filter(BlockDriverState *source,
                                              BlockDriverState *top,
                                              uint32_t granularity,
-                                             Error **errp)
+                                             Error **errp) TSA_REQUIRES(bql)
 {
     BdrvDirtyBitmap *bitmap;
 
@@ -678,7 +678,7 @@ static BdrvDirtyBitmap *mirror_insert_filter(BlockDriverState *source,
 /* The job's settings from @a, with the defaults filled in. */
 static void mirror_job_setup(MirrorBlockJob *s, const MirrorArgs *a,
                              BlockDriverState *top, BdrvDirtyBitmap *bitmap,
-                             BlockDriverState *replaced)
+                             BlockDriverState *replaced) TSA_REQUIRES(bql)
 {
     uint32_t granularity = a->granularity ? a->granularity
                                           : MIRROR_DEFAULT_GRANULARITY;

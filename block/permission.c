@@ -89,7 +89,7 @@ static void cumulative_perm(PermUpdate *u, BlockDriverState *bs,
 
 /* Refuse if a parent takes what another parent of @bs does not share. */
 static bool check_parent_conflicts(PermUpdate *u, BlockDriverState *bs,
-                                   Error **errp)
+                                   Error **errp) TSA_REQUIRES(bql)
 {
     BdrvChild *a, *b;
 
@@ -158,7 +158,7 @@ static void perm_update_abort(PermUpdate *u) GRAPH_RDLOCK
  * what @node asks of each of its children goes into @u.  0 or -errno.
  */
 static int perm_check_node(PermUpdate *u, BlockDriverState *node,
-                           Error **errp) GRAPH_RDLOCK
+                           Error **errp) GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     uint64_t cum_perm, cum_shared;
     BdrvChild *c;

@@ -90,7 +90,7 @@ static void blockdev_add_schema_merge(GArray *schema, const OptDesc *opts)
     }
 }
 
-static OptDesc *blockdev_add_schema_build(void)
+static OptDesc *blockdev_add_schema_build(void) TSA_REQUIRES(bql)
 {
     GArray *schema = g_array_new(true, true, sizeof(OptDesc));
 
@@ -365,7 +365,7 @@ static struct json_object *blockstats_json(const BlockAcctStats *st,
  */
 static struct json_object *blockstats_entry(BlockDriverState *bs,
                                             const BlockAcctStats *st)
-    GRAPH_RDLOCK
+    GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     static const BlockAcctStats none;
     struct json_object *s = json_object_new_object();
@@ -480,7 +480,7 @@ static struct json_object *opts_schema_json(const OptDesc *opts)
  * blockdev-add's arguments are a union: "base" lists the options of every
  * node, "variants" each driver's own.
  */
-static void add_blockdev_variants(struct json_object *o)
+static void add_blockdev_variants(struct json_object *o) TSA_REQUIRES(bql)
 {
     struct json_object *variants = json_object_new_object();
 
@@ -494,7 +494,7 @@ static void add_blockdev_variants(struct json_object *o)
 }
 
 /* blockdev-create's "options": each driver's creation options. */
-static void add_create_variants(struct json_object *o)
+static void add_create_variants(struct json_object *o) TSA_REQUIRES(bql)
 {
     struct json_object *variants = json_object_new_object();
 

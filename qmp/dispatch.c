@@ -195,6 +195,7 @@ static const char *qmp_check_request(struct json_object *req, Error **errp)
 /* Find @name as the negotiation state allows; CommandNotFound otherwise. */
 static const QmpCommand *qmp_lookup_for_client(const char *name,
                                                bool negotiated, Error **errp)
+    TSA_REQUIRES(bql)
 {
     const QmpCommand *cmd = qmp_find_command(name);
 

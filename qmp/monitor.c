@@ -363,6 +363,7 @@ static bool monitor_at_outermost(void) TSA_REQUIRES(bql)
  * running anything (malformed, unknown command).
  */
 static bool request_runs_while_waiting(struct json_object *req)
+    TSA_REQUIRES(bql)
 {
     struct json_object *name;
     const QmpCommand *cmd;
@@ -599,7 +600,7 @@ static void monitor_observe_events(void) TSA_REQUIRES(bql)
 
 /* --- Starting a client ---------------------------------------------------- */
 
-static struct json_object *monitor_greeting(void)
+static struct json_object *monitor_greeting(void) TSA_REQUIRES(bql)
 {
     struct json_object *qmp = json_object_new_object();
     struct json_object *greeting = json_object_new_object();

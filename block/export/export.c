@@ -181,7 +181,7 @@ static const BlockDevOps blk_exp_dev_ops = {
  * one does not exist.
  */
 static GPtrArray *blk_exp_parse_iothreads(struct json_object *args,
-                                          Error **errp)
+                                          Error **errp) TSA_REQUIRES(bql)
 {
     GPtrArray *iothreads = g_ptr_array_new();
     struct json_object *val;
@@ -223,6 +223,7 @@ fail:
  */
 static bool blk_exp_move_node(BlockExport *exp, BlockDriverState *bs,
                               AioContext **moved_from, Error **errp)
+    TSA_REQUIRES(bql)
 {
     AioContext *old_ctx = bdrv_get_aio_context(bs);
     AioContext *new_ctx;
@@ -488,7 +489,7 @@ static struct json_object *blk_exp_query_iothreads(BlockExport *exp)
     return list;
 }
 
-static struct json_object *blk_exp_query(BlockExport *exp)
+static struct json_object *blk_exp_query(BlockExport *exp) TSA_REQUIRES(bql)
 {
     struct json_object *info = json_object_new_object();
     BlockDriverState *bs = blk_bs(exp->blk);

@@ -163,7 +163,7 @@ static NbdHsState nbd_hs_client_flags(NbdHandshake *hs, const uint8_t *buf)
 
 /* --- Options: each builds its replies without yielding ------------------- */
 
-static NbdHsState nbd_opt_export_name(NbdHandshake *hs)
+static NbdHsState nbd_opt_export_name(NbdHandshake *hs) TSA_REQUIRES(bql)
 {
     NbdConn *conn = hs->conn;
     g_autofree char *name = nbd_hs_string(hs->data, hs->len);
@@ -193,7 +193,7 @@ static NbdHsState nbd_opt_abort(NbdHandshake *hs)
     return NBD_HS_CLOSE;
 }
 
-static NbdHsState nbd_opt_list(NbdHandshake *hs)
+static NbdHsState nbd_opt_list(NbdHandshake *hs) TSA_REQUIRES(bql)
 {
     if (hs->len) {
         return nbd_hs_error(hs, NBD_REP_ERR_INVALID,
@@ -322,7 +322,7 @@ static void nbd_info_reply(NbdHandshake *hs, NbdExport *exp,
     nbd_hs_reply(hs, NBD_REP_ACK, NULL, 0);
 }
 
-static NbdHsState nbd_opt_info_go(NbdHandshake *hs)
+static NbdHsState nbd_opt_info_go(NbdHandshake *hs) TSA_REQUIRES(bql)
 {
     NbdInfoRequest r = { 0 };
     NbdHsState state;
@@ -400,7 +400,7 @@ static char *nbd_cursor_string(NbdCursor *c, uint32_t len)
  * length (4), name, number of queries (4), queries (length (4), string).
  * blockd knows one context, base:allocation.
  */
-static NbdHsState nbd_opt_meta_context(NbdHandshake *hs)
+static NbdHsState nbd_opt_meta_context(NbdHandshake *hs) TSA_REQUIRES(bql)
 {
     NbdConn *conn = hs->conn;
     bool set = hs->opt == NBD_OPT_SET_META_CONTEXT;
@@ -466,7 +466,7 @@ static NbdHsState nbd_opt_meta_context(NbdHandshake *hs)
 }
 
 /* Handle the option whose data is at hs->data; queue its replies. */
-static NbdHsState nbd_hs_option(NbdHandshake *hs)
+static NbdHsState nbd_hs_option(NbdHandshake *hs) TSA_REQUIRES(bql)
 {
     switch (hs->opt) {
     case NBD_OPT_EXPORT_NAME:
@@ -492,6 +492,7 @@ static NbdHsState nbd_hs_option(NbdHandshake *hs)
 }
 
 static NbdHsState nbd_hs_handle(NbdHandshake *hs, const uint8_t *data)
+    TSA_REQUIRES(bql)
 {
     NbdHsState next;
 
@@ -502,6 +503,7 @@ static NbdHsState nbd_hs_handle(NbdHandshake *hs, const uint8_t *data)
 }
 
 static NbdHsState nbd_hs_option_header(NbdHandshake *hs, const uint8_t *hdr)
+    TSA_REQUIRES(bql)
 {
     /* Option handlers get a valid pointer even without data. */
     static const uint8_t no_data[1];

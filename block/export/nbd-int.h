@@ -273,24 +273,26 @@ typedef struct NbdHandshake {
 } NbdHandshake;
 
 /* Start @conn's handshake: the greeting is queued in hs->out. */
-void nbd_hs_init(NbdHandshake *hs, NbdConn *conn, bool multi_conn);
+void nbd_hs_init(NbdHandshake *hs, NbdConn *conn, bool multi_conn)
+    TSA_REQUIRES(bql);
 /* Bytes the handshake needs next; 0 once it is done (GO or CLOSE). */
 size_t nbd_hs_want(const NbdHandshake *hs);
 /* Take the nbd_hs_want() bytes at @buf; replies go to hs->out. */
-void nbd_hs_input(NbdHandshake *hs, const uint8_t *buf, size_t len);
+void nbd_hs_input(NbdHandshake *hs, const uint8_t *buf, size_t len)
+    TSA_REQUIRES(bql);
 /*
  * End the handshake (the caller sets hs->state to NBD_HS_CLOSE first if
  * it could not send a reply).  Returns true if the client chose an export:
  * conn->exp is set, with a reference, and the transmission phase begins.
  */
-bool nbd_hs_finish(NbdHandshake *hs);
+bool nbd_hs_finish(NbdHandshake *hs) TSA_REQUIRES(bql);
 
 /*
  * Run the handshake of @conn, in its coroutine in the main loop.  Returns
  * true if the client chose an export (conn->exp, with a reference) and
  * the transmission phase begins.
  */
-bool coroutine_fn nbd_handshake(NbdConn *conn);
+bool coroutine_fn nbd_handshake(NbdConn *conn) TSA_REQUIRES(bql);
 
 /* --- nbd-server.c -------------------------------------------------------- */
 
@@ -301,11 +303,11 @@ bool nbd_server_allows_multi_conn(NbdServer *server);
  * Iterate over the exports clients can choose (type nbd, not shutting
  * down): exp = nbd_export_next(NULL) ...  Main loop.
  */
-NbdExport *nbd_export_next(NbdExport *exp);
+NbdExport *nbd_export_next(NbdExport *exp) TSA_REQUIRES(bql);
 /*
  * The export called @name among those.  The empty name is the default
  * export: the only one, if there is exactly one.  Main loop.
  */
-NbdExport *nbd_export_find(const char *name);
+NbdExport *nbd_export_find(const char *name) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_EXPORT_NBD_INT_H */

@@ -130,6 +130,7 @@ static void coroutine_fn nbd_conn_co(void *opaque)
 {
     NbdConn *conn = opaque;
 
+    GLOBAL_STATE_CODE();
     if (nbd_handshake(conn)) {
         nbd_hs_timer_stop(conn);
         nbd_conn_transmission(conn);

@@ -45,6 +45,6 @@ typedef struct BackupOptions {
 BlockJob *backup_job_create(BlockDriverState *source,
                             BlockDriverState *target,
                             const BackupOptions *opts, Error **errp)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 #endif /* BLOCK_BACKUP_H */

@@ -312,8 +312,8 @@ struct BlockDriver {
 };
 
 /* Register a driver; main thread, before any node is opened. */
-void bdrv_register(const BlockDriver *drv);
-const BlockDriver *bdrv_find_driver(const char *name);
+void bdrv_register(const BlockDriver *drv) TSA_REQUIRES(bql);
+const BlockDriver *bdrv_find_driver(const char *name) TSA_REQUIRES(bql);
 
 /* Options every node takes (driver, node-name, read-only, cache, ...). */
 extern const OptDesc bdrv_common_opts[];
@@ -325,7 +325,8 @@ extern const OptDesc bdrv_common_opts[];
  */
 BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
                            BlockDriverState *parent, BdrvChildRole role,
-                           bool allow_none, Error **errp) GRAPH_UNLOCKED;
+                           bool allow_none, Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /*
  * Recompute the permissions of @bs and its subtree from its parents' edges,
@@ -334,7 +335,7 @@ BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
  */
 int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
                        uint64_t perm, uint64_t shared, Error **errp)
-    GRAPH_RDLOCK;
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
 
 /*
  * bdrv_open() for nodes the block layer creates itself (a job's filter):
@@ -342,7 +343,8 @@ int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
  * ("#block123"), as QEMU's implicit nodes do.  Main loop.
  */
 BlockDriverState *bdrv_open_implicit(struct json_object *options,
-                                     Error **errp) GRAPH_UNLOCKED;
+                                     Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /* Default permissions for the child of a node that passes I/O through. */
 void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
@@ -378,8 +380,8 @@ int64_t coroutine_fn bdrv_filter_co_getlength(BlockDriverState *bs)
  * bdrv_graph_wrunlock() releases the lock (which calls
  * bdrv_run_pending_unrefs()).  Main loop.
  */
-void bdrv_schedule_unref(BlockDriverState *bs);
-void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
+void bdrv_schedule_unref(BlockDriverState *bs) TSA_REQUIRES(bql);
+void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Run @entry(opaque) in a coroutine in @ctx and wait for it, from the main
@@ -387,17 +389,17 @@ void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
  * The coroutine takes whatever locks it needs.
  */
 void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 /* The same for a coroutine function with a result, which it returns. */
 typedef int coroutine_fn BdrvCoFn(void *opaque);
 int bdrv_run_co_ret(AioContext *ctx, BdrvCoFn *fn, void *opaque)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Iterate over every node, those being closed included: for drains and
  * flushes of everything.  Main loop.
  */
-BlockDriverState *bdrv_next_node_all(BlockDriverState *bs);
+BlockDriverState *bdrv_next_node_all(BlockDriverState *bs) TSA_REQUIRES(bql);
 
 /* Counting of requests (block/io.c); any thread. */
 void bdrv_inc_in_flight(BlockDriverState *bs);

@@ -32,13 +32,13 @@ BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
                                   BlockDriverState *target,
                                   const char *filter_node_name,
                                   BlockCopyState **bcs, Error **errp)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Undo bdrv_cbw_append(): move the filter's parents back to its source
  * (drained, under the write lock) and drop the caller's reference, which
  * closes the filter once nothing else uses it.
  */
-void bdrv_cbw_drop(BlockDriverState *cbw) GRAPH_UNLOCKED;
+void bdrv_cbw_drop(BlockDriverState *cbw) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 #endif /* BLOCK_COPY_BEFORE_WRITE_H */

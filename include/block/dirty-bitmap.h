@@ -40,11 +40,12 @@ typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
  */
 BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
                                           uint32_t granularity,
-                                          const char *name, Error **errp);
-void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap);
+                                          const char *name, Error **errp)
+    TSA_REQUIRES(bql);
+void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
 /* A disabled bitmap ignores bdrv_set_dirty() (explicit sets still work). */
-void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bitmap);
-void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bitmap);
+void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
+void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
 /* The named bitmap @name of @bs, or NULL. */
 BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs,
                                         const char *name);
@@ -94,6 +95,6 @@ void bdrv_set_dirty(BlockDriverState *bs, int64_t offset, int64_t bytes);
 /* @bs's size changed to @size: resize its bitmaps.  Any thread. */
 void bdrv_dirty_bitmap_truncate(BlockDriverState *bs, int64_t size);
 /* @bs is being freed: release its bitmaps.  Main loop. */
-void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
+void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_DIRTY_BITMAP_H */

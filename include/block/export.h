@@ -26,7 +26,8 @@
  * park requests (request queuing disabled), because the drain waits for
  * the export's own coroutines to finish theirs.
  *
- * Main loop (GLOBAL_STATE_CODE) unless a function says otherwise.
+ * Main loop (GLOBAL_STATE_CODE, TSA_REQUIRES(bql)) unless a function says
+ * otherwise.
  */
 #ifndef BLOCK_EXPORT_H
 #define BLOCK_EXPORT_H
@@ -116,49 +117,50 @@ struct BlockExportDriver {
 };
 
 /* Register an export type; once per type, at start-up. */
-void blk_exp_register_driver(const BlockExportDriver *drv);
+void blk_exp_register_driver(const BlockExportDriver *drv) TSA_REQUIRES(bql);
 
 /*
  * The argument schema of block-export-add: the common arguments and those
  * of every registered type.  Built on first use (after the types are
  * registered); lives as long as the process.
  */
-const OptDesc *blk_exp_add_schema(void);
+const OptDesc *blk_exp_add_schema(void) TSA_REQUIRES(bql);
 
 /*
  * block-export-add.  @args has been checked against blk_exp_add_schema().
  * Returns the new export (its reference is the registry's), or NULL with
  * @errp set and nothing changed.
  */
-BlockExport *blk_exp_add(struct json_object *args, Error **errp);
+BlockExport *blk_exp_add(struct json_object *args, Error **errp)
+    TSA_REQUIRES(bql);
 
-BlockExport *blk_exp_find(const char *id);
+BlockExport *blk_exp_find(const char *id) TSA_REQUIRES(bql);
 /* Iterate over every export: exp = blk_exp_next(NULL) ... */
-BlockExport *blk_exp_next(BlockExport *exp);
+BlockExport *blk_exp_next(BlockExport *exp) TSA_REQUIRES(bql);
 
-void blk_exp_ref(BlockExport *exp);
+void blk_exp_ref(BlockExport *exp) TSA_REQUIRES(bql);
 /* The last reference schedules the deletion (bottom half, main loop). */
-void blk_exp_unref(BlockExport *exp);
+void blk_exp_unref(BlockExport *exp) TSA_REQUIRES(bql);
 
 /* Start removing @exp: disconnect its clients, drop the registry's ref. */
-void blk_exp_request_shutdown(BlockExport *exp);
+void blk_exp_request_shutdown(BlockExport *exp) TSA_REQUIRES(bql);
 
 /*
  * Shut down every export of @type (NULL: of every type) and wait, running
  * the main loop, until all of them are deleted.
  */
-void blk_exp_close_all_type(const char *type);
+void blk_exp_close_all_type(const char *type) TSA_REQUIRES(bql);
 /* Shut down every export and wait until all are gone (daemon exit). */
-void blk_exp_close_all(void);
+void blk_exp_close_all(void) TSA_REQUIRES(bql);
 
 /*
  * The AioContext the next client of @exp should run in: round-robin over
  * the export's iothreads when it has several, else the node's current
  * context.
  */
-AioContext *blk_exp_next_aio_context(BlockExport *exp);
+AioContext *blk_exp_next_aio_context(BlockExport *exp) TSA_REQUIRES(bql);
 
 /* query-block-exports: a list of BlockExportInfo (new reference). */
-struct json_object *blk_exp_query_all(void);
+struct json_object *blk_exp_query_all(void) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_EXPORT_H */

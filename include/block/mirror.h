@@ -56,7 +56,8 @@ typedef struct MirrorArgs {
  * it.  On failure nothing is left behind and @errp is set (QEMU's
  * messages).
  */
-bool mirror_start(const MirrorArgs *args, Error **errp) GRAPH_UNLOCKED;
+bool mirror_start(const MirrorArgs *args, Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /*
  * QEMU mirrors root nodes only: a node with a node above it, or one a

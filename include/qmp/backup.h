@@ -8,7 +8,9 @@
 #ifndef QMP_BACKUP_H
 #define QMP_BACKUP_H
 
+#include "util/main-loop.h"
+
 /* Register the command.  Start-up, once, after bdrv_init(). */
-void qmp_backup_init(void);
+void qmp_backup_init(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_BACKUP_H */

@@ -288,6 +288,7 @@ static void test_bh_two_iothreads_stress(void)
     PingPong pp = { .n = 5000 * stress_iterations() };
     int i;
 
+    GLOBAL_STATE_CODE();
     pp.io[0] = iothread_create("io0", 0, &error_abort);
     pp.io[1] = iothread_create("io1", IOTHREAD_POLL_MAX_NS_DEFAULT,
                                &error_abort);
@@ -540,6 +541,7 @@ static void test_aio_wait_while_kicked_from_iothread(void)
     WaitFlag w = { 0 };
     int i;
 
+    GLOBAL_STATE_CODE();
     w.io = iothread_create("waiter", 0, &error_abort);
     for (i = 0; i < 1000 * stress_iterations(); i++) {
         qatomic_set(&w.done, 0);
@@ -574,6 +576,7 @@ static void test_aio_wait_while_own_context(void)
 {
     WaitFlag w = { 0 };
 
+    GLOBAL_STATE_CODE();
     w.io = iothread_create("self", 0, &error_abort);
     aio_bh_schedule_oneshot(iothread_get_aio_context(w.io),
                             wait_own_context_bh, &w);

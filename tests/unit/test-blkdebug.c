@@ -109,6 +109,7 @@ static void fixture_open_json(Fixture *f, const char *rules)
         " \"inject-error\": %s}", rules);
     struct json_object *opts = json_tokener_parse(text);
 
+    GLOBAL_STATE_CODE();
     g_assert_nonnull(opts);
     memset(&hits, 0, sizeof(hits));
     f->bs = bdrv_open(opts, true, &error_abort);
@@ -120,6 +121,7 @@ static void fixture_open_json(Fixture *f, const char *rules)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->blk);
     bdrv_unref(f->bs);
     g_assert_null(bdrv_find_node("cnt0"));
@@ -129,6 +131,7 @@ static int do_read(Fixture *f, int64_t offset, int64_t bytes)
 {
     g_autofree uint8_t *buf = g_malloc(bytes);
 
+    GLOBAL_STATE_CODE();
     return blk_pread(f->blk, offset, bytes, buf, 0);
 }
 
@@ -136,6 +139,7 @@ static int do_write(Fixture *f, int64_t offset, int64_t bytes)
 {
     g_autofree uint8_t *buf = g_malloc0(bytes);
 
+    GLOBAL_STATE_CODE();
     return blk_pwrite(f->blk, offset, bytes, buf, 0);
 }
 
@@ -157,6 +161,7 @@ static int do_zero_or_discard(Fixture *f, bool discard)
 {
     ZeroReq r = { .blk = f->blk, .discard = discard, .ret = 1 };
 
+    GLOBAL_STATE_CODE();
     bdrv_run_co(main_context(), zero_req_entry, &r);
     g_assert_cmpint(r.ret, <=, 0);
     return r.ret;
@@ -249,6 +254,7 @@ static void test_failed_flush_not_reported_as_success(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\", \"once\": true},"
                           " {\"event\": \"flush_to_disk\", \"errno\": 28,"
                           "  \"once\": true}]");
@@ -272,6 +278,7 @@ static void test_flush_always_failing(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\"}]");
     g_assert_cmpint(do_write(&f, 0, 4096), ==, 0);
     for (int i = 0; i < 5; i++) {
@@ -286,6 +293,7 @@ static void test_flush_ignores_sector_rules(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\", \"sector\": 0}]");
     g_assert_cmpint(do_write(&f, 0, 4096), ==, 0);
     g_assert_cmpint(blk_flush(f.blk), ==, 0);
@@ -303,6 +311,7 @@ static void test_keyval_options(void)
         &error_abort);
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     memset(&hits, 0, sizeof(hits));
     f.bs = bdrv_open(opts, false, &error_abort);
     json_object_put(opts);
@@ -327,6 +336,7 @@ static void test_bad_options_refused(void)
         " \"inject-error\": [{\"event\": \"read_aio\", \"state\": 1}]}",
     };
 
+    GLOBAL_STATE_CODE();
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         struct json_object *opts = json_tokener_parse(bad[i]);
         Error *err = NULL;
@@ -344,6 +354,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_count_driver);
 

@@ -175,6 +175,7 @@ static BlockDriverState *open_mem(const char *name, uint32_t seed)
     GRand *rand = g_rand_new_with_seed(seed);
     TestMem *s;
 
+    GLOBAL_STATE_CODE();
     json_object_object_add(opts, "driver", json_object_new_string("test-mem"));
     json_object_object_add(opts, "node-name", json_object_new_string(name));
     bs = bdrv_open(opts, true, &error_abort);
@@ -201,6 +202,7 @@ static void fixture_init(Fixture *f, int n_iothreads)
     static const char *const names[] = { "bc-io0", "bc-io1" };
     AioContext *ctx = main_context();
 
+    GLOBAL_STATE_CODE();
     *f = (Fixture) { 0 };
     for (int i = 0; i < n_iothreads; i++) {
         f->io[i] = iothread_create(names[i], 0, &error_abort);
@@ -224,6 +226,7 @@ static void fixture_init(Fixture *f, int n_iothreads)
 
 static void fixture_destroy(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->guest);
     bdrv_cbw_drop(f->cbw);
     bdrv_unref(f->src);
@@ -402,6 +405,7 @@ static void test_memory_budget(void)
     TestMem *src;
     Req w[4];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, 0);
     src = f.src->opaque;
     block_copy_set_max_mem(f.bcs, 2 * CLUSTER);
@@ -536,6 +540,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_mem_driver);
 

@@ -384,6 +384,7 @@ static const OptDesc test_fmt_opts[] = {
 static int test_fmt_open(BlockDriverState *bs, struct json_object *options,
                          int flags, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     bs->file = bdrv_open_child(options, "file", bs,
                                BDRV_CHILD_IMAGE | BDRV_CHILD_PRIMARY, false,
                                errp);
@@ -455,6 +456,7 @@ static void node_open(TestNode *t, const char *json)
     uint64_t perm = BLK_PERM_CONSISTENT_READ;
     BlockDriverState *mem_bs;
 
+    GLOBAL_STATE_CODE();
     g_assert_nonnull(opts);
     if (!json_object_object_get_ex(opts, "node-name", NULL)) {
         json_object_object_add(opts, "node-name",
@@ -477,6 +479,7 @@ static void node_open(TestNode *t, const char *json)
 
 static void node_close(TestNode *t)
 {
+    GLOBAL_STATE_CODE();
     g_assert_cmpuint(qatomic_read(&t->bs->in_flight), ==, 0);
     g_assert_true(QLIST_EMPTY(&t->bs->tracked_requests));
     g_assert_cmpint(qatomic_read(&t->bs->serialising_in_flight), ==, 0);
@@ -1307,6 +1310,7 @@ static void coroutine_fn status_entry(void *opaque)
 static int block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
                         StatusReq *r)
 {
+    GLOBAL_STATE_CODE();
     *r = (StatusReq) { .bs = bs, .offset = offset, .bytes = bytes,
                        .pnum = -1, .map = -1 };
     bdrv_run_co(main_context(), status_entry, r);
@@ -1528,6 +1532,7 @@ static void coroutine_fn publish_entry(void *opaque)
  */
 static void test_run_co_publishes_results(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("pub", 0, &error_abort);
     Spinner sp = { .on = 1 };
 
@@ -1631,6 +1636,7 @@ static void test_rmw_stress(void)
     g_autofree uint8_t *after = NULL;
     AioContext *ctx[STRESS_WRITERS];
 
+    GLOBAL_STATE_CODE();
     node_open(&t, "{\"driver\": \"test-mem\", \"size\": 16384,"
                   " \"align\": 512, \"yield\": true}");
     io[0] = iothread_create("rmw0", 0, &error_abort);
@@ -1676,6 +1682,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_mem_driver);
     bdrv_register(&test_mem_broken_driver);

@@ -42,6 +42,7 @@ static BlockDriverState *open_null(const char *name, int64_t size)
     struct json_object *opts = json_tokener_parse(text);
     BlockDriverState *bs;
 
+    GLOBAL_STATE_CODE();
     bs = bdrv_open(opts, true, &error_abort);
     json_object_put(opts);
     return bs;
@@ -52,6 +53,7 @@ static BlockDriverState *open_null(const char *name, int64_t size)
 
 static void test_set_reset_get(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
 
@@ -98,6 +100,7 @@ static void test_set_reset_get(void)
 
 static void test_next_dirty_zero(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
 
@@ -129,6 +132,7 @@ static void test_next_dirty_zero(void)
 
 static void test_next_dirty_area(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
     int64_t s, c;
@@ -169,6 +173,7 @@ static void test_bad_arguments(void)
     BdrvDirtyBitmap *bm;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(bdrv_create_dirty_bitmap(bs, 256, NULL, &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Granularity must be power of 2 and at least 512");
@@ -210,12 +215,14 @@ static void run_req(BlockBackend *blk, bool discard, int64_t offset,
 {
     ReqData d = { blk, discard, offset, bytes, -EINPROGRESS };
 
+    GLOBAL_STATE_CODE();
     bdrv_run_co(blk_get_aio_context(blk), req_co, &d);
     g_assert_cmpint(d.ret, ==, 0);
 }
 
 static void test_write_path(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", 1 << 20);
     BlockBackend *blk = blk_new("blk0", main_context(),
                                 BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
@@ -264,6 +271,7 @@ static void test_truncate_resizes(void)
     BlockDriverState *bs;
     BdrvDirtyBitmap *bm;
 
+    GLOBAL_STATE_CODE();
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, 8 * G), ==, 0);
     close(fd);
@@ -351,6 +359,7 @@ static void test_stress_writers_and_resetter(void)
     Writer w[2];
     Stress *s = g_new0(Stress, 1);
 
+    GLOBAL_STATE_CODE();
     s->bs = open_null("n0", STRESS_CHUNKS * 512);
     s->bm = bdrv_create_dirty_bitmap(s->bs, 512, NULL, &error_abort);
     s->writes_per_thread = 20000 * stress_iterations();
@@ -382,6 +391,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     g_test_add_func("/dirty-bitmap/set-reset-get", test_set_reset_get);

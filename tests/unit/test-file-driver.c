@@ -119,6 +119,7 @@ static BlockDriverState *open_node(Error **errp, const char *fmt, ...)
     BlockDriverState *bs;
     va_list ap;
 
+    GLOBAL_STATE_CODE();
     va_start(ap, fmt);
     json = g_strdup_vprintf(fmt, ap);
     va_end(ap);
@@ -151,6 +152,7 @@ typedef struct TestNode {
 static bool attach(TestNode *t, BlockDriverState *bs, uint64_t perm,
                    uint64_t shared, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     t->bs = bs;
     t->blk = blk_new("test", bdrv_get_aio_context(bs), perm, shared);
     if (blk_insert_bs(t->blk, bs, errp) < 0) {
@@ -169,6 +171,7 @@ static void attach_rw(TestNode *t, BlockDriverState *bs)
 
 static void test_node_close(TestNode *t)
 {
+    GLOBAL_STATE_CODE();
     if (t->blk) {
         blk_unref(t->blk);
     }
@@ -224,6 +227,7 @@ static void coroutine_fn co_req_entry(void *opaque)
 
 static int co_req(BlockBackend *blk, CoReq *r)
 {
+    GLOBAL_STATE_CODE();
     r->blk = blk;
     bdrv_run_co(blk_get_aio_context(blk), co_req_entry, r);
     return r->ret;
@@ -286,6 +290,7 @@ static void test_rw_patterns(const void *opaque)
     g_autofree char *path = NULL;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -377,6 +382,7 @@ static void test_direct_unaligned(const void *opaque)
     uint8_t back[8];
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -412,6 +418,7 @@ static void test_direct_unaligned_eof(const void *opaque)
     uint8_t expect[SIZE], back[200];
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -523,6 +530,7 @@ static void test_block_status(const void *opaque)
     g_autofree uint8_t *buf = g_malloc(64 * KiB);
     TestNode t, r;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_file(path, aio, false, "", &error_abort));
     fill_pattern(buf, 64 * KiB, 1);
     g_assert_cmpint(blk_pwrite(t.blk, 1 * MiB, 64 * KiB, buf, 0), ==, 0);
@@ -626,6 +634,7 @@ static void test_error_efbig(const void *opaque)
     int ret_low, ret_high;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -685,6 +694,7 @@ static void test_error_eio(const void *opaque)
     TestNode t;
     int fd, mem;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_file(path, aio, false, ", \"locking\": \"off\"",
                             &error_abort));
     real = realpath(path, NULL);
@@ -734,6 +744,7 @@ static void assert_lock_error(Error *err, const char *what, const char *path)
 /* A user that writes and lets nobody else write, as an export does. */
 static BlockBackend *attach_writer(BlockDriverState *bs, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     BlockBackend *blk = blk_new("writer", bdrv_get_aio_context(bs),
                                 BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
                                 BLK_PERM_ALL & ~BLK_PERM_WRITE);
@@ -752,6 +763,7 @@ static void test_lock_two_writers(void)
     BlockBackend *wa, *wb;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     /*
      * Opening takes no lock by itself (raw passes its users' permissions
      * through, as in QEMU): the second writer is what must be refused.
@@ -782,6 +794,7 @@ static void test_lock_off(void)
     g_autofree char *path = make_file(tmp_dir, "nolock.img", 1 * MiB);
     BlockDriverState *a, *b;
 
+    GLOBAL_STATE_CODE();
     a = open_raw_over_file(path, "off", false, false, &error_abort);
     b = open_raw_over_file(path, "off", false, false, &error_abort);
     bdrv_unref(b);
@@ -798,6 +811,7 @@ static void test_lock_readers(void)
     TestNode writer, reader;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&writer, open_file(path, "io_uring", false, "", &error_abort));
     /* Sharing everything, the writer holds no lock that bars readers. */
     g_assert_true(attach(&reader,
@@ -885,6 +899,7 @@ static void test_iothread_io(const void *opaque)
     int remaining = N;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -978,6 +993,7 @@ static void test_block_device(const void *opaque)
     TestNode t;
     int dev, fd;
 
+    GLOBAL_STATE_CODE();
     if (!direct_dir) {
         g_test_skip("no file system here accepts O_DIRECT");
         return;
@@ -1048,6 +1064,7 @@ static void test_raw_window(void)
     Error *err = NULL;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     file_write_pattern(path, 0, SIZE, 17);
     fill_pattern(expect, SIZE, 17);
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"raw\", "
@@ -1107,6 +1124,7 @@ static void test_null_read_zeroes(void)
     int64_t pnum;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"null-co\", "
                             "\"node-name\": \"null0\", "
                             "\"read-zeroes\": true}"));
@@ -1144,6 +1162,7 @@ static void test_null_latency(void)
     int64_t start;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"null-co\", "
                             "\"node-name\": \"slow\", \"latency-ns\": %"
                             PRId64 "}", latency));
@@ -1206,6 +1225,7 @@ int main(int argc, char **argv)
 
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     tmp_dir = g_dir_make_tmp("blockd-file-XXXXXX", NULL);

@@ -43,6 +43,7 @@ static const OptDesc filter_opts[] = {
 static int filter_open(BlockDriverState *bs, struct json_object *options,
                        int flags, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     bs->file = bdrv_open_child(options, "file", bs,
                                BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
                                false, errp);
@@ -149,6 +150,7 @@ static void start_worker_bh(void *opaque)
 
 static void insert_and_remove_filter(const char *node_name)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *base = bdrv_find_node(node_name);
     g_autofree char *json = g_strdup_printf(
         "{\"driver\": \"test-filter\", \"node-name\": \"flt-%s\", "
@@ -166,6 +168,7 @@ static void insert_and_remove_filter(const char *node_name)
 
 static BlockDriverState *open_json(const char *json)
 {
+    GLOBAL_STATE_CODE();
     struct json_object *opts = json_tokener_parse(json);
     BlockDriverState *bs = bdrv_open(opts, true, &error_abort);
 
@@ -192,6 +195,7 @@ static void test_io_under_graph_changes(void)
     bool all_done;
     int fd;
 
+    GLOBAL_STATE_CODE();
     fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(ftruncate(fd, size), ==, 0);
@@ -287,6 +291,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&filter_driver);
     g_test_add_func("/graph-stress/io-under-filter-insertion-and-moves",

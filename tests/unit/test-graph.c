@@ -36,6 +36,7 @@ static int test_node_open(BlockDriverState *bs, struct json_object *options,
 {
     struct json_object *file;
 
+    GLOBAL_STATE_CODE();
     if (json_object_object_get_ex(options, "file", &file)) {
         bs->file = bdrv_open_child(options, "file", bs,
                                    BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
@@ -59,6 +60,7 @@ static BlockDriverState *open_node(const char *json)
     struct json_object *opts = json_tokener_parse(json);
     BlockDriverState *bs;
 
+    GLOBAL_STATE_CODE();
     g_assert_nonnull(opts);
     bs = bdrv_open(opts, true, &error_abort);
     json_object_put(opts);
@@ -70,6 +72,7 @@ static BlockDriverState *open_node_fails(const char *json, Error **errp)
     struct json_object *opts = json_tokener_parse(json);
     BlockDriverState *bs;
 
+    GLOBAL_STATE_CODE();
     g_assert_nonnull(opts);
     bs = bdrv_open(opts, true, errp);
     json_object_put(opts);
@@ -147,6 +150,7 @@ static BdrvChild *attach_parent(BlockDriverState *bs, TestParent *tp,
 {
     BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
     tp->ctx = bdrv_get_aio_context(bs);
     bdrv_graph_wrlock();
     c = bdrv_root_attach_child(bs, "root", &test_parent_class,
@@ -157,6 +161,7 @@ static BdrvChild *attach_parent(BlockDriverState *bs, TestParent *tp,
 
 static void detach_parent(BdrvChild *c)
 {
+    GLOBAL_STATE_CODE();
     bdrv_graph_wrlock();
     bdrv_root_unref_child(c);
     bdrv_graph_wrunlock();
@@ -221,6 +226,7 @@ static void test_wrlock_waits_for_readers_in_two_iothreads(void)
     Reader r[2] = { { 0 } };
     WriterProbe probe = { .readers = r, .n = 2 };
 
+    GLOBAL_STATE_CODE();
     r[0].io = iothread_create("rd0", 0, &error_abort);
     r[1].io = iothread_create("rd1", 0, &error_abort);
     start_reader(&r[0]);
@@ -254,6 +260,7 @@ static void nested_writer_bh(void *opaque)
  */
 static void test_wrlock_inside_writer_wait_aborts(void)
 {
+    GLOBAL_STATE_CODE();
     if (g_test_subprocess()) {
         Reader r = { 0 };
 
@@ -271,6 +278,7 @@ static void test_wrlock_inside_writer_wait_aborts(void)
 
 static void unref_bh(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     bdrv_unref(opaque);
 }
 
@@ -304,6 +312,7 @@ static void test_node_unref_deferred_runs_after_wait(void)
     BlockDriverState *bs = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"later\"}");
 
+    GLOBAL_STATE_CODE();
     wait_done = 0;
     aio_wait_defer(unref_bh, bs);
     aio_bh_schedule_oneshot(main_context(), wait_done_bh, NULL);
@@ -335,6 +344,7 @@ static void start_late_reader_bh(void *opaque)
 
 static void test_reader_waits_for_writer(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("late", 0, &error_abort);
     LateReader lr = { 0 };
 
@@ -372,6 +382,7 @@ static void coroutine_fn migrant_entry(void *opaque)
 
 static void test_reader_migrates_between_contexts(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *a = iothread_create("mig0", 0, &error_abort);
     IOThread *b = iothread_create("mig1", 0, &error_abort);
     Migrant m = {
@@ -415,6 +426,7 @@ static void coroutine_fn orphan_entry(void *opaque)
 
 static void test_dying_context_hands_off_count(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *survivor = iothread_create("survivor", 0, &error_abort);
     Orphan o = {
         .dying = iothread_create("dying", 0, &error_abort),
@@ -610,6 +622,7 @@ static void test_rwlock_stress(void)
     LockStress s = { .running = 8 };
     int rounds = 300 * stress_iterations();
 
+    GLOBAL_STATE_CODE();
     io[0] = iothread_create("st0", 0, &error_abort);
     io[1] = iothread_create("st1", 0, &error_abort);
     for (int i = 0; i < 2; i++) {
@@ -642,6 +655,7 @@ static void test_drain_quiesces_parents_once(void)
     TestParent tp = { .name = "tp" };
     BdrvChild *c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
 
+    GLOBAL_STATE_CODE();
     bdrv_drained_begin(bs);
     bdrv_drained_begin(bs);     /* nested: the parent is told once */
     g_assert_cmpint(tp.begins, ==, 1);
@@ -658,6 +672,7 @@ static void test_drain_quiesces_parents_once(void)
 
 static void test_drain_propagates_up_through_nodes(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"top\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"bottom\"}}");
@@ -686,6 +701,7 @@ static void test_attach_to_drained_node_quiesces(void)
     TestParent tp = { .name = "late" };
     BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
     bdrv_drained_begin(bs);
     c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
     g_assert_cmpint(tp.begins, ==, 1);
@@ -717,6 +733,7 @@ static void iothread_release_bh(void *opaque)
 
 static void test_drain_waits_for_busy_parent(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"d2\"}");
     IOThread *io = iothread_create("rel", 0, &error_abort);
@@ -746,6 +763,7 @@ static void test_drain_all(void)
     BdrvChild *cb = attach_parent(b, &tb, 0, BLK_PERM_ALL, &error_abort);
     BlockDriverState *late;
 
+    GLOBAL_STATE_CODE();
     /* Attaching took the write lock, which quiesces too: start from 0. */
     ta.begins = ta.ends = tb.begins = tb.ends = 0;
     bdrv_drain_all_begin();
@@ -786,6 +804,7 @@ static void coroutine_fn co_drain_entry(void *opaque)
 
 static void test_drain_from_coroutine_in_iothread(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"d3\"}");
     IOThread *io = iothread_create("codrain", 0, &error_abort);
@@ -812,6 +831,7 @@ static void test_perm_conflict_names_both_users(void)
     BdrvChild *c0, *c1;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     /* exp0 writes and lets nobody else write. */
     c0 = attach_parent(bs, &exp0, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
                        BLK_PERM_ALL & ~BLK_PERM_WRITE, &error_abort);
@@ -856,6 +876,7 @@ static void test_perm_read_only_node_refuses_write(void)
     TestParent tp = { .name = "writer" };
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(attach_parent(bs, &tp, BLK_PERM_WRITE, BLK_PERM_ALL, &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Block node 'ro0' is read-only: cannot take permission "
@@ -866,6 +887,7 @@ static void test_perm_read_only_node_refuses_write(void)
 
 static void test_perm_propagates_to_child(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"ptop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"pbottom\"}}");
@@ -889,6 +911,7 @@ static void test_open_errors_name_the_key(void)
 {
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(open_node_fails(
         "{\"driver\": \"test-node\", \"node-name\": \"x\", "
         "\"cache\": {\"direct\": 1}}", &err));
@@ -934,6 +957,7 @@ static void test_open_duplicate_name_refused(void)
         "{\"driver\": \"test-node\", \"node-name\": \"dup\"}");
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(open_node_fails(
         "{\"driver\": \"test-node\", \"node-name\": \"dup\"}", &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
@@ -953,6 +977,7 @@ static void test_replace_node_inserts_filter(void)
     BdrvChild *c = attach_parent(base, &tp, BLK_PERM_WRITE, BLK_PERM_ALL,
                                  &error_abort);
 
+    GLOBAL_STATE_CODE();
     filter = open_node("{\"driver\": \"test-node\", \"node-name\": \"flt\", "
                        "\"file\": \"base\"}");
     g_assert_cmpint(bdrv_replace_node(base, filter, &error_abort), ==, 0);
@@ -974,6 +999,7 @@ static void test_replace_node_inserts_filter(void)
 
 static void test_move_subtree_with_parent(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"mtop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"mbottom\"}}");
@@ -1003,6 +1029,7 @@ static void test_move_subtree_with_parent(void)
 
 static void test_move_refused_by_parent_changes_nothing(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(
         "{\"driver\": \"test-node\", \"node-name\": \"fixed\"}");
     IOThread *io = iothread_create("nomv", 0, &error_abort);
@@ -1025,6 +1052,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_node_driver);
 

@@ -29,6 +29,7 @@ typedef struct Fixture {
 
 static BlockDriverState *open_null(const char *name)
 {
+    GLOBAL_STATE_CODE();
     g_autofree char *text = g_strdup_printf(
         "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": %d, "
         "\"read-zeroes\": true}", name, IMG_SIZE);
@@ -51,6 +52,7 @@ static void fixture_init(Fixture *f, MirrorCopyMode mode)
         .auto_dismiss = true,
     };
 
+    GLOBAL_STATE_CODE();
     f->src = open_null("src");
     f->tgt = open_null("tgt");
     f->guest = blk_new("guest", main_context(),
@@ -64,6 +66,7 @@ static void fixture_init(Fixture *f, MirrorCopyMode mode)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->guest);
     bdrv_unref(f->src);
     bdrv_unref(f->tgt);
@@ -79,6 +82,7 @@ static JobView job_view(void)
     JobView v;
     Job *job;
 
+    GLOBAL_STATE_CODE();
     job_lock();
     job = job_get_locked("m0");
     g_assert_nonnull(job);
@@ -134,6 +138,7 @@ static void check_write_wakes_job(Fixture *f, bool copies)
     g_autofree uint8_t *buf = g_malloc(65536);
     JobView v;
 
+    GLOBAL_STATE_CODE();
     wait_ready();
     v = settle();
     g_assert_true(job_waits_for_writes(v));
@@ -155,6 +160,7 @@ static int finish_job(void (*finish)(Job *, Error **))
     Job *job;
     int ret;
 
+    GLOBAL_STATE_CODE();
     job_lock();
     job = job_get_locked("m0");
     g_assert_nonnull(job);
@@ -199,6 +205,7 @@ static void test_soft_cancel_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     wait_ready();
     g_assert_true(job_waits_for_writes(settle()));
@@ -212,6 +219,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     g_test_add_func("/mirror-wakeup/background-write",
