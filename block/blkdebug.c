@@ -125,10 +125,9 @@ static int blkdebug_open(BlockDriverState *bs, struct json_object *options,
 
     GLOBAL_STATE_CODE();
     blkdebug_parse_rules(s, options);
-    bs->file = bdrv_open_child(options, "image", bs,
-                               BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
-                               false, errp);
-    if (!bs->file) {
+    if (!bdrv_open_child(options, "image", bs,
+                         BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
+                         false, errp)) {
         g_free(s->rules);
         s->rules = NULL;
         return -EINVAL;

@@ -412,6 +412,11 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
         bdrv_root_unref_child(c);
         return NULL;
     }
+    if (role & BDRV_CHILD_PRIMARY) {
+        /* Topology: set here, under the write lock, as it is cleared. */
+        assert(!parent_bs->file);
+        parent_bs->file = c;
+    }
     return c;
 }
 

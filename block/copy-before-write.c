@@ -47,10 +47,9 @@ static int cbw_open(BlockDriverState *bs, struct json_object *options,
     int64_t size;
 
     GLOBAL_STATE_CODE();
-    bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
-                               false, errp);
-    if (!bs->file) {
+    if (!bdrv_open_child(options, "file", bs,
+                         BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
+                         false, errp)) {
         return -EINVAL;
     }
     s->target = bdrv_open_child(options, "target", bs, BDRV_CHILD_DATA,

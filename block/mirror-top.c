@@ -50,10 +50,9 @@ static int mirror_top_drv_open(BlockDriverState *bs,
         error_setg(errp, "Driver 'mirror_top' is internal to blockdev-mirror");
         return -EINVAL;
     }
-    bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
-                               false, errp);
-    if (!bs->file) {
+    if (!bdrv_open_child(options, "file", bs,
+                         BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
+                         false, errp)) {
         return -EINVAL;
     }
     qatomic_set(&bs->total_bytes, bdrv_get_total_bytes(bs->file->bs));

@@ -44,11 +44,10 @@ static int raw_open(BlockDriverState *bs, struct json_object *options,
      * user when it shows a window of it (as QEMU's raw does).  Claiming
      * METADATA would make it refuse to share write on its child.
      */
-    bs->file = bdrv_open_child(options, "file", bs,
-                               (s->offset || s->has_size ?
-                                BDRV_CHILD_DATA : BDRV_CHILD_FILTERED) |
-                               BDRV_CHILD_PRIMARY, false, errp);
-    if (!bs->file) {
+    if (!bdrv_open_child(options, "file", bs,
+                         (s->offset || s->has_size ?
+                          BDRV_CHILD_DATA : BDRV_CHILD_FILTERED) |
+                         BDRV_CHILD_PRIMARY, false, errp)) {
         return -EINVAL;
     }
 

@@ -89,7 +89,8 @@ BlockDriverState *bdrv_file_bs(BlockDriverState *bs) GRAPH_RDLOCK
  * permissions on the edge (a BlockBackend's own; for node parents they are
  * computed by the driver's bdrv_child_perm).  Refused, with a message
  * naming both users, if another parent of @child_bs does not share what
- * this one takes.  Takes a reference to @child_bs.
+ * this one takes.  Takes a reference to @child_bs.  bdrv_attach_child()
+ * makes a BDRV_CHILD_PRIMARY child its parent's bs->file.
  */
 BdrvChild *bdrv_root_attach_child(BlockDriverState *child_bs,
                                   const char *child_name,

@@ -143,7 +143,12 @@ struct BlockDriverState {
     /* Topology: graph lock. */
     QLIST_HEAD(, BdrvChild) children;
     QLIST_HEAD(, BdrvChild) parents;
-    BdrvChild *file;                /* the "file" child or NULL; graph */
+    /*
+     * The BDRV_CHILD_PRIMARY child or NULL; graph.  Set by
+     * bdrv_attach_child() and cleared by bdrv_unref_child(), both under
+     * the write lock, like the lists above.
+     */
+    BdrvChild *file;
 
     /* Cumulative permissions taken on this node by its parents.  BQL */
     uint64_t total_perm;
@@ -214,8 +219,9 @@ struct BlockDriver {
 
     /*
      * Open @bs from checked @options.  Drivers with a file child attach it
-     * with bdrv_open_child().  Fails with @errp set; on failure the generic
-     * code detaches whatever children were attached.
+     * with bdrv_open_child() (role BDRV_CHILD_PRIMARY), which sets
+     * bs->file.  Fails with @errp set; on failure the generic code
+     * detaches whatever children were attached.
      */
     int (*bdrv_open)(BlockDriverState *bs, struct json_object *options,
                      int flags, Error **errp) GRAPH_UNLOCKED_PTR;
@@ -321,7 +327,9 @@ extern const OptDesc bdrv_common_opts[];
 /*
  * Open (or reference) the child @name of @parent from @options' value for
  * it: a node name (a new reference to that node) or an object (a nested
- * definition, opened now, owned by the edge).  Main loop.
+ * definition, opened now, owned by the edge).  A child with the role
+ * BDRV_CHILD_PRIMARY becomes @parent->file (see bdrv_attach_child()).
+ * Main loop.
  */
 BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
                            BlockDriverState *parent, BdrvChildRole role,

@@ -44,10 +44,9 @@ static int filter_open(BlockDriverState *bs, struct json_object *options,
                        int flags, Error **errp)
 {
     GLOBAL_STATE_CODE();
-    bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
-                               false, errp);
-    if (!bs->file) {
+    if (!bdrv_open_child(options, "file", bs,
+                         BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
+                         false, errp)) {
         return -EINVAL;
     }
     bs->total_bytes = bdrv_get_total_bytes(bs->file->bs);

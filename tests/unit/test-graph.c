@@ -38,10 +38,9 @@ static int test_node_open(BlockDriverState *bs, struct json_object *options,
 
     GLOBAL_STATE_CODE();
     if (json_object_object_get_ex(options, "file", &file)) {
-        bs->file = bdrv_open_child(options, "file", bs,
-                                   BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
-                                   false, errp);
-        if (!bs->file) {
+        if (!bdrv_open_child(options, "file", bs,
+                             BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
+                             false, errp)) {
             return -EINVAL;
         }
     }
