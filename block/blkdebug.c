@@ -132,6 +132,8 @@ static int blkdebug_open(BlockDriverState *bs, struct json_object *options,
         s->rules = NULL;
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     size = bdrv_get_total_bytes(bs->file->bs);
     if (size < 0) {
         error_setg_errno(errp, -size, "Could not get the size of '%s'",

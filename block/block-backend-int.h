@@ -35,7 +35,7 @@ struct BlockBackend {
      * The edge to our node, or NULL.  Written under the graph write lock
      * (main loop); read by the main loop or under the graph read lock.
      */
-    BdrvChild *root;
+    BdrvChild * GRAPH_RDLOCK_PTR root;
 
     /*
      * Home context: where the synchronous wrappers run their coroutines and

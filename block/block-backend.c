@@ -312,8 +312,8 @@ int blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp)
     BdrvChild *root;
 
     GLOBAL_STATE_CODE();
-    assert(!blk->root);
     bdrv_graph_wrlock();
+    assert(!blk->root);
     root = bdrv_root_attach_child(bs, "root", &child_root,
                                   BDRV_CHILD_IMAGE | BDRV_CHILD_PRIMARY,
                                   blk->perm, blk->shared_perm, blk, errp);
@@ -328,10 +328,10 @@ void blk_remove_bs(BlockBackend *blk)
     BdrvChild *root;
 
     GLOBAL_STATE_CODE();
-    if (!blk->root) {
+    bs = blk_bs(blk);
+    if (!bs) {
         return;
     }
-    bs = blk->root->bs;
     /*
      * Keep the node until the write lock is released: if ours is the last
      * reference, closing the node drains, which must not happen under the
@@ -352,16 +352,16 @@ void blk_remove_bs(BlockBackend *blk)
 int blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared,
                  Error **errp)
 {
-    GLOBAL_STATE_CODE();
-    if (blk->root) {
-        int ret;
+    int ret = 0;
 
-        bdrv_graph_rdlock_main_loop();
+    GLOBAL_STATE_CODE();
+    bdrv_graph_rdlock_main_loop();
+    if (blk->root) {
         ret = bdrv_child_try_set_perm(blk->root, perm, shared, errp);
-        bdrv_graph_rdunlock_main_loop();
-        if (ret < 0) {
-            return ret;
-        }
+    }
+    bdrv_graph_rdunlock_main_loop();
+    if (ret < 0) {
+        return ret;
     }
     qatomic_set(&blk->perm, perm);
     qatomic_set(&blk->shared_perm, shared);
@@ -407,7 +407,7 @@ void blk_set_allow_aio_context_change(BlockBackend *blk, bool allow)
 
 void blk_drain(BlockBackend *blk)
 {
-    BlockDriverState *bs = blk->root ? blk->root->bs : NULL;
+    BlockDriverState *bs = blk_bs(blk);
 
     GLOBAL_STATE_CODE();
     if (bs) {
@@ -433,13 +433,18 @@ const char *blk_name(BlockBackend *blk)
 
 BlockDriverState *blk_bs(BlockBackend *blk)
 {
+    BlockDriverState *bs;
+
     GLOBAL_STATE_CODE();
-    return blk->root ? blk->root->bs : NULL;
+    bdrv_graph_rdlock_main_loop();
+    bs = blk->root ? blk->root->bs : NULL;
+    bdrv_graph_rdunlock_main_loop();
+    return bs;
 }
 
 int blk_set_aio_context(BlockBackend *blk, AioContext *ctx, Error **errp)
 {
-    BlockDriverState *bs = blk->root ? blk->root->bs : NULL;
+    BlockDriverState *bs = blk_bs(blk);
     bool old_allow;
     int ret;
 

@@ -310,7 +310,7 @@ static char *child_of_bds_desc(BdrvChild *c)
     return g_strdup_printf("node '%s'", parent->node_name);
 }
 
-static void child_of_bds_drained_begin(BdrvChild *c)
+static void GRAPH_RDLOCK child_of_bds_drained_begin(BdrvChild *c)
 {
     GLOBAL_STATE_CODE();
     bdrv_do_drained_begin_quiesce(c->opaque);
@@ -322,7 +322,7 @@ static bool GRAPH_RDLOCK child_of_bds_drained_poll(BdrvChild *c)
     return bdrv_drain_poll(c->opaque);
 }
 
-static void child_of_bds_drained_end(BdrvChild *c)
+static void GRAPH_RDLOCK child_of_bds_drained_end(BdrvChild *c)
 {
     GLOBAL_STATE_CODE();
     bdrv_do_drained_end(c->opaque);
@@ -663,8 +663,7 @@ static BlockDriverState *bdrv_open_internal(struct json_object *options,
     bd_mutex_init(&bs->dirty_bitmap_mutex);
     QLIST_INIT(&bs->dirty_bitmaps);
     co_mutex_init(&bs->flush_lock);
-    QLIST_INIT(&bs->children);
-    QLIST_INIT(&bs->parents);
+    /* children and parents: empty from g_new0(), not written unlocked. */
     QLIST_INIT(&bs->tracked_requests);
     co_queue_init(&bs->untracked_drained);
     bs->options = json_object_get(options);
@@ -767,7 +766,9 @@ void bdrv_ref(BlockDriverState *bs)
 
 static void bdrv_close(BlockDriverState *bs) TSA_REQUIRES(bql)
 {
+    bdrv_graph_rdlock_main_loop();
     assert(QLIST_EMPTY(&bs->parents));
+    bdrv_graph_rdunlock_main_loop();
     bdrv_drained_begin(bs);
     if (bs->drv->bdrv_close) {
         bs->drv->bdrv_close(bs);

@@ -57,6 +57,9 @@ static int cbw_open(BlockDriverState *bs, struct json_object *options,
     if (!s->target) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
+
     /* A parent joins its first child's iothread; both must share one. */
     if (s->target->bs->aio_context != bs->file->bs->aio_context) {
         error_setg(errp, "Cannot use node '%s' as target of '%s': they are "
@@ -70,10 +73,8 @@ static int cbw_open(BlockDriverState *bs, struct json_object *options,
         return -EINVAL;
     }
 
-    bdrv_graph_rdlock_main_loop();
     s->bcs = block_copy_state_new(bs->file, s->target,
                                   BLOCK_COPY_CLUSTER_SIZE, errp);
-    bdrv_graph_rdunlock_main_loop();
     if (!s->bcs) {
         return -EINVAL;
     }

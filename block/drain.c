@@ -157,7 +157,10 @@ static void coroutine_fn drain_bounce(DrainCo *d)
 
 void bdrv_drained_begin_no_poll(BlockDriverState *bs)
 {
+    GLOBAL_STATE_CODE();
+    bdrv_graph_rdlock_main_loop();
     bdrv_do_drained_begin_quiesce(bs);
+    bdrv_graph_rdunlock_main_loop();
 }
 
 void bdrv_drained_begin(BlockDriverState *bs)
@@ -169,8 +172,8 @@ void bdrv_drained_begin(BlockDriverState *bs)
         return;
     }
     GLOBAL_STATE_CODE();
-    bdrv_do_drained_begin_quiesce(bs);
     bdrv_graph_rdlock_main_loop();
+    bdrv_do_drained_begin_quiesce(bs);
     AIO_WAIT_WHILE(NULL, bdrv_drain_poll(bs));
     bdrv_graph_rdunlock_main_loop();
 }
@@ -184,7 +187,9 @@ void bdrv_drained_end(BlockDriverState *bs)
         return;
     }
     GLOBAL_STATE_CODE();
+    bdrv_graph_rdlock_main_loop();
     bdrv_do_drained_end(bs);
+    bdrv_graph_rdunlock_main_loop();
 }
 
 void bdrv_drain_all_begin_nopoll(void)
@@ -193,9 +198,11 @@ void bdrv_drain_all_begin_nopoll(void)
 
     GLOBAL_STATE_CODE();
     bdrv_drain_all_count++;
+    bdrv_graph_rdlock_main_loop();
     while ((bs = bdrv_next_node_all(bs))) {
         bdrv_do_drained_begin_quiesce(bs);
     }
+    bdrv_graph_rdunlock_main_loop();
 }
 
 static bool GRAPH_RDLOCK drain_all_poll(void) TSA_REQUIRES(bql)
@@ -237,8 +244,10 @@ void bdrv_drain_all_end(void)
     }
     GLOBAL_STATE_CODE();
     assert(bdrv_drain_all_count > 0);
+    bdrv_graph_rdlock_main_loop();
     while ((bs = bdrv_next_node_all(bs))) {
         bdrv_do_drained_end(bs);
     }
+    bdrv_graph_rdunlock_main_loop();
     bdrv_drain_all_count--;
 }

@@ -55,6 +55,8 @@ static int mirror_top_drv_open(BlockDriverState *bs,
                          false, errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     qatomic_set(&bs->total_bytes, bdrv_get_total_bytes(bs->file->bs));
     return 0;
 }

@@ -72,7 +72,7 @@ static void edge_perm(PermUpdate *u, BdrvChild *c, uint64_t *perm,
 }
 
 static void cumulative_perm(PermUpdate *u, BlockDriverState *bs,
-                            uint64_t *perm, uint64_t *shared)
+                            uint64_t *perm, uint64_t *shared) GRAPH_RDLOCK
 {
     BdrvChild *c;
 
@@ -89,7 +89,7 @@ static void cumulative_perm(PermUpdate *u, BlockDriverState *bs,
 
 /* Refuse if a parent takes what another parent of @bs does not share. */
 static bool check_parent_conflicts(PermUpdate *u, BlockDriverState *bs,
-                                   Error **errp) TSA_REQUIRES(bql)
+                                   Error **errp) GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     BdrvChild *a, *b;
 
@@ -121,7 +121,7 @@ static bool check_parent_conflicts(PermUpdate *u, BlockDriverState *bs,
 
 /* @bs and its descendants, each after all of its parents in the list. */
 static void collect_subtree(BlockDriverState *bs, GPtrArray *order,
-                            GHashTable *seen)
+                            GHashTable *seen) GRAPH_RDLOCK
 {
     BdrvChild *c;
 

@@ -50,6 +50,8 @@ static int raw_open(BlockDriverState *bs, struct json_object *options,
                          BDRV_CHILD_PRIMARY, false, errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
 
     child_size = bdrv_get_total_bytes(bs->file->bs);
     if (child_size < 0) {

@@ -69,7 +69,8 @@ void blk_set_allow_aio_context_change(BlockBackend *blk, bool allow)
 /* Wait for this backend's requests to finish (drains its node). */
 void blk_drain(BlockBackend *blk) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 const char *blk_name(BlockBackend *blk);
-BlockDriverState *blk_bs(BlockBackend *blk);
+/* The node, or NULL (reads the graph as main-loop code may, unlocked). */
+BlockDriverState *blk_bs(BlockBackend *blk) TSA_REQUIRES(bql);
 int blk_set_aio_context(BlockBackend *blk, AioContext *ctx, Error **errp)
     GRAPH_UNLOCKED TSA_REQUIRES(bql);
 void blk_get_stats(BlockBackend *blk, BlockAcctStats *stats) TSA_REQUIRES(bql);

@@ -5,8 +5,10 @@
  * functions of block-global-state.h, block-io.h and block-backend.h.
  *
  * Who owns what (see docs/locking.md):
- *  - Topology (children, parents, BdrvChild.bs): the graph lock; written
- *    only under bdrv_graph_wrlock() by the main loop.
+ *  - Topology (children, parents, file, BdrvChild.bs and the list links):
+ *    the graph lock; written only under bdrv_graph_wrlock() by the main
+ *    loop.  GRAPH_RDLOCK_PTR on each, so clang's analysis checks every
+ *    access (the main loop reads with bdrv_graph_rdlock_main_loop()).
  *  - Everything tagged BQL: main loop only.
  *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
@@ -47,22 +49,27 @@ struct BdrvChildClass {
      * true while the parent still has requests in flight on @c's node;
      * drained_end lets it go on (it must not poll either).
      */
-    void (*drained_begin)(BdrvChild *c);
+    void (*drained_begin)(BdrvChild *c) GRAPH_RDLOCK_PTR;
     bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR;
-    void (*drained_end)(BdrvChild *c);
-
-    /* The child's node changed size (any thread's truncate, BQL here). */
-    void (*resize)(BdrvChild *c);
+    void (*drained_end)(BdrvChild *c) GRAPH_RDLOCK_PTR;
 
     /*
-     * Moving to another AioContext: change_aio_ctx checks whether the
+     * The child's node changed size (any thread's truncate, BQL here,
+     * with the graph read lock held).
+     */
+    void (*resize)(BdrvChild *c) GRAPH_RDLOCK_PTR;
+
+    /*
+     * Moving to another AioContext: can_set_aio_ctx checks whether the
      * parent can follow the child to @ctx (false with @errp set if not,
      * e.g. an export with fixed-iothread); set_aio_ctx makes it follow.
-     * Called drained, under the graph write lock.
+     * Called drained; can_set_aio_ctx while the component is collected,
+     * under the graph read lock, set_aio_ctx under the write lock.
      */
     bool (*can_set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited,
-                            Error **errp);
-    void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited);
+                            Error **errp) GRAPH_RDLOCK_PTR;
+    void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited)
+        GRAPH_WRLOCK_PTR;
     AioContext *(*get_parent_aio_context)(BdrvChild *c);
 
     /* Attached to / detached from the child's node; graph write lock. */
@@ -73,7 +80,7 @@ struct BdrvChildClass {
 extern const BdrvChildClass child_of_bds;
 
 struct BdrvChild {
-    BlockDriverState *bs;           /* graph lock */
+    BlockDriverState * GRAPH_RDLOCK_PTR bs;
     char *name;                     /* immutable: "file", "root", ... */
     const BdrvChildClass *klass;    /* immutable */
     BdrvChildRole role;             /* immutable */
@@ -88,8 +95,9 @@ struct BdrvChild {
      */
     bool quiesced_parent;
 
-    QLIST_ENTRY(BdrvChild) next;        /* in parent's children; graph */
-    QLIST_ENTRY(BdrvChild) next_parent; /* in bs->parents; graph */
+    /* In the parent's children and in bs->parents. */
+    QLIST_ENTRY(BdrvChild GRAPH_RDLOCK_PTR) next;
+    QLIST_ENTRY(BdrvChild GRAPH_RDLOCK_PTR) next_parent;
 };
 
 /* --- Nodes ---------------------------------------------------------------- */
@@ -141,14 +149,14 @@ struct BlockDriverState {
     bool monitor_owned;             /* blockdev-add's reference; BQL */
 
     /* Topology: graph lock. */
-    QLIST_HEAD(, BdrvChild) children;
-    QLIST_HEAD(, BdrvChild) parents;
+    QLIST_HEAD(, BdrvChild GRAPH_RDLOCK_PTR) children;
+    QLIST_HEAD(, BdrvChild GRAPH_RDLOCK_PTR) parents;
     /*
-     * The BDRV_CHILD_PRIMARY child or NULL; graph.  Set by
-     * bdrv_attach_child() and cleared by bdrv_unref_child(), both under
-     * the write lock, like the lists above.
+     * The BDRV_CHILD_PRIMARY child or NULL.  Set by bdrv_attach_child()
+     * and cleared by bdrv_unref_child(), both under the write lock, like
+     * the lists above.
      */
-    BdrvChild *file;
+    BdrvChild * GRAPH_RDLOCK_PTR file;
 
     /* Cumulative permissions taken on this node by its parents.  BQL */
     uint64_t total_perm;
@@ -263,8 +271,9 @@ struct BlockDriver {
         GRAPH_RDLOCK_PTR;
 
     /* Moving between AioContexts (drained, write lock). */
-    void (*bdrv_detach_aio_context)(BlockDriverState *bs);
-    void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx);
+    void (*bdrv_detach_aio_context)(BlockDriverState *bs) GRAPH_WRLOCK_PTR;
+    void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx)
+        GRAPH_WRLOCK_PTR;
 
     /* Bytes the image occupies on its storage, or -errno. */
     int64_t (*bdrv_get_allocated_file_size)(BlockDriverState *bs)

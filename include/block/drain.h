@@ -13,11 +13,14 @@
 extern int bdrv_drain_all_count;
 
 /* Quiesce @bs's parents (if not yet) without polling. */
-void bdrv_do_drained_begin_quiesce(BlockDriverState *bs) TSA_REQUIRES(bql);
+void bdrv_do_drained_begin_quiesce(BlockDriverState *bs)
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
 /* End one drained section of @bs; releases parents at zero.  No polling. */
-void bdrv_do_drained_end(BlockDriverState *bs) TSA_REQUIRES(bql);
+void bdrv_do_drained_end(BlockDriverState *bs) GRAPH_RDLOCK TSA_REQUIRES(bql);
 /* Tell one parent edge its child is drained / no longer drained. */
-void bdrv_parent_drained_begin_single(BdrvChild *c) TSA_REQUIRES(bql);
-void bdrv_parent_drained_end_single(BdrvChild *c) TSA_REQUIRES(bql);
+void bdrv_parent_drained_begin_single(BdrvChild *c)
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
+void bdrv_parent_drained_end_single(BdrvChild *c)
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
 
 #endif /* BLOCK_DRAIN_H */

@@ -390,6 +390,8 @@ static int test_fmt_open(BlockDriverState *bs, struct json_object *options,
                          errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     bs->total_bytes = bdrv_get_total_bytes(bs->file->bs);
     return 0;
 }
@@ -1325,7 +1327,9 @@ static void test_block_status_recurse(void)
 
     node_open(&t, "{\"driver\": \"test-fmt\", \"node-name\": \"fmt\","
                   " \"file\": {\"driver\": \"test-mem\"}}");
+    bdrv_graph_rdlock_main_loop();
     file = t.bs->file->bs;
+    bdrv_graph_rdunlock_main_loop();
     /* [0, 4k) data, [4k, 12k) zero, [12k, 64k) data. */
     mem_fill(t.mem, 0, 1, 65536);
     mem_fill(t.mem, 4096, 0, 8192);

@@ -49,6 +49,8 @@ static int filter_open(BlockDriverState *bs, struct json_object *options,
                          false, errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     bs->total_bytes = bdrv_get_total_bytes(bs->file->bs);
     return 0;
 }

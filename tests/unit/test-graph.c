@@ -980,14 +980,18 @@ static void test_replace_node_inserts_filter(void)
     filter = open_node("{\"driver\": \"test-node\", \"node-name\": \"flt\", "
                        "\"file\": \"base\"}");
     g_assert_cmpint(bdrv_replace_node(base, filter, &error_abort), ==, 0);
+    bdrv_graph_rdlock_main_loop();
     g_assert_true(c->bs == filter);
     g_assert_true(filter->file->bs == base);
+    bdrv_graph_rdunlock_main_loop();
     /* The user's write permission reached the base through the filter. */
     g_assert_cmpuint(base->total_perm & BLK_PERM_WRITE, ==, BLK_PERM_WRITE);
 
     /* And out again. */
     g_assert_cmpint(bdrv_replace_node(filter, base, &error_abort), ==, 0);
+    bdrv_graph_rdlock_main_loop();
     g_assert_true(c->bs == base);
+    bdrv_graph_rdunlock_main_loop();
     bdrv_unref(filter);
     g_assert_null(bdrv_find_node("flt"));
     detach_parent(c);

@@ -183,6 +183,7 @@ static void test_background_write_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     check_write_wakes_job(&f, true);
     g_assert_cmpint(finish_job(complete), ==, 0);
@@ -194,6 +195,7 @@ static void test_write_blocking_write_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_WRITE_BLOCKING);
     check_write_wakes_job(&f, false);
     g_assert_cmpint(finish_job(complete), ==, 0);
