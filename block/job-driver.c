@@ -263,15 +263,13 @@ void job_enter(Job *job)
 }
 
 /* Do not cut a sleep short, unless something else has to be done. */
-bool job_not_sleeping(Job *job) TSA_NO_TSA
+bool job_not_sleeping(Job *job)
 {
-    /* Called from job_enter_cond_locked() with job_mutex held. */
     return !job->sleeping;
 }
 
-bool job_is_sleeping(Job *job) TSA_NO_TSA
+bool job_is_sleeping(Job *job)
 {
-    /* Called from job_enter_cond_locked() with job_mutex held. */
     return job->sleeping;
 }
 

@@ -20,9 +20,9 @@
 #define JOB_RATELIMIT_SLICE_NS  (100 * 1000 * 1000LL)
 
 struct JobTxn {
-    QLIST_HEAD(, Job) jobs;         /* job_mutex */
-    int refcnt;                     /* job_mutex */
-    bool aborting;                  /* job_mutex */
+    QLIST_HEAD(, Job TSA_GUARDED_BY(job_mutex)) jobs;
+    int refcnt TSA_GUARDED_BY(job_mutex);
+    bool aborting TSA_GUARDED_BY(job_mutex);
 };
 
 /* Internal jobs have no id, are not listed and send no events.  Any
@@ -69,8 +69,8 @@ int job_txn_apply_locked(Job *job, int (*fn)(Job *))
 void job_enter_cond_locked(Job *job, bool (*cond)(Job *))
     TSA_REQUIRES(job_mutex);
 /* Conditions for job_enter_cond_locked(), called with job_mutex held. */
-bool job_not_sleeping(Job *job);
-bool job_is_sleeping(Job *job);
+bool job_not_sleeping(Job *job) TSA_REQUIRES(job_mutex);
+bool job_is_sleeping(Job *job) TSA_REQUIRES(job_mutex);
 
 /* --- block/job-monitor.c ---------------------------------------------------- */
 

@@ -426,17 +426,16 @@ int job_finish_sync_locked(Job *job, void (*finish)(Job *, Error **errp),
     return ret;
 }
 
+/* job_finish_sync_locked()'s @finish, called with job_mutex held. */
 static void job_force_cancel_err(Job *job, Error **errp)
-    TSA_NO_TSA
+    TSA_REQUIRES(bql, job_mutex)
 {
-    /* Called by job_finish_sync_locked() with job_mutex held. */
     job_cancel_locked(job, true);
 }
 
 static void job_soft_cancel_err(Job *job, Error **errp)
-    TSA_NO_TSA
+    TSA_REQUIRES(bql, job_mutex)
 {
-    /* Called by job_finish_sync_locked() with job_mutex held. */
     job_cancel_locked(job, false);
 }
 

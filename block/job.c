@@ -26,7 +26,8 @@
 
 BdMutex job_mutex = { PTHREAD_MUTEX_INITIALIZER };
 
-static QLIST_HEAD(, Job) jobs TSA_GUARDED_BY(job_mutex);
+/* Every job; the lock is in the element type, so the list macros check it. */
+static QLIST_HEAD(, Job TSA_GUARDED_BY(job_mutex)) jobs;
 
 /* Events waiting for the main loop, in order.  job_mutex */
 typedef struct JobQueuedEvent {
@@ -312,17 +313,21 @@ void job_ref_locked(Job *job)
 
 void job_unref_locked(Job *job)
 {
+    Error *err;
+
     assert(job->refcnt > 0);
     if (--job->refcnt) {
         return;
     }
     assert(job->status == JOB_STATUS_NULL);
     assert(!job->txn && !QLIST_IS_INSERTED(job, job_link));
+    err = job->err;
+    job->err = NULL;
     job_unlock();
     if (job->driver->free) {
         job->driver->free(job);
     }
-    error_free(job->err);
+    error_free(err);
     g_free(job->id);
     g_free(job);
     job_lock();
@@ -344,12 +349,22 @@ void job_unref(Job *job)
 
 /* --- Transactions ---------------------------------------------------------- */
 
+/* A new object, but its fields are job_mutex's like any transaction's. */
+static JobTxn *job_txn_new_locked(void) TSA_REQUIRES(job_mutex)
+{
+    JobTxn *txn = g_new0(JobTxn, 1);    /* no jobs yet */
+
+    txn->refcnt = 1;
+    return txn;
+}
+
 JobTxn *job_txn_new(void)
 {
-    JobTxn *txn = g_new0(JobTxn, 1);
+    JobTxn *txn;
 
-    QLIST_INIT(&txn->jobs);
-    txn->refcnt = 1;
+    job_lock();
+    txn = job_txn_new_locked();
+    job_unlock();
     return txn;
 }
 
@@ -452,7 +467,7 @@ Job *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
     if (txn) {
         job_txn_add_job_locked(txn, job);
     } else {
-        txn = job_txn_new();
+        txn = job_txn_new_locked();
         job_txn_add_job_locked(txn, job);
         job_txn_unref_locked(txn);
     }

@@ -51,9 +51,9 @@ typedef struct BlockJob {
      */
     GSList *blocked_nodes;
     /* QEMU's io-status: an I/O error stopped the job (on-*-error=stop, or
-     * enospc/auto on ENOSPC) and it was not resumed since.  job_mutex */
-    bool iostatus_failed;
-    bool iostatus_nospace;          /* job_mutex: ... and it was ENOSPC */
+     * enospc/auto on ENOSPC) and it was not resumed since. */
+    bool iostatus_failed TSA_GUARDED_BY(job_mutex);
+    bool iostatus_nospace TSA_GUARDED_BY(job_mutex);   /* ... ENOSPC */
 } BlockJob;
 
 /*

@@ -121,7 +121,7 @@ void job_progress_get_locked(Job *job, uint64_t *current, uint64_t *total)
 
 /* A transaction: its jobs finalize together, or abort together if one
  * fails or is cancelled.  A job created without one gets its own. */
-JobTxn *job_txn_new(void);
-void job_txn_unref(JobTxn *txn);
+JobTxn *job_txn_new(void) TSA_EXCLUDES(job_mutex);
+void job_txn_unref(JobTxn *txn) TSA_EXCLUDES(job_mutex);
 
 #endif /* BLOCK_JOB_MONITOR_H */

@@ -72,13 +72,13 @@ bool status_is_not(TestJob *t, JobStatus s);
 /* Apply a monitor verb under job_mutex. */
 void verb(TestJob *t, void (*fn)(Job *, Error **), Error **errp);
 /* The verbs, for verb(); called with job_mutex held. */
-void user_pause(Job *job, Error **errp);
-void user_resume(Job *job, Error **errp);
-void user_cancel(Job *job, Error **errp);
-void soft_cancel(Job *job, Error **errp);
-void complete(Job *job, Error **errp);
-void finalize(Job *job, Error **errp);
-void dismiss(Job *job, Error **errp);
+void user_pause(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void user_resume(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void user_cancel(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void soft_cancel(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void complete(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void finalize(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void dismiss(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
 
 /* Every verb's table check in the job's current state: refused exactly
  * as the table says, with QEMU's message. */

@@ -103,7 +103,8 @@ static void leave_case(Case *c)
 
 /* --- Every verb in every state -------------------------------------------- */
 
-static void set_speed(Job *job, Error **errp) TSA_NO_TSA
+static void set_speed(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     /* Called by verb() with job_mutex held. */
     job_set_speed_locked(job, 1 << 20, errp);

@@ -396,20 +396,23 @@ static void test_stress_two_iothreads(void)
  * fails with an error, every job's events follow the transition table
  * (job-helpers.c checks each), and every job ends in NULL.
  */
-static void set_random_speed(Job *job, Error **errp) TSA_NO_TSA
+static void set_random_speed(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     /* Called by verb() with job_mutex held. */
     job_set_speed_locked(job, g_random_int_range(0, 2) << 30, errp);
 }
 
-static void internal_pause_resume(Job *job, Error **errp) TSA_NO_TSA
+static void internal_pause_resume(Job *job, Error **errp)
+    TSA_REQUIRES(job_mutex)
 {
     /* Called by verb() with job_mutex held: a drain's pause. */
     job_pause_locked(job);
     job_resume_locked(job);
 }
 
-static void query(Job *job, Error **errp) TSA_NO_TSA
+static void query(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     uint64_t cur, total;
 

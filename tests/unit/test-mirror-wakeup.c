@@ -169,12 +169,14 @@ static int finish_job(void (*finish)(Job *, Error **))
     return ret;
 }
 
-static void complete(Job *job, Error **errp) TSA_NO_TSA
+static void complete(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_complete_locked(job, errp);
 }
 
-static void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
+static void soft_cancel(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_user_cancel_locked(job, false, errp);
 }
