@@ -29,7 +29,7 @@
 struct BlockBackend {
     char *name;                     /* immutable: "exp0", for messages */
     int refcnt;                     /* BQL */
-    QTAILQ_ENTRY(BlockBackend) link;    /* in all_backends; BQL */
+    QTAILQ_ENTRY(BlockBackend TSA_GUARDED_BY(bql)) link;  /* all_backends */
 
     /*
      * The edge to our node, or NULL.  Written under the graph write lock

@@ -42,7 +42,7 @@
 #include "util/thread.h"
 
 /* Every backend, in creation order, for blk_next().  BQL */
-static QTAILQ_HEAD(, BlockBackend) all_backends TSA_GUARDED_BY(bql) =
+static QTAILQ_HEAD(, BlockBackend TSA_GUARDED_BY(bql)) all_backends =
     QTAILQ_HEAD_INITIALIZER(all_backends);
 
 /* --- Counting requests ---------------------------------------------------- */

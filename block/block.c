@@ -25,7 +25,7 @@
 #include "util/log.h"
 #include "util/main-loop.h"
 
-static QLIST_HEAD(, BlockDriverState) all_nodes TSA_GUARDED_BY(bql) =
+static QLIST_HEAD(, BlockDriverState TSA_GUARDED_BY(bql)) all_nodes =
     QLIST_HEAD_INITIALIZER;
 static GPtrArray *drivers;          /* BQL; registered at start-up */
 static unsigned implicit_node_index;    /* BQL */

@@ -31,17 +31,20 @@
 
 BdrvGraphLock graph_lock;
 
+/* Guards the list of contexts' reader counts and the orphan count. */
+static BdMutex aio_context_list_lock;
+
 typedef struct BdrvGraphRWlock {
     /* Readers that locked in this context minus those that unlocked
      * here: may be negative.  Home thread writes; atomic. */
     int reader_count;
     AioContext *ctx;                        /* immutable */
-    QLIST_ENTRY(BdrvGraphRWlock) next_aio;  /* aio_context_list_lock */
+    QLIST_ENTRY(BdrvGraphRWlock TSA_GUARDED_BY(aio_context_list_lock))
+        next_aio;
 } BdrvGraphRWlock;
 
-static BdMutex aio_context_list_lock;
-static QLIST_HEAD(, BdrvGraphRWlock) aio_context_list
-    TSA_GUARDED_BY(aio_context_list_lock) = QLIST_HEAD_INITIALIZER;
+static QLIST_HEAD(, BdrvGraphRWlock TSA_GUARDED_BY(aio_context_list_lock))
+    aio_context_list = QLIST_HEAD_INITIALIZER;
 static int orphaned_reader_count TSA_GUARDED_BY(aio_context_list_lock);
 static CoQueue reader_queue;        /* aio_context_list_lock */
 static int waiting_readers;         /* in reader_queue; atomic for tests */

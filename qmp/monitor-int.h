@@ -70,7 +70,8 @@ struct MonitorClient {
     GByteArray *out;                /* BQL */
     size_t out_head;                /* BQL */
 
-    QLIST_ENTRY(MonitorClient) link;    /* BQL: on monitor_clients */
+    /* On monitor_clients. */
+    QLIST_ENTRY(MonitorClient TSA_GUARDED_BY(bql)) link;
 };
 
 /* --- qmp/monitor.c -------------------------------------------------------- */

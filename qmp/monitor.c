@@ -78,12 +78,13 @@ struct MonitorListener {
     ino_t ino;                      /* so we never unlink someone else's */
     AioTimer *retry_timer;          /* BQL: re-arms accept after a failure */
     unsigned next_client;           /* BQL: numbers clients in log messages */
-    QLIST_ENTRY(MonitorListener) link;  /* BQL: on monitor_listeners */
+    /* On monitor_listeners. */
+    QLIST_ENTRY(MonitorListener TSA_GUARDED_BY(bql)) link;
 };
 
-static QLIST_HEAD(, MonitorClient) monitor_clients TSA_GUARDED_BY(bql) =
+static QLIST_HEAD(, MonitorClient TSA_GUARDED_BY(bql)) monitor_clients =
     QLIST_HEAD_INITIALIZER;
-static QLIST_HEAD(, MonitorListener) monitor_listeners TSA_GUARDED_BY(bql) =
+static QLIST_HEAD(, MonitorListener TSA_GUARDED_BY(bql)) monitor_listeners =
     QLIST_HEAD_INITIALIZER;
 /* Commands running right now (nested loops may make it 1 deep).  BQL */
 static unsigned monitor_busy TSA_GUARDED_BY(bql);

@@ -41,7 +41,7 @@
 static GPtrArray *blk_exp_drivers TSA_GUARDED_BY(bql);
 
 /* Every listed export, newest last.  BQL */
-static QTAILQ_HEAD(, BlockExport) block_exports TSA_GUARDED_BY(bql) =
+static QTAILQ_HEAD(, BlockExport TSA_GUARDED_BY(bql)) block_exports =
     QTAILQ_HEAD_INITIALIZER(block_exports);
 
 /* --- Types and the argument schema --------------------------------------- */

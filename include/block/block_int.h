@@ -206,7 +206,8 @@ struct BlockDriverState {
     QLIST_HEAD(, BdrvDirtyBitmap) dirty_bitmaps;    /* dirty_bitmap_mutex */
     int dirty_bitmap_count;                         /* atomic */
 
-    QLIST_ENTRY(BlockDriverState) node_list;   /* all nodes; BQL */
+    /* In the list of all nodes. */
+    QLIST_ENTRY(BlockDriverState TSA_GUARDED_BY(bql)) node_list;
 };
 
 /* --- Drivers -------------------------------------------------------------- */

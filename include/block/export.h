@@ -83,7 +83,8 @@ struct BlockExport {
 
     BlockExportStats stats;         /* atomics: totals of departed clients */
 
-    QTAILQ_ENTRY(BlockExport) next; /* BQL: in the registry */
+    /* In the registry. */
+    QTAILQ_ENTRY(BlockExport TSA_GUARDED_BY(bql)) next;
 };
 
 /*
