@@ -28,7 +28,7 @@
 
 struct BlockBackend {
     char *name;                     /* immutable: "exp0", for messages */
-    int refcnt;                     /* BQL */
+    int refcnt TSA_GUARDED_BY(bql);
     QTAILQ_ENTRY(BlockBackend TSA_GUARDED_BY(bql)) link;  /* all_backends */
 
     /*
@@ -52,9 +52,9 @@ struct BlockBackend {
     uint64_t perm;
     uint64_t shared_perm;
 
-    const BlockDevOps *dev_ops;     /* BQL */
-    void *dev_opaque;               /* BQL */
-    bool allow_aio_context_change;  /* BQL */
+    const BlockDevOps *dev_ops TSA_GUARDED_BY(bql);
+    void *dev_opaque TSA_GUARDED_BY(bql);
+    bool allow_aio_context_change TSA_GUARDED_BY(bql);
     bool disable_request_queuing;   /* written BQL; atomic */
 
     /* Drained sections of our node.  Written in the main loop; atomic. */

@@ -63,7 +63,7 @@ typedef struct PermUpdate {
 } PermUpdate;
 
 static void edge_perm(PermUpdate *u, BdrvChild *c, uint64_t *perm,
-                      uint64_t *shared)
+                      uint64_t *shared) TSA_REQUIRES(bql)
 {
     EdgePerm *e = g_hash_table_lookup(u->edges, c);
 
@@ -72,7 +72,8 @@ static void edge_perm(PermUpdate *u, BdrvChild *c, uint64_t *perm,
 }
 
 static void cumulative_perm(PermUpdate *u, BlockDriverState *bs,
-                            uint64_t *perm, uint64_t *shared) GRAPH_RDLOCK
+                            uint64_t *perm, uint64_t *shared)
+    GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     BdrvChild *c;
 
@@ -200,7 +201,8 @@ static int perm_check_node(PermUpdate *u, BlockDriverState *node,
 }
 
 /* The commit phase: every edge and node of @order takes what @u says. */
-static void perm_commit(PermUpdate *u, GPtrArray *order) GRAPH_RDLOCK
+static void perm_commit(PermUpdate *u, GPtrArray *order)
+    GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     GHashTableIter iter;
     gpointer key, value;

@@ -104,14 +104,14 @@ static bool monitor_observing TSA_GUARDED_BY(bql);
 static void client_update_handlers(MonitorClient *c) TSA_REQUIRES(bql);
 
 /* Requests of @c still to run or running. */
-static bool client_has_requests(MonitorClient *c)
+static bool client_has_requests(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return c->running || !g_queue_is_empty(&c->pending);
 }
 
 /* --- Output --------------------------------------------------------------- */
 
-static size_t client_out_pending(MonitorClient *c)
+static size_t client_out_pending(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return c->out->len - c->out_head;
 }
@@ -234,7 +234,7 @@ void monitor_client_send_error(MonitorClient *c, const char *fmt, ...)
 
 /* --- Life cycle of a client ----------------------------------------------- */
 
-static void client_ref(MonitorClient *c)
+static void client_ref(MonitorClient *c) TSA_REQUIRES(bql)
 {
     c->refcnt++;
 }
@@ -248,7 +248,7 @@ static void monitor_pending_free(gpointer data)
     g_free(p);
 }
 
-static void client_unref(MonitorClient *c)
+static void client_unref(MonitorClient *c) TSA_REQUIRES(bql)
 {
     assert(c->refcnt > 0);
     if (--c->refcnt > 0) {
@@ -268,7 +268,7 @@ static bool client_wants_read(MonitorClient *c) TSA_REQUIRES(bql)
            !client_has_requests(c);
 }
 
-static bool client_wants_write(MonitorClient *c)
+static bool client_wants_write(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return !c->closed && client_out_pending(c) > 0;
 }

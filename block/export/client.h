@@ -63,8 +63,10 @@ struct BlkExpClient {
     const char *name;               /* immutable: "peer" for messages */
     Coroutine *co;                  /* immutable: the receive loop */
     BlkExpTransport *transport;     /* immutable; NULL for types without */
-    BlockExport *exp;               /* BQL; a reference while attached */
-    QLIST_ENTRY(BlkExpClient) link; /* BQL: in exp->client_list */
+    /* A reference while attached. */
+    BlockExport *exp TSA_GUARDED_BY(bql);
+    /* In exp->client_list. */
+    QLIST_ENTRY(BlkExpClient TSA_GUARDED_BY(bql)) link;
 
     BdMutex lock;
     /*

@@ -81,11 +81,12 @@ struct NbdConn {
     /* --- Set at accept ------------------------------------------------ */
     NbdServer *server;              /* immutable */
     char *peer;                     /* immutable: "addr:port" or "unix" */
-    QLIST_ENTRY(NbdConn) server_link;   /* BQL */
+    QLIST_ENTRY(NbdConn TSA_GUARDED_BY(bql)) server_link;
 
     /* --- Handshake (main loop) ---------------------------------------- */
-    AioTimer *handshake_timer;      /* BQL; NULL once the handshake ends */
-    bool timed_out;                 /* BQL */
+    /* NULL once the handshake ends. */
+    AioTimer *handshake_timer TSA_GUARDED_BY(bql);
+    bool timed_out TSA_GUARDED_BY(bql);
 
     /* --- Negotiated: immutable once the transmission starts ----------- */
     bool structured;                /* structured replies */

@@ -46,9 +46,10 @@ struct NbdServer {
     unsigned nlisteners;        /* immutable */
     AioTimer *accept_retry;     /* immutable: re-listen after EMFILE */
     struct stat unix_st;        /* immutable: the socket file we created */
-    QLIST_HEAD(, NbdConn) conns;    /* BQL: every connection, any phase */
-    unsigned nconns;            /* BQL */
-    bool stopping;              /* BQL: nbd_server_stop() is waiting */
+    /* Every connection, any phase. */
+    QLIST_HEAD(, NbdConn TSA_GUARDED_BY(bql)) conns;
+    unsigned nconns TSA_GUARDED_BY(bql);
+    bool stopping TSA_GUARDED_BY(bql);  /* nbd_server_stop() is waiting */
 };
 
 static NbdServer *nbd_server TSA_GUARDED_BY(bql);
@@ -97,7 +98,7 @@ static void nbd_hs_timeout(void *opaque)
     blk_exp_transport_shutdown(conn->client.transport);
 }
 
-static void nbd_hs_timer_stop(NbdConn *conn)
+static void nbd_hs_timer_stop(NbdConn *conn) TSA_REQUIRES(bql)
 {
     if (conn->handshake_timer) {
         aio_timer_del(conn->handshake_timer);

@@ -9,7 +9,7 @@
  *    the graph lock; written only under bdrv_graph_wrlock() by the main
  *    loop.  GRAPH_RDLOCK_PTR on each, so clang's analysis checks every
  *    access (the main loop reads with bdrv_graph_rdlock_main_loop()).
- *  - Everything tagged BQL: main loop only.
+ *  - Everything TSA_GUARDED_BY(bql) (or tagged BQL): main loop only.
  *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
  *  - Flushes reaching the driver: flush_lock (a CoMutex).
@@ -86,14 +86,14 @@ struct BdrvChild {
     BdrvChildRole role;             /* immutable */
     void *opaque;                   /* immutable: the parent object */
 
-    uint64_t perm;                  /* BQL */
-    uint64_t shared_perm;           /* BQL */
+    uint64_t perm TSA_GUARDED_BY(bql);
+    uint64_t shared_perm TSA_GUARDED_BY(bql);
 
     /*
      * This edge has called klass->drained_begin on the parent for the
-     * child's current quiesce; drained_end must be called once.  BQL
+     * child's current quiesce; drained_end must be called once.
      */
-    bool quiesced_parent;
+    bool quiesced_parent TSA_GUARDED_BY(bql);
 
     /* In the parent's children and in bs->parents. */
     QLIST_ENTRY(BdrvChild GRAPH_RDLOCK_PTR) next;
@@ -123,14 +123,20 @@ struct BlockDriverState {
     char node_name[128];
     char filename[4096];            /* the file's name, for query output */
     bool implicit_name;             /* node_name was generated */
-    bool open_strict_types;         /* options came as QMP JSON; BQL */
-    const char *open_path;          /* key path while opening; BQL */
+    /* Options came as QMP JSON. */
+    bool open_strict_types TSA_GUARDED_BY(bql);
+    const char *open_path TSA_GUARDED_BY(bql);  /* key path while opening */
 
-    /* Options as given (normalised), for query-named-block-nodes.  BQL */
-    struct json_object *options;
+    /* Options as given (normalised), for query-named-block-nodes. */
+    struct json_object *options TSA_GUARDED_BY(bql);
 
-    int open_flags;                 /* BDRV_O_*; BQL */
-    bool read_only;                 /* BQL */
+    /*
+     * BDRV_O_* and read-only: set while opening (the driver may switch to
+     * read-only), immutable once bdrv_open() returns; the I/O path reads
+     * them in any thread.
+     */
+    int open_flags;
+    bool read_only;
     bool force_share;               /* immutable */
     BlockdevDetectZeroes detect_zeroes; /* immutable */
     BlockLimits bl;                 /* BQL, drained */
@@ -145,8 +151,8 @@ struct BlockDriverState {
      * read with qatomic_read by I/O code. */
     AioContext *aio_context;
 
-    int refcnt;                     /* BQL */
-    bool monitor_owned;             /* blockdev-add's reference; BQL */
+    int refcnt TSA_GUARDED_BY(bql);
+    bool monitor_owned TSA_GUARDED_BY(bql);     /* blockdev-add's reference */
 
     /* Topology: graph lock. */
     QLIST_HEAD(, BdrvChild GRAPH_RDLOCK_PTR) children;
@@ -158,9 +164,9 @@ struct BlockDriverState {
      */
     BdrvChild * GRAPH_RDLOCK_PTR file;
 
-    /* Cumulative permissions taken on this node by its parents.  BQL */
-    uint64_t total_perm;
-    uint64_t total_shared;
+    /* Cumulative permissions taken on this node by its parents. */
+    uint64_t total_perm TSA_GUARDED_BY(bql);
+    uint64_t total_shared TSA_GUARDED_BY(bql);
 
     /* Requests in flight in any thread.  atomic; decrement kicks waiters. */
     unsigned in_flight;

@@ -69,17 +69,17 @@ struct BlockExport {
      * holds a use reference on each (qmp/objects.h).  immutable
      */
     GPtrArray *iothreads;
-    unsigned next_iothread;         /* BQL: round-robin cursor */
+    unsigned next_iothread TSA_GUARDED_BY(bql);    /* round-robin cursor */
 
-    int refcount;                   /* BQL */
-    bool shutting_down;             /* BQL */
+    int refcount TSA_GUARDED_BY(bql);
+    bool shutting_down TSA_GUARDED_BY(bql);
     /*
      * Clients serving requests (the NBD transmission phase), for drains,
      * moves, query and safe removal; see block/export/client.h.
      */
-    QLIST_HEAD(, BlkExpClient) client_list;   /* BQL */
-    unsigned clients;               /* BQL: their number */
-    bool quiesced;                  /* BQL: the node is drained */
+    QLIST_HEAD(, BlkExpClient TSA_GUARDED_BY(bql)) client_list;
+    unsigned clients TSA_GUARDED_BY(bql);      /* their number */
+    bool quiesced TSA_GUARDED_BY(bql);         /* the node is drained */
 
     BlockExportStats stats;         /* atomics: totals of departed clients */
 
