@@ -155,7 +155,7 @@ static int job_finalize_single_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
     return 0;
 }
 
-static int job_prepare_locked(Job *job) TSA_REQUIRES(job_mutex)
+static int job_prepare_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 {
     if (job->ret == 0 && job->driver->prepare) {
         int ret;
@@ -211,7 +211,7 @@ static void job_do_finalize_locked(Job *job) TSA_REQUIRES(bql, job_mutex)
 }
 
 static void job_cancel_async_locked(Job *job, bool force)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     if (job->driver->cancel) {
         job_unlock();

@@ -136,7 +136,7 @@ static void collect_subtree(BlockDriverState *bs, GPtrArray *order,
     }
 }
 
-static void perm_update_abort(PermUpdate *u) GRAPH_RDLOCK
+static void perm_update_abort(PermUpdate *u) GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     for (guint i = u->checked->len; i-- > 0;) {
         BlockDriverState *bs = u->checked->pdata[i];

@@ -14,7 +14,8 @@
 #include "block/block_int.h"
 #include "util/main-loop.h"
 
-static int64_t allocated_size(BlockDriverState *bs) GRAPH_RDLOCK
+static int64_t allocated_size(BlockDriverState *bs)
+    GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     if (bs->drv->bdrv_get_allocated_file_size) {
         return bs->drv->bdrv_get_allocated_file_size(bs);

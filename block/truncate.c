@@ -35,6 +35,7 @@ static void coroutine_fn bdrv_co_parents_resized(BlockDriverState *bs)
     if (move) {
         aio_co_reschedule_self(main_context());
     }
+    GLOBAL_STATE_CODE();
     QLIST_FOREACH(c, &bs->parents, next_parent) {
         if (c->klass->resize) {
             c->klass->resize(c);

@@ -18,16 +18,16 @@
 /* Callbacks to the backend's user; main loop. */
 typedef struct BlockDevOps {
     /* The node is being drained: stop submitting; do not poll. */
-    void (*drained_begin)(void *opaque);
+    void (*drained_begin)(void *opaque) BQL_PTR;
     /* Still busy with requests of its own? (true keeps the drain waiting) */
-    bool (*drained_poll)(void *opaque);
-    void (*drained_end)(void *opaque);
+    bool (*drained_poll)(void *opaque) BQL_PTR;
+    void (*drained_end)(void *opaque) BQL_PTR;
     /* The node's size changed. */
-    void (*resize)(void *opaque);
+    void (*resize)(void *opaque) BQL_PTR;
     /* The node moved to @ctx (false + errp: refuse, before the move). */
     bool (*can_change_aio_context)(void *opaque, AioContext *ctx,
-                                   Error **errp);
-    void (*aio_context_changed)(void *opaque, AioContext *ctx);
+                                   Error **errp) BQL_PTR;
+    void (*aio_context_changed)(void *opaque, AioContext *ctx) BQL_PTR;
 } BlockDevOps;
 
 /* Statistics, updated with atomics from any thread. */

@@ -41,7 +41,7 @@ struct BdrvChildClass {
     bool parent_is_bds;
 
     /* "node 'disk0'", "export 'exp0'", "job 'job0'": for messages. */
-    char *(*get_parent_desc)(BdrvChild *c);
+    char *(*get_parent_desc)(BdrvChild *c) BQL_PTR;
 
     /*
      * Drain, propagated up from the child: drained_begin stops the parent
@@ -49,15 +49,15 @@ struct BdrvChildClass {
      * true while the parent still has requests in flight on @c's node;
      * drained_end lets it go on (it must not poll either).
      */
-    void (*drained_begin)(BdrvChild *c) GRAPH_RDLOCK_PTR;
-    bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR;
-    void (*drained_end)(BdrvChild *c) GRAPH_RDLOCK_PTR;
+    void (*drained_begin)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
+    bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
+    void (*drained_end)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
 
     /*
      * The child's node changed size (any thread's truncate, BQL here,
      * with the graph read lock held).
      */
-    void (*resize)(BdrvChild *c) GRAPH_RDLOCK_PTR;
+    void (*resize)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
 
     /*
      * Moving to another AioContext: can_set_aio_ctx checks whether the
@@ -67,14 +67,14 @@ struct BdrvChildClass {
      * under the graph read lock, set_aio_ctx under the write lock.
      */
     bool (*can_set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited,
-                            Error **errp) GRAPH_RDLOCK_PTR;
+                            Error **errp) GRAPH_RDLOCK_PTR BQL_PTR;
     void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited)
-        GRAPH_WRLOCK_PTR;
+        GRAPH_WRLOCK_PTR BQL_PTR;
     AioContext *(*get_parent_aio_context)(BdrvChild *c);
 
     /* Attached to / detached from the child's node; graph write lock. */
-    void (*attach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
-    void (*detach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
+    void (*attach)(BdrvChild *c) GRAPH_WRLOCK_PTR BQL_PTR;
+    void (*detach)(BdrvChild *c) GRAPH_WRLOCK_PTR BQL_PTR;
 };
 
 extern const BdrvChildClass child_of_bds;
@@ -239,8 +239,8 @@ struct BlockDriver {
      * detaches whatever children were attached.
      */
     int (*bdrv_open)(BlockDriverState *bs, struct json_object *options,
-                     int flags, Error **errp) GRAPH_UNLOCKED_PTR;
-    void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR;
+                     int flags, Error **errp) GRAPH_UNLOCKED_PTR BQL_PTR;
+    void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR BQL_PTR;
 
     /*
      * blockdev-create (block/create.c): the options beyond "driver"
@@ -255,19 +255,21 @@ struct BlockDriver {
     void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,
                             BdrvChildRole role, uint64_t parent_perm,
                             uint64_t parent_shared, uint64_t *nperm,
-                            uint64_t *nshared) GRAPH_RDLOCK_PTR;
+                            uint64_t *nshared) GRAPH_RDLOCK_PTR BQL_PTR;
     /*
      * Permission update in two phases: check (may take locks, e.g. OFD
      * image locks; fail with @errp), then set or abort.
      */
     int (*bdrv_check_perm)(BlockDriverState *bs, uint64_t perm,
-                           uint64_t shared, Error **errp) GRAPH_RDLOCK_PTR;
+                           uint64_t shared, Error **errp)
+        GRAPH_RDLOCK_PTR BQL_PTR;
     void (*bdrv_set_perm)(BlockDriverState *bs, uint64_t perm,
-                          uint64_t shared) GRAPH_RDLOCK_PTR;
-    void (*bdrv_abort_perm_update)(BlockDriverState *bs) GRAPH_RDLOCK_PTR;
+                          uint64_t shared) GRAPH_RDLOCK_PTR BQL_PTR;
+    void (*bdrv_abort_perm_update)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     void (*bdrv_refresh_limits)(BlockDriverState *bs, Error **errp)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /*
      * The size of child @c changed: update bs->total_bytes if it follows
@@ -275,20 +277,21 @@ struct BlockDriver {
      * @bs's own parents.  Main loop, graph read lock.
      */
     void (*bdrv_child_resized)(BlockDriverState *bs, BdrvChild *c)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* Moving between AioContexts (drained, write lock). */
-    void (*bdrv_detach_aio_context)(BlockDriverState *bs) GRAPH_WRLOCK_PTR;
+    void (*bdrv_detach_aio_context)(BlockDriverState *bs)
+        GRAPH_WRLOCK_PTR BQL_PTR;
     void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx)
-        GRAPH_WRLOCK_PTR;
+        GRAPH_WRLOCK_PTR BQL_PTR;
 
     /* Bytes the image occupies on its storage, or -errno. */
     int64_t (*bdrv_get_allocated_file_size)(BlockDriverState *bs)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* Driver-specific query fields (add to @info). */
     void (*bdrv_query_info)(BlockDriverState *bs, struct json_object *info)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* ---- I/O: coroutines in any AioContext; -errno on failure ---- */
 

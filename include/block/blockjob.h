@@ -94,7 +94,7 @@ bool block_job_check_node(BlockDriverState *bs, Error **errp);
 void block_job_free(Job *job);
 
 /* The block job for @job, or NULL if @job is not one. */
-BlockJob *block_job_from_job(Job *job);
+BlockJob *block_job_from_job(Job *job) TSA_REQUIRES(bql);
 /* The block job with id @id, or NULL. */
 BlockJob *block_job_get_locked(const char *id) TSA_REQUIRES(bql, job_mutex);
 

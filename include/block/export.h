@@ -102,19 +102,20 @@ struct BlockExportDriver {
      * export is not yet listed).  On failure, leave no trace: delete is
      * not called.
      */
-    int (*create)(BlockExport *exp, struct json_object *args, Error **errp);
+    int (*create)(BlockExport *exp, struct json_object *args, Error **errp)
+        BQL_PTR;
     /*
      * Disconnect what export.c does not know of (clients not yet attached,
      * e.g. in a handshake); the attached ones are closed by export.c.
      * Each client drops its reference when gone.  Optional.
      */
-    void (*request_shutdown)(BlockExport *exp);
+    void (*request_shutdown)(BlockExport *exp) BQL_PTR;
     /* The last reference is gone: free what create allocated. */
-    void (*delete)(BlockExport *exp);
+    void (*delete)(BlockExport *exp) BQL_PTR;
     /* Add type-specific members to a query-block-exports entry (or NULL). */
-    void (*query)(BlockExport *exp, struct json_object *info);
+    void (*query)(BlockExport *exp, struct json_object *info) BQL_PTR;
     /* Add the counters of live clients to @stats (or NULL). */
-    void (*get_stats)(BlockExport *exp, BlockExportStats *stats);
+    void (*get_stats)(BlockExport *exp, BlockExportStats *stats) BQL_PTR;
 };
 
 /* Register an export type; once per type, at start-up. */

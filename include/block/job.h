@@ -149,25 +149,25 @@ typedef struct JobDriver {
 
     /* --- main loop (BQL), job_mutex not held -------------------------- */
     /* The user paused / resumed the job (job-pause, job-resume). */
-    void (*user_resume)(Job *job);
+    void (*user_resume)(Job *job) BQL_PTR;
     /* job-complete on a READY job: start the switch-over. */
-    void (*complete)(Job *job, Error **errp);
+    void (*complete)(Job *job, Error **errp) BQL_PTR;
     /* Drained: the job's I/O must stop (BlockJob's dev ops). */
-    void (*drain)(Job *job);
+    void (*drain)(Job *job) BQL_PTR;
     /*
      * Cancel requested.  Returns whether the cancel is forced; a driver
      * that can finish gracefully (a READY mirror) returns @force.
      * Without the callback every cancel is forced.
      */
-    bool (*cancel)(Job *job, bool force);
+    bool (*cancel)(Job *job, bool force) BQL_PTR;
     /* Finalization, all jobs of a transaction together: prepare each,
      * then commit each (all succeeded) or abort each, then clean each. */
-    int (*prepare)(Job *job);
-    void (*commit)(Job *job);
-    void (*abort)(Job *job);
-    void (*clean)(Job *job);
+    int (*prepare)(Job *job) BQL_PTR;
+    void (*commit)(Job *job) BQL_PTR;
+    void (*abort)(Job *job) BQL_PTR;
+    void (*clean)(Job *job) BQL_PTR;
     /* The last reference is gone: free what the driver owns. */
-    void (*free)(Job *job);
+    void (*free)(Job *job) BQL_PTR;
 } JobDriver;
 
 /* Called with the job's final ret when it finalizes (main loop). */

@@ -40,6 +40,15 @@ bool bql_locked(void);
 void bql_assert_held(void) TSA_ASSERT(bql);
 
 #define GLOBAL_STATE_CODE()  bql_assert_held()
+
+/*
+ * On a callback that only the main loop may call (a driver's global-state
+ * callback): reading the pointer needs the BQL, so the analysis reports a
+ * call from code that does not hold it.  The callback itself opens with
+ * GLOBAL_STATE_CODE(): the analysis does not follow calls through
+ * pointers.
+ */
+#define BQL_PTR              TSA_GUARDED_BY(bql)
 #define IO_CODE()            do { } while (0)
 
 /*
