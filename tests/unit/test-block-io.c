@@ -1325,6 +1325,7 @@ static void test_block_status_recurse(void)
     StatusReq r;
     int ret;
 
+    GLOBAL_STATE_CODE();
     node_open(&t, "{\"driver\": \"test-fmt\", \"node-name\": \"fmt\","
                   " \"file\": {\"driver\": \"test-mem\"}}");
     bdrv_graph_rdlock_main_loop();

@@ -248,6 +248,7 @@ static void test_wrlock_waits_for_readers_in_two_iothreads(void)
 /* Runs inside the first writer's wait: a second writer must abort. */
 static void nested_writer_bh(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     bdrv_graph_wrlock();
     bdrv_graph_wrunlock();
 }
@@ -528,6 +529,7 @@ static void test_negative_sum_while_polling(void)
 {
     HandReaders h;
 
+    GLOBAL_STATE_CODE();
     hand_readers_init(&h);
     bdrv_graph_set_reader_count_hook(migrate_between_reads, &h);
     bdrv_graph_wrlock();
@@ -557,6 +559,7 @@ static void test_transient_zero_keeps_writer_out(void)
 {
     HandReaders h;
 
+    GLOBAL_STATE_CODE();
     hand_readers_init(&h);
     h.holder = co_create(hand_reader_entry, NULL);
     enter_in(h.a, h.holder);                    /* locks in a, holds */
