@@ -151,9 +151,10 @@ void blk_exp_request_shutdown(BlockExport *exp) TSA_REQUIRES(bql);
  * Shut down every export of @type (NULL: of every type) and wait, running
  * the main loop, until all of them are deleted.
  */
-void blk_exp_close_all_type(const char *type) TSA_REQUIRES(bql);
+void blk_exp_close_all_type(const char *type)
+    TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 /* Shut down every export and wait until all are gone (daemon exit). */
-void blk_exp_close_all(void) TSA_REQUIRES(bql);
+void blk_exp_close_all(void) TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 
 /*
  * The AioContext the next client of @exp should run in: round-robin over

@@ -21,6 +21,7 @@
 #ifndef BLOCK_JOB_MONITOR_H
 #define BLOCK_JOB_MONITOR_H
 
+#include "block/graph-lock.h"
 #include "block/job.h"
 
 /* --- Lookup -------------------------------------------------------------- */
@@ -97,7 +98,8 @@ void job_cancel_locked(Job *job, bool force) TSA_REQUIRES(bql, job_mutex);
  * while waiting) until it has concluded; dismiss it if it concluded.
  * Returns its ret.  Main loop.
  */
-int job_cancel_sync_locked(Job *job, bool force) TSA_REQUIRES(bql, job_mutex);
+int job_cancel_sync_locked(Job *job, bool force)
+    TSA_REQUIRES(bql, job_mutex) GRAPH_UNLOCKED;
 
 /*
  * Wait until @job has concluded (or gone), finishing it in the meantime
@@ -106,7 +108,8 @@ int job_cancel_sync_locked(Job *job, bool force) TSA_REQUIRES(bql, job_mutex);
  */
 int job_finish_sync_locked(Job *job,
                            void (*finish)(Job *, Error **errp),
-                           Error **errp) TSA_REQUIRES(bql, job_mutex);
+                           Error **errp)
+    TSA_REQUIRES(bql, job_mutex) GRAPH_UNLOCKED;
 
 /* Change where the job runs; the job must be paused or not started.
  * Main loop. */

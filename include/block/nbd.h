@@ -54,7 +54,7 @@ bool nbd_server_start(const NbdServerOptions *opts, Error **errp)
  * wait (running the main loop) until all of them are gone.  Does nothing
  * if no server runs.
  */
-void nbd_server_stop(void) TSA_REQUIRES(bql);
+void nbd_server_stop(void) TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 bool nbd_server_is_running(void) TSA_REQUIRES(bql);
 
 /*

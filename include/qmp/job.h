@@ -11,7 +11,8 @@
 #ifndef QMP_JOB_H
 #define QMP_JOB_H
 
-#include "util/main-loop.h"
+#include "block/graph-lock.h"
+#include "block/job.h"
 
 /* Register the commands.  Start-up, once. */
 void qmp_job_init(void) TSA_REQUIRES(bql);
@@ -21,6 +22,7 @@ void qmp_job_init(void) TSA_REQUIRES(bql);
  * dismiss it.  Daemon shutdown and quit, before exports and nodes go;
  * main loop, job_mutex not held.
  */
-void job_cancel_sync_all(void) TSA_REQUIRES(bql);
+void job_cancel_sync_all(void)
+    TSA_REQUIRES(bql) TSA_EXCLUDES(job_mutex) GRAPH_UNLOCKED;
 
 #endif /* QMP_JOB_H */
