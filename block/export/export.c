@@ -129,16 +129,19 @@ const OptDesc *blk_exp_add_schema(void)
  */
 static void blk_exp_drained_begin(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     blk_exp_clients_drained_begin(opaque);
 }
 
 static bool blk_exp_drained_poll(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     return blk_exp_clients_drained_poll(opaque);
 }
 
 static void blk_exp_drained_end(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     blk_exp_clients_drained_end(opaque);
 }
 
