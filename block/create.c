@@ -30,6 +30,7 @@ static int coroutine_fn blockdev_create_run(Job *job, Error **errp)
     BlockdevCreateJob *s = container_of(job, BlockdevCreateJob, common);
     int ret;
 
+    GLOBAL_STATE_CODE();        /* the job runs in the main context */
     job_progress_set_remaining(job, 1);
     ret = s->drv->bdrv_co_create(s->opts, errp);
     if (ret == 0) {

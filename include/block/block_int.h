@@ -249,7 +249,8 @@ struct BlockDriver {
      */
     const OptDesc *create_opts;
     int coroutine_fn (*bdrv_co_create)(struct json_object *options,
-                                       Error **errp) GRAPH_UNLOCKED_PTR;
+                                       Error **errp)
+        GRAPH_UNLOCKED_PTR BQL_PTR;
 
     /* Permissions this node needs on @c, given what its parents take. */
     void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,

@@ -20,7 +20,7 @@
  * "driver" and the create options of every driver that can create.
  * Built on first use; lives as long as the process.
  */
-const OptDesc *bdrv_create_schema(void);
+const OptDesc *bdrv_create_schema(void) TSA_REQUIRES(bql);
 
 /*
  * Start job @job_id creating what @options (checked against the schema)
@@ -28,6 +28,6 @@ const OptDesc *bdrv_create_schema(void);
  * create or the options are wrong for it.
  */
 bool blockdev_create(const char *job_id, struct json_object *options,
-                     Error **errp);
+                     Error **errp) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_CREATE_H */
