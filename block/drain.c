@@ -155,14 +155,6 @@ static void coroutine_fn drain_bounce(DrainCo *d)
 
 /* --- Drained sections ---------------------------------------------------- */
 
-void bdrv_drained_begin_no_poll(BlockDriverState *bs)
-{
-    GLOBAL_STATE_CODE();
-    bdrv_graph_rdlock_main_loop();
-    bdrv_do_drained_begin_quiesce(bs);
-    bdrv_graph_rdunlock_main_loop();
-}
-
 void bdrv_drained_begin(BlockDriverState *bs)
 {
     if (in_coroutine()) {

@@ -131,8 +131,6 @@ int bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
  */
 void bdrv_drained_begin(BlockDriverState *bs) GRAPH_UNLOCKED;
 void bdrv_drained_end(BlockDriverState *bs) GRAPH_UNLOCKED;
-/* begin without waiting; the caller polls (bdrv_drain_all_poll). */
-void bdrv_drained_begin_no_poll(BlockDriverState *bs) TSA_REQUIRES(bql);
 bool bdrv_drain_poll(BlockDriverState *bs) GRAPH_RDLOCK TSA_REQUIRES(bql);
 void bdrv_drain_all_begin(void) GRAPH_UNLOCKED;
 void bdrv_drain_all_begin_nopoll(void) TSA_REQUIRES(bql);

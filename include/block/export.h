@@ -66,7 +66,7 @@ struct BlockExport {
      * The iothreads given to block-export-add (IOThread *), in order;
      * empty: the connections run in the node's context.  With more than
      * one, connections are spread over them round-robin and the export
-     * holds a use reference on each (qmp/objects.h).  immutable
+     * holds a use reference on each (util/iothread.h).  immutable
      */
     GPtrArray *iothreads;
     unsigned next_iothread TSA_GUARDED_BY(bql);    /* round-robin cursor */
