@@ -37,7 +37,7 @@ typedef struct BlockCopyState BlockCopyState;
 /* Largest task: one read and one write of at most this many bytes. */
 #define BLOCK_COPY_MAX_CHUNK        (1024 * 1024)
 /* Budget of bounce buffers of all tasks in flight together: the backup
- * job's workers use half (block/backup.c), the filter's copies the rest. */
+ * job's workers use half (block/jobs/backup.c), the filter's copies the rest. */
 #define BLOCK_COPY_MAX_MEM          (64 * 1024 * 1024)
 
 /*

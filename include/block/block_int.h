@@ -178,7 +178,7 @@ struct BlockDriverState {
     QLIST_HEAD(, BdrvTrackedRequest) tracked_requests;  /* reqs_lock */
     int serialising_in_flight;      /* atomic; fast path skips the list */
     /*
-     * Aligned writes running off the list (block/tracked-requests.c):
+     * Aligned writes running off the list (block/io/tracked-requests.c):
      * atomic, paired with serialising_in_flight; serialising requests
      * wait on untracked_drained (reqs_lock) until it is 0.
      */
@@ -194,14 +194,14 @@ struct BlockDriverState {
     unsigned write_gen;
     unsigned flushed_gen;
     /*
-     * Flushes of this node reach the driver one at a time (block/io.c
+     * Flushes of this node reach the driver one at a time (block/io/io.c
      * says why).  Held across the driver's flush and the children's, so
      * taken parent before child.
      */
     CoMutex flush_lock;
 
     /*
-     * Dirty bitmaps (block/dirty-bitmap.c).  dirty_bitmap_mutex guards the
+     * Dirty bitmaps (block/io/dirty-bitmap.c).  dirty_bitmap_mutex guards the
      * list and every bitmap's bits and size; the list changes only in the
      * main loop.  A leaf lock, never held across a yield.
      * dirty_bitmap_count mirrors the list's length (written under the
@@ -243,7 +243,7 @@ struct BlockDriver {
     void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR BQL_PTR;
 
     /*
-     * blockdev-create (block/create.c): the options beyond "driver"
+     * blockdev-create (block/jobs/create.c): the options beyond "driver"
      * (QEMU's BlockdevCreateOptions<driver>), and the creation, in a
      * coroutine in the main loop.  0, or -errno with @errp set.
      */
@@ -382,7 +382,7 @@ void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
 
 /*
  * Callbacks for filters, whose "file" child (bs->file) holds the data at
- * the same offsets (block/filter.c): limits copied from the child (the
+ * the same offsets (block/drivers/filter.c): limits copied from the child (the
  * _bytes variant with request_alignment 1, forwarding unaligned ranges
  * for the child to pad), reads forwarded, block status "ask my file",
  * the child's length.
@@ -429,7 +429,7 @@ int bdrv_run_co_ret(AioContext *ctx, BdrvCoFn *fn, void *opaque)
  */
 BlockDriverState *bdrv_next_node_all(BlockDriverState *bs) TSA_REQUIRES(bql);
 
-/* Counting of requests (block/io.c); any thread. */
+/* Counting of requests (block/io/io.c); any thread. */
 void bdrv_inc_in_flight(BlockDriverState *bs);
 void bdrv_dec_in_flight(BlockDriverState *bs);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The copy-before-write filter (block/copy-before-write.c): sits above a
+ * The copy-before-write filter (block/jobs/copy-before-write.c): sits above a
  * source node (child "file") and, before a write, write-zeroes or discard
  * reaches the source, copies the old content of the clusters it touches
  * to the target (child "target") unless they were copied already.  Reads

@@ -18,7 +18,7 @@
  *
  * The write path marks every enabled bitmap of a node dirty after a write,
  * write-zeroes or discard reached the node's driver and before the request
- * completes (bdrv_set_dirty(), called by block/io.c).  A bitmap created
+ * completes (bdrv_set_dirty(), called by block/io/io.c).  A bitmap created
  * in a drained section therefore records every write that completes after
  * the section ends.
  */
@@ -84,7 +84,7 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *bitmap, int64_t start,
                                        int64_t *dirty_count);
 
 /*
- * The write path (block/io.c): a write, write-zeroes or discard of
+ * The write path (block/io/io.c): a write, write-zeroes or discard of
  * [offset, offset + bytes) reached @bs's driver; mark every enabled bitmap
  * of @bs dirty.  Any thread.  Cheap when @bs has no bitmap.
  */

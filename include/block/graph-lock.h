@@ -95,7 +95,7 @@ void bdrv_graph_rdunlock_main_loop(void)
 /*
  * Number of readers in all contexts (sum, including orphans).  Exact when
  * no reader locks or unlocks meanwhile; a snapshot taken while readers
- * move between contexts may be off, even negative (block/graph-lock.c).
+ * move between contexts may be off, even negative (block/graph/graph-lock.c).
  */
 int bdrv_graph_reader_count(void);
 /* Readers parked behind a writer (for tests). */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The mirror block job (block/mirror.c): copies a node (the source) to
+ * The mirror block job (block/jobs/mirror.c): copies a node (the source) to
  * another (the target) while the source stays in use, then optionally
  * switches the source's users over to the target.  See docs/jobs.md.
  *

@@ -4,7 +4,7 @@
  * resolves to), connections whose handshake runs in the main loop and
  * whose transmission phase runs in an export's iothread, and the "nbd"
  * export type.  The protocol's constants are in
- * block/export/nbd-protocol.h; docs/nbd.md describes what is supported.
+ * block/export/nbd/nbd-protocol.h; docs/nbd.md describes what is supported.
  *
  * Main loop (BQL) throughout.
  */

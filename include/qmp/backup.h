@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * QMP blockdev-backup (qmp/cmd-backup.c), with QEMU's arguments, errors
- * and events (the job's are block/blockjob.c's).
+ * and events (the job's are block/jobs/blockjob.c's).
  *
  * Main-loop code (GLOBAL_STATE_CODE).
  */

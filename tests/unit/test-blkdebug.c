@@ -18,7 +18,7 @@
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
-#include "block/drivers.h"
+#include "block/drivers/drivers.h"
 #include "util/atomic.h"
 #include "util/keyval.h"
 #include "util/main-loop.h"

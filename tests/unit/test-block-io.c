@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The generic request path (block/io.c): the checking layer, padding and
+ * The generic request path (block/io/io.c): the checking layer, padding and
  * read-modify-write, serialisation of overlapping requests, splitting,
  * bounce buffers, write-zeroes fallback, detect-zeroes, FUA emulation,
  * flush generations, discard, block status, truncate, in-flight counting.

@@ -13,7 +13,7 @@
 #include "util/osdep.h"
 
 #include "block/block_int.h"
-#include "block/drivers.h"
+#include "block/drivers/drivers.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
 #include "util/main-loop.h"

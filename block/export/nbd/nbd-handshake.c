@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 
 #include "block/block-backend.h"
-#include "block/export/nbd-int.h"
+#include "block/export/nbd/nbd-int.h"
 #include "util/log.h"
 #include "util/main-loop.h"
 

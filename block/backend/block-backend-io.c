@@ -14,7 +14,7 @@
 #include "util/osdep.h"
 
 #include "block/block-backend.h"
-#include "block/block-backend-int.h"
+#include "block/backend/block-backend-int.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "util/aio-wait.h"

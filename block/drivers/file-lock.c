@@ -19,7 +19,7 @@
 
 #include <fcntl.h>
 
-#include "block/file-posix-int.h"
+#include "block/drivers/file-posix-int.h"
 #include "util/main-loop.h"
 
 /* Lock bytes, shared with QEMU's file driver (see above). */

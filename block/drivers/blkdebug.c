@@ -31,7 +31,7 @@
 
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/drivers.h"
+#include "block/drivers/drivers.h"
 #include "util/aio.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
@@ -238,7 +238,7 @@ blkdebug_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return ret ? ret : bdrv_co_pdiscard(bs->file, offset, bytes);
 }
 
-/* The generic flush then flushes the child (block/flush.c). */
+/* The generic flush then flushes the child (block/io/flush.c). */
 static int coroutine_fn GRAPH_RDLOCK
 blkdebug_co_flush_to_disk(BlockDriverState *bs)
 {

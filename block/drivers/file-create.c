@@ -17,7 +17,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
-#include "block/file-posix-int.h"
+#include "block/drivers/file-posix-int.h"
 #include "util/thread-pool.h"
 
 enum {

@@ -15,7 +15,7 @@
 
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/io-int.h"
+#include "block/io/io-int.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
 #include "util/main-loop.h"

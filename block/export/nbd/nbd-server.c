@@ -28,7 +28,7 @@
 #include <sys/un.h>
 
 #include "block/block-backend.h"
-#include "block/export/nbd-int.h"
+#include "block/export/nbd/nbd-int.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/log.h"

@@ -24,7 +24,7 @@
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/drain.h"
+#include "block/graph/drain.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"

@@ -5,7 +5,7 @@
  * the source included), so the job sees every write:
  *
  *  - background copy mode: the filter passes everything to the source; the
- *    job's dirty bitmap on the source records the writes (block/io.c).
+ *    job's dirty bitmap on the source records the writes (block/io/io.c).
  *  - write-blocking copy mode: the job's bitmap is disabled and the filter
  *    does the recording.  A guest write becomes a MirrorOp (serialised with
  *    the job's copies, mirror-int.h), goes to the source, then to the
@@ -27,10 +27,10 @@
  */
 #include "util/osdep.h"
 
-#include "block/block-backend-int.h"
+#include "block/backend/block-backend-int.h"
 #include "block/block-io.h"
-#include "block/drivers.h"
-#include "block/mirror-int.h"
+#include "block/drivers/drivers.h"
+#include "block/jobs/mirror-int.h"
 #include "util/atomic.h"
 #include "util/main-loop.h"
 
@@ -218,7 +218,7 @@ mirror_top_do_write(BlockDriverState *bs, MirrorTopWrite type, int64_t offset,
                                    qiov, flags);
     /*
      * Any copy mode: the write may have left dirty bits for the job (set
-     * by block/io.c before the source's request completed, or by us).
+     * by block/io/io.c before the source's request completed, or by us).
      */
     if (s) {
         mirror_kick(s);

@@ -19,7 +19,7 @@
  */
 #include "util/osdep.h"
 
-#include "block/job-internal.h"
+#include "block/jobs/job-internal.h"
 #include "util/event.h"
 #include "util/id.h"
 #include "util/main-loop.h"

@@ -33,7 +33,7 @@
 
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/mirror-int.h"
+#include "block/jobs/mirror-int.h"
 #include "util/atomic.h"
 #include "util/coroutine.h"
 

@@ -14,7 +14,7 @@
  */
 #include "util/osdep.h"
 
-#include "block/job-internal.h"
+#include "block/jobs/job-internal.h"
 #include "util/aio-wait.h"
 #include "util/main-loop.h"
 

@@ -31,8 +31,8 @@
 #include <sys/uio.h>
 
 #include "block/block_int.h"
-#include "block/drivers.h"
-#include "block/file-posix-int.h"
+#include "block/drivers/drivers.h"
+#include "block/drivers/file-posix-int.h"
 #include "util/atomic.h"
 #include "util/log.h"
 #include "util/main-loop.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Tracked requests: the serialisation layer of the generic request path
- * (block/io.c).  A read-modify-write of an unaligned write, or a truncate,
+ * (block/io/io.c).  A read-modify-write of an unaligned write, or a truncate,
  * excludes every request that overlaps it; the comment below says which
  * requests are tracked, who waits for whom, and why waits cannot deadlock.
  *
@@ -16,7 +16,7 @@
 #include "util/osdep.h"
 
 #include "block/block_int.h"
-#include "block/io-int.h"
+#include "block/io/io-int.h"
 #include "util/atomic.h"
 #include "util/co-lock.h"
 #include "util/coroutine.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * What the mirror job (block/mirror.c) and its filter node
- * (block/mirror-top.c) share.  Private to block/.
+ * What the mirror job (block/jobs/mirror.c) and its filter node
+ * (block/jobs/mirror-top.c) share.  Private to block/.
  *
  * Operations: every copy of a range from source to target (the job's
  * background copies) and every write-blocking guest write (the filter's

@@ -2,8 +2,8 @@
 /*
  * The block graph: drivers, the node registry, opening nodes from blockdev
  * definitions, edges (BdrvChild), node replacement.  Permissions are in
- * block/permission.c, moving subtrees between AioContexts in
- * block/aio-context.c, queries in block/query.c.
+ * block/graph/permission.c, moving subtrees between AioContexts in
+ * block/graph/aio-context.c, queries in block/graph/query.c.
  *
  * Everything here is main-loop code (GLOBAL_STATE_CODE).  Topology changes
  * happen only under the graph write lock (bdrv_child_set_bs() asserts it),
@@ -16,8 +16,8 @@
 #include "block/block-global-state.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/drain.h"
-#include "block/drivers.h"
+#include "block/graph/drain.h"
+#include "block/drivers/drivers.h"
 #include "util/aio-wait.h"
 #include "util/atomic.h"
 #include "util/id.h"

@@ -19,7 +19,7 @@
 #include "util/osdep.h"
 
 #include "block/block-backend.h"
-#include "block/export/nbd-int.h"
+#include "block/export/nbd/nbd-int.h"
 #include "util/main-loop.h"
 
 typedef struct NbdExtent {

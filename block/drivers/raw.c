@@ -17,7 +17,7 @@
 
 #include "block/block-io.h"
 #include "block/block_int.h"
-#include "block/drivers.h"
+#include "block/drivers/drivers.h"
 #include "util/atomic.h"
 #include "util/main-loop.h"
 

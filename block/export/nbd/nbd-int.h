@@ -31,7 +31,7 @@
 
 #include "block/nbd.h"
 #include "block/export/client.h"
-#include "block/export/nbd-protocol.h"
+#include "block/export/nbd/nbd-protocol.h"
 #include "util/aio.h"
 #include "util/queue.h"
 #include "util/thread.h"

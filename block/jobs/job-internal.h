@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * What the three files of the job core share and nobody else sees:
- *   block/job.c          the state machine, the event queue, the job list,
+ *   block/jobs/job.c          the state machine, the event queue, the job list,
  *                        references, transactions and creation;
- *   block/job-driver.c   the driver-facing API (include/block/job-driver.h):
+ *   block/jobs/job-driver.c   the driver-facing API (include/block/job-driver.h):
  *                        the job's coroutine, pause points, waking,
  *                        progress and rate limiting;
- *   block/job-monitor.c  the monitor-facing API (job-monitor.h): the verbs,
+ *   block/jobs/job-monitor.c  the monitor-facing API (job-monitor.h): the verbs,
  *                        completion and finalization of transactions, and
  *                        waiting for jobs.
  * Everything here requires job_mutex unless it says otherwise.
@@ -42,7 +42,7 @@ static inline bool job_should_pause_locked(Job *job) TSA_REQUIRES(job_mutex)
     return job->pause_count > 0;
 }
 
-/* --- block/job.c ---------------------------------------------------------- */
+/* --- block/jobs/job.c ---------------------------------------------------------- */
 
 /* Move to @to (must be allowed by the table, else abort) and queue
  * JOB_STATUS_CHANGE. */
@@ -62,7 +62,7 @@ void job_txn_del_job_locked(Job *job) TSA_REQUIRES(job_mutex);
 int job_txn_apply_locked(Job *job, int (*fn)(Job *))
     TSA_REQUIRES(bql, job_mutex);
 
-/* --- block/job-driver.c ----------------------------------------------------- */
+/* --- block/jobs/job-driver.c ----------------------------------------------------- */
 
 /* Wake the coroutine if it is yielded and @cond (NULL: always) agrees.
  * Drops job_mutex around the wake-up. */
@@ -72,7 +72,7 @@ void job_enter_cond_locked(Job *job, bool (*cond)(Job *))
 bool job_not_sleeping(Job *job) TSA_REQUIRES(job_mutex);
 bool job_is_sleeping(Job *job) TSA_REQUIRES(job_mutex);
 
-/* --- block/job-monitor.c ---------------------------------------------------- */
+/* --- block/jobs/job-monitor.c ---------------------------------------------------- */
 
 /* Bottom half in the main loop: run() returned, complete the job.  Takes
  * job_mutex itself. */

@@ -20,8 +20,8 @@
 #include <libaio.h>
 #include <sys/eventfd.h>
 
-#include "block/drivers.h"
-#include "block/file-posix-int.h"
+#include "block/drivers/drivers.h"
+#include "block/drivers/file-posix-int.h"
 #include "util/co-lock.h"
 #include "util/coroutine.h"
 #include "util/main-loop.h"
