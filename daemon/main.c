@@ -48,6 +48,7 @@ static void main_init_subsystems(void)
 {
     log_set_program_name(DAEMON_PROGNAME);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     qmp_control_init();
     qmp_objects_init();

@@ -127,7 +127,7 @@ void shutdown_quit_handler(void)
  * Stop the NBD server and remove every export, waiting until their
  * connections are gone: before the nodes are drained and closed.
  */
-static void shutdown_stop_nbd_server(void)
+static void shutdown_stop_nbd_server(void) TSA_REQUIRES(bql)
 {
     qmp_export_cleanup();
 }
@@ -136,13 +136,13 @@ static void shutdown_stop_nbd_server(void)
  * Cancel every job and wait for each to finish: before the exports and
  * nodes they use go away.
  */
-static void shutdown_cancel_jobs(void)
+static void shutdown_cancel_jobs(void) TSA_REQUIRES(bql)
 {
     job_cancel_sync_all();
 }
 
 /* Drop the monitor's nodes; anything left is somebody's leak. */
-static void shutdown_close_nodes(void)
+static void shutdown_close_nodes(void) TSA_REQUIRES(bql)
 {
     BlockDriverState *bs;
 
@@ -154,7 +154,7 @@ static void shutdown_close_nodes(void)
     }
 }
 
-static void shutdown_emit_event(const char *reason)
+static void shutdown_emit_event(const char *reason) TSA_REQUIRES(bql)
 {
     struct json_object *data = json_object_new_object();
 

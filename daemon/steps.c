@@ -199,7 +199,7 @@ void step_free(DaemonStep *step)
     }
 }
 
-static bool step_apply(DaemonStep *step, Error **errp)
+static bool step_apply(DaemonStep *step, Error **errp) TSA_REQUIRES(bql)
 {
     const StepKindInfo *info = &step_kinds[step->kind];
     Error *local_err = NULL;

@@ -30,6 +30,7 @@
 
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
+#include "block/create.h"
 #include "qmp/block.h"
 #include "qmp/objects.h"
 #include "qmp/qmp.h"
@@ -89,7 +90,7 @@ static void blockdev_add_schema_merge(GArray *schema, const OptDesc *opts)
     }
 }
 
-static OptDesc *blockdev_add_schema_build(void)
+static OptDesc *blockdev_add_schema_build(void) TSA_REQUIRES(bql)
 {
     GArray *schema = g_array_new(true, true, sizeof(OptDesc));
 
@@ -364,7 +365,7 @@ static struct json_object *blockstats_json(const BlockAcctStats *st,
  */
 static struct json_object *blockstats_entry(BlockDriverState *bs,
                                             const BlockAcctStats *st)
-    GRAPH_RDLOCK
+    GRAPH_RDLOCK TSA_REQUIRES(bql)
 {
     static const BlockAcctStats none;
     struct json_object *s = json_object_new_object();
@@ -408,6 +409,24 @@ static void qmp_query_blockstats(struct json_object *args,
         }
     }
     *ret = list;
+}
+
+/* --- blockdev-create ------------------------------------------------------ */
+
+static const OptDesc blockdev_create_args[] = {
+    { "job-id", OPT_STRING, .required = true,
+      .help = "the id of the creation job" },
+    { "options", OPT_ANY, .required = true,
+      .help = "what to create: 'driver' and its creation options" },
+    { NULL }
+};
+
+static void qmp_blockdev_create(struct json_object *args,
+                                struct json_object **ret, Error **errp)
+{
+    GLOBAL_STATE_CODE();
+    blockdev_create(opts_get_str(args, "job-id"),
+                    json_object_object_get(args, "options"), errp);
 }
 
 /* --- x-query-command-args ------------------------------------------------ */
@@ -461,7 +480,7 @@ static struct json_object *opts_schema_json(const OptDesc *opts)
  * blockdev-add's arguments are a union: "base" lists the options of every
  * node, "variants" each driver's own.
  */
-static void add_blockdev_variants(struct json_object *o)
+static void add_blockdev_variants(struct json_object *o) TSA_REQUIRES(bql)
 {
     struct json_object *variants = json_object_new_object();
 
@@ -470,6 +489,21 @@ static void add_blockdev_variants(struct json_object *o)
     for (const char *const *name = bdrv_driver_names(); *name; name++) {
         json_object_object_add(variants, *name, opts_schema_json(
                                    bdrv_driver_opts(*name)));
+    }
+    json_object_object_add(o, "variants", variants);
+}
+
+/* blockdev-create's "options": each driver's creation options. */
+static void add_create_variants(struct json_object *o) TSA_REQUIRES(bql)
+{
+    struct json_object *variants = json_object_new_object();
+
+    for (const char *const *name = bdrv_driver_names(); *name; name++) {
+        const OptDesc *opts = bdrv_driver_create_opts(*name);
+
+        if (opts) {
+            json_object_object_add(variants, *name, opts_schema_json(opts));
+        }
     }
     json_object_object_add(o, "variants", variants);
 }
@@ -494,6 +528,9 @@ static void qmp_x_query_command_args(struct json_object *args,
         if (cmds[i]->args && cmds[i]->args == blockdev_add_args) {
             add_blockdev_variants(o);
         }
+        if (cmds[i]->handler == qmp_blockdev_create) {
+            add_create_variants(o);
+        }
         json_object_array_add(list, o);
     }
     *ret = list;
@@ -507,6 +544,8 @@ static QmpCommand block_commands[] = {
       "open a node from a blockdev definition" },
     { "blockdev-del", blockdev_del_args, qmp_blockdev_del, 0,
       "close a node that blockdev-add opened" },
+    { "blockdev-create", blockdev_create_args, qmp_blockdev_create, 0,
+      "create an image (file, qcow2) in a job of type 'create'" },
     { "query-named-block-nodes", query_named_block_nodes_args,
       qmp_query_named_block_nodes, QMP_CMD_WHILE_WAITING,
       "describe every node" },

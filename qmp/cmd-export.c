@@ -75,6 +75,7 @@ static const OptDesc nbd_server_start_args[] = {
 /* Check addr.data against @schema and return it, or NULL with @errp. */
 static struct json_object *nbd_addr_data(struct json_object *addr,
                                          const OptDesc *schema, Error **errp)
+    TSA_REQUIRES(bql)
 {
     const OptDesc *const schemas[] = { schema, NULL };
     struct json_object *data = NULL;

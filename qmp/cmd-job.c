@@ -43,7 +43,7 @@ static const OptDesc set_speed_args[] = {
 };
 
 static Job *find_job_locked(const char *id, Error **errp)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     Job *job = job_get_locked(id);
 
@@ -54,7 +54,7 @@ static Job *find_job_locked(const char *id, Error **errp)
 }
 
 static BlockJob *find_block_job_locked(const char *id, Error **errp)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     BlockJob *bjob = block_job_get_locked(id);
 
@@ -78,7 +78,7 @@ typedef enum JobCmd {
 
 /* Apply @cmd to @job (found under the lock the caller holds). */
 static void job_cmd_locked(Job *job, JobCmd cmd, bool force, Error **errp)
-    TSA_REQUIRES(job_mutex)
+    TSA_REQUIRES(bql, job_mutex)
 {
     switch (cmd) {
     case JOB_CMD_PAUSE:

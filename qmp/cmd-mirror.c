@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * QMP blockdev-mirror: looks the nodes up, turns the arguments into a
- * MirrorArgs and starts the job (block/mirror.c), which checks the rest
+ * MirrorArgs and starts the job (block/jobs/mirror.c), which checks the rest
  * (granularity, buf-size, replaces, sizes) with QEMU's messages.  Either
  * the job runs or nothing changed.
  *

@@ -30,7 +30,7 @@
  * Who runs in @iothread's context, for object-del's refusal; NULL if
  * nobody.  Returns a string to g_free().
  */
-static char *iothread_user(IOThread *iothread)
+static char *iothread_user(IOThread *iothread) TSA_REQUIRES(bql)
 {
     AioContext *ctx = iothread_get_aio_context(iothread);
     unsigned uses = iothread_uses(iothread);
@@ -122,7 +122,7 @@ static const OptDesc object_del_args[] = {
     { NULL }
 };
 
-static void iothread_unregister_destroy(IOThread *iothread)
+static void iothread_unregister_destroy(IOThread *iothread) TSA_REQUIRES(bql)
 {
     iothread_unregister(iothread);
     iothread_destroy(iothread);

@@ -22,9 +22,9 @@
  * (qmp/monitor.c registers itself with its first monitor).
  *
  * Main-loop code: everything here runs under the BQL.  Entry points open
- * with GLOBAL_STATE_CODE(), or with bql_assert_held() (the same assertion,
- * which clang's thread-safety analysis also understands) where they touch
- * the BQL-guarded globals below.
+ * with GLOBAL_STATE_CODE() or bql_assert_held(): the same assertion, which
+ * clang's thread-safety analysis also understands, so either lets them
+ * touch the BQL-guarded globals below.
  */
 #include "util/osdep.h"
 
@@ -195,6 +195,7 @@ static const char *qmp_check_request(struct json_object *req, Error **errp)
 /* Find @name as the negotiation state allows; CommandNotFound otherwise. */
 static const QmpCommand *qmp_lookup_for_client(const char *name,
                                                bool negotiated, Error **errp)
+    TSA_REQUIRES(bql)
 {
     const QmpCommand *cmd = qmp_find_command(name);
 

@@ -34,28 +34,31 @@ typedef struct JsonScan {
 typedef struct MonitorClient MonitorClient;
 
 struct MonitorClient {
-    unsigned refcnt;                /* BQL */
+    unsigned refcnt TSA_GUARDED_BY(bql);
     char *name;                     /* immutable: for log messages */
-    int in_fd, out_fd;              /* BQL; -1 once closed */
+    int in_fd TSA_GUARDED_BY(bql);     /* -1 once closed */
+    int out_fd TSA_GUARDED_BY(bql);    /* -1 once closed */
     bool is_socket;                 /* immutable: in_fd == out_fd, send() */
     bool is_stdio;                  /* immutable */
     /* epoll cannot watch regular files: those run from pump_bh. */
     bool in_pollable, out_pollable; /* immutable */
     int saved_in_flags, saved_out_flags;  /* immutable: stdio's fcntl flags */
-    AioBH *pump_bh;                 /* BQL; NULL if both are pollable */
+    AioBH *pump_bh TSA_GUARDED_BY(bql);    /* NULL if both are pollable */
 
-    bool negotiated;                /* BQL: qmp_capabilities succeeded */
-    bool input_done;                /* BQL: EOF; close once output drained */
-    bool closed;                    /* BQL */
+    bool negotiated TSA_GUARDED_BY(bql);   /* qmp_capabilities succeeded */
+    bool input_done TSA_GUARDED_BY(bql);   /* EOF; close once output drained */
+    bool closed TSA_GUARDED_BY(bql);
     /*
      * Messages read and not yet answered, in order: requests waiting for
      * their turn, and error replies to bad input behind them (a
      * MonitorPending each).  Input is not read while it is not empty.  BQL
      */
     GQueue pending;
-    bool running;                   /* BQL: one of our commands runs */
-    bool pumping;                   /* BQL: client_run_pending() is on it */
-    bool read_armed, write_armed;   /* BQL: what the fd handlers watch */
+    bool running TSA_GUARDED_BY(bql);      /* one of our commands runs */
+    bool pumping TSA_GUARDED_BY(bql);      /* client_run_pending() is on it */
+    /* What the fd handlers watch. */
+    bool read_armed TSA_GUARDED_BY(bql);
+    bool write_armed TSA_GUARDED_BY(bql);
 
     /* Input: the tokener and the scanner follow the same bytes.  BQL */
     struct json_tokener *tok;
@@ -67,10 +70,11 @@ struct MonitorClient {
     size_t utf8_tail_len;
 
     /* Output queue: bytes [out_head, out->len) are still to be written. */
-    GByteArray *out;                /* BQL */
-    size_t out_head;                /* BQL */
+    GByteArray *out TSA_GUARDED_BY(bql);
+    size_t out_head TSA_GUARDED_BY(bql);
 
-    QLIST_ENTRY(MonitorClient) link;    /* BQL: on monitor_clients */
+    /* On monitor_clients. */
+    QLIST_ENTRY(MonitorClient TSA_GUARDED_BY(bql)) link;
 };
 
 /* --- qmp/monitor.c -------------------------------------------------------- */

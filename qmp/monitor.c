@@ -39,8 +39,8 @@
  * handlers are removed before their fd is closed.
  *
  * Main-loop code: everything here runs in the main thread under the BQL,
- * including every callback.  Entry points open with GLOBAL_STATE_CODE(),
- * or bql_assert_held() where they touch BQL-guarded globals.
+ * including every callback.  Entry points open with GLOBAL_STATE_CODE()
+ * or bql_assert_held(): the same assertion, for the analysis as well.
  */
 #include "util/osdep.h"
 
@@ -78,12 +78,13 @@ struct MonitorListener {
     ino_t ino;                      /* so we never unlink someone else's */
     AioTimer *retry_timer;          /* BQL: re-arms accept after a failure */
     unsigned next_client;           /* BQL: numbers clients in log messages */
-    QLIST_ENTRY(MonitorListener) link;  /* BQL: on monitor_listeners */
+    /* On monitor_listeners. */
+    QLIST_ENTRY(MonitorListener TSA_GUARDED_BY(bql)) link;
 };
 
-static QLIST_HEAD(, MonitorClient) monitor_clients TSA_GUARDED_BY(bql) =
+static QLIST_HEAD(, MonitorClient TSA_GUARDED_BY(bql)) monitor_clients =
     QLIST_HEAD_INITIALIZER;
-static QLIST_HEAD(, MonitorListener) monitor_listeners TSA_GUARDED_BY(bql) =
+static QLIST_HEAD(, MonitorListener TSA_GUARDED_BY(bql)) monitor_listeners =
     QLIST_HEAD_INITIALIZER;
 /* Commands running right now (nested loops may make it 1 deep).  BQL */
 static unsigned monitor_busy TSA_GUARDED_BY(bql);
@@ -103,14 +104,14 @@ static bool monitor_observing TSA_GUARDED_BY(bql);
 static void client_update_handlers(MonitorClient *c) TSA_REQUIRES(bql);
 
 /* Requests of @c still to run or running. */
-static bool client_has_requests(MonitorClient *c)
+static bool client_has_requests(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return c->running || !g_queue_is_empty(&c->pending);
 }
 
 /* --- Output --------------------------------------------------------------- */
 
-static size_t client_out_pending(MonitorClient *c)
+static size_t client_out_pending(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return c->out->len - c->out_head;
 }
@@ -233,7 +234,7 @@ void monitor_client_send_error(MonitorClient *c, const char *fmt, ...)
 
 /* --- Life cycle of a client ----------------------------------------------- */
 
-static void client_ref(MonitorClient *c)
+static void client_ref(MonitorClient *c) TSA_REQUIRES(bql)
 {
     c->refcnt++;
 }
@@ -247,7 +248,7 @@ static void monitor_pending_free(gpointer data)
     g_free(p);
 }
 
-static void client_unref(MonitorClient *c)
+static void client_unref(MonitorClient *c) TSA_REQUIRES(bql)
 {
     assert(c->refcnt > 0);
     if (--c->refcnt > 0) {
@@ -267,7 +268,7 @@ static bool client_wants_read(MonitorClient *c) TSA_REQUIRES(bql)
            !client_has_requests(c);
 }
 
-static bool client_wants_write(MonitorClient *c)
+static bool client_wants_write(MonitorClient *c) TSA_REQUIRES(bql)
 {
     return !c->closed && client_out_pending(c) > 0;
 }
@@ -363,6 +364,7 @@ static bool monitor_at_outermost(void) TSA_REQUIRES(bql)
  * running anything (malformed, unknown command).
  */
 static bool request_runs_while_waiting(struct json_object *req)
+    TSA_REQUIRES(bql)
 {
     struct json_object *name;
     const QmpCommand *cmd;
@@ -599,7 +601,7 @@ static void monitor_observe_events(void) TSA_REQUIRES(bql)
 
 /* --- Starting a client ---------------------------------------------------- */
 
-static struct json_object *monitor_greeting(void)
+static struct json_object *monitor_greeting(void) TSA_REQUIRES(bql)
 {
     struct json_object *qmp = json_object_new_object();
     struct json_object *greeting = json_object_new_object();

@@ -64,9 +64,10 @@ void blk_exp_client_attach(BlkExpClient *c, BlockExport *exp)
 
 void blk_exp_client_detach(BlkExpClient *c)
 {
-    BlockExport *exp = c->exp;
+    BlockExport *exp;
 
     GLOBAL_STATE_CODE();
+    exp = c->exp;
     assert(!qatomic_read(&c->in_flight));
     QLIST_REMOVE(c, link);
     exp->clients--;

@@ -63,8 +63,10 @@ struct BlkExpClient {
     const char *name;               /* immutable: "peer" for messages */
     Coroutine *co;                  /* immutable: the receive loop */
     BlkExpTransport *transport;     /* immutable; NULL for types without */
-    BlockExport *exp;               /* BQL; a reference while attached */
-    QLIST_ENTRY(BlkExpClient) link; /* BQL: in exp->client_list */
+    /* A reference while attached. */
+    BlockExport *exp TSA_GUARDED_BY(bql);
+    /* In exp->client_list. */
+    QLIST_ENTRY(BlkExpClient TSA_GUARDED_BY(bql)) link;
 
     BdMutex lock;
     /*
@@ -93,13 +95,13 @@ struct BlkExpClient {
 
 /* Set up @c (its receive loop @co not started yet).  Main loop. */
 void blk_exp_client_init(BlkExpClient *c, const char *name, Coroutine *co,
-                         BlkExpTransport *transport);
+                         BlkExpTransport *transport) TSA_REQUIRES(bql);
 /*
  * Free what init set up, once the client is detached and its loop gone;
  * waits (a plain wait) for bottom halves that still point to @c.  Main
  * loop.
  */
-void blk_exp_client_destroy(BlkExpClient *c);
+void blk_exp_client_destroy(BlkExpClient *c) TSA_REQUIRES(bql);
 
 /*
  * Join @exp (whose reference the caller passes to @c): counted in its
@@ -107,12 +109,13 @@ void blk_exp_client_destroy(BlkExpClient *c);
  * chooses (blk_exp_next_aio_context()).  Main loop, from the receive loop
  * (coroutine) before it serves requests.
  */
-void blk_exp_client_attach(BlkExpClient *c, BlockExport *exp);
+void blk_exp_client_attach(BlkExpClient *c, BlockExport *exp)
+    TSA_REQUIRES(bql);
 /*
  * Leave the export and drop the reference.  Main loop; the receive loop
  * has ended and no request is in flight (blk_exp_client_finish()).
  */
-void blk_exp_client_detach(BlkExpClient *c);
+void blk_exp_client_detach(BlkExpClient *c) TSA_REQUIRES(bql);
 
 /*
  * The receive loop's turn: false if the client is closing; parks while
@@ -160,14 +163,15 @@ void coroutine_fn blk_exp_client_finish(BlkExpClient *c);
  * (pending receives and sends fail), resume the loop if it is parked.
  * Main loop.
  */
-void blk_exp_client_request_close(BlkExpClient *c);
+void blk_exp_client_request_close(BlkExpClient *c) TSA_REQUIRES(bql);
 
 /* The export's side: its dev ops forward drains and moves here. */
-void blk_exp_clients_drained_begin(BlockExport *exp);
-bool blk_exp_clients_drained_poll(BlockExport *exp);
-void blk_exp_clients_drained_end(BlockExport *exp);
-void blk_exp_clients_aio_context_changed(BlockExport *exp, AioContext *ctx);
+void blk_exp_clients_drained_begin(BlockExport *exp) TSA_REQUIRES(bql);
+bool blk_exp_clients_drained_poll(BlockExport *exp) TSA_REQUIRES(bql);
+void blk_exp_clients_drained_end(BlockExport *exp) TSA_REQUIRES(bql);
+void blk_exp_clients_aio_context_changed(BlockExport *exp, AioContext *ctx)
+    TSA_REQUIRES(bql);
 /* Close every client of @exp (request_shutdown). */
-void blk_exp_clients_close_all(BlockExport *exp);
+void blk_exp_clients_close_all(BlockExport *exp) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_EXPORT_CLIENT_H */

@@ -41,7 +41,7 @@
 static GPtrArray *blk_exp_drivers TSA_GUARDED_BY(bql);
 
 /* Every listed export, newest last.  BQL */
-static QTAILQ_HEAD(, BlockExport) block_exports TSA_GUARDED_BY(bql) =
+static QTAILQ_HEAD(, BlockExport TSA_GUARDED_BY(bql)) block_exports =
     QTAILQ_HEAD_INITIALIZER(block_exports);
 
 /* --- Types and the argument schema --------------------------------------- */
@@ -129,16 +129,19 @@ const OptDesc *blk_exp_add_schema(void)
  */
 static void blk_exp_drained_begin(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     blk_exp_clients_drained_begin(opaque);
 }
 
 static bool blk_exp_drained_poll(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     return blk_exp_clients_drained_poll(opaque);
 }
 
 static void blk_exp_drained_end(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     blk_exp_clients_drained_end(opaque);
 }
 
@@ -181,7 +184,7 @@ static const BlockDevOps blk_exp_dev_ops = {
  * one does not exist.
  */
 static GPtrArray *blk_exp_parse_iothreads(struct json_object *args,
-                                          Error **errp)
+                                          Error **errp) TSA_REQUIRES(bql)
 {
     GPtrArray *iothreads = g_ptr_array_new();
     struct json_object *val;
@@ -223,6 +226,7 @@ fail:
  */
 static bool blk_exp_move_node(BlockExport *exp, BlockDriverState *bs,
                               AioContext **moved_from, Error **errp)
+    TSA_REQUIRES(bql)
 {
     AioContext *old_ctx = bdrv_get_aio_context(bs);
     AioContext *new_ctx;
@@ -488,7 +492,7 @@ static struct json_object *blk_exp_query_iothreads(BlockExport *exp)
     return list;
 }
 
-static struct json_object *blk_exp_query(BlockExport *exp)
+static struct json_object *blk_exp_query(BlockExport *exp) TSA_REQUIRES(bql)
 {
     struct json_object *info = json_object_new_object();
     BlockDriverState *bs = blk_bs(exp->blk);

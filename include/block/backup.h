@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The backup block job (block/backup.c): a point-in-time copy of a source
+ * The backup block job (block/jobs/backup.c): a point-in-time copy of a source
  * node to a target node while the source keeps changing, as QEMU's
  * blockdev-backup.  A copy-before-write filter above the source saves the
  * old content of clusters before they are overwritten; the job copies the
@@ -45,6 +45,6 @@ typedef struct BackupOptions {
 BlockJob *backup_job_create(BlockDriverState *source,
                             BlockDriverState *target,
                             const BackupOptions *opts, Error **errp)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 #endif /* BLOCK_BACKUP_H */

@@ -18,16 +18,16 @@
 /* Callbacks to the backend's user; main loop. */
 typedef struct BlockDevOps {
     /* The node is being drained: stop submitting; do not poll. */
-    void (*drained_begin)(void *opaque);
+    void (*drained_begin)(void *opaque) BQL_PTR;
     /* Still busy with requests of its own? (true keeps the drain waiting) */
-    bool (*drained_poll)(void *opaque);
-    void (*drained_end)(void *opaque);
+    bool (*drained_poll)(void *opaque) BQL_PTR;
+    void (*drained_end)(void *opaque) BQL_PTR;
     /* The node's size changed. */
-    void (*resize)(void *opaque);
+    void (*resize)(void *opaque) BQL_PTR;
     /* The node moved to @ctx (false + errp: refuse, before the move). */
     bool (*can_change_aio_context)(void *opaque, AioContext *ctx,
-                                   Error **errp);
-    void (*aio_context_changed)(void *opaque, AioContext *ctx);
+                                   Error **errp) BQL_PTR;
+    void (*aio_context_changed)(void *opaque, AioContext *ctx) BQL_PTR;
 } BlockDevOps;
 
 /* Statistics, updated with atomics from any thread. */
@@ -42,36 +42,40 @@ typedef struct BlockAcctStats {
     int64_t last_access_time_ns;
 } BlockAcctStats;
 
-/* --- Global state ------------------------------------------------------- */
+/* --- Global state: main loop, TSA_REQUIRES(bql) ------------------------- */
 
 /*
  * A backend in @ctx that will take @perm and share @shared on its node.
  * @name describes the user in permission conflicts ("exp0").
  */
 BlockBackend *blk_new(const char *name, AioContext *ctx, uint64_t perm,
-                      uint64_t shared);
-void blk_unref(BlockBackend *blk) GRAPH_UNLOCKED;
+                      uint64_t shared) TSA_REQUIRES(bql);
+void blk_unref(BlockBackend *blk) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 /* Attach to @bs, taking the permissions; refused on conflict. */
 int blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp)
-    GRAPH_UNLOCKED;
-void blk_remove_bs(BlockBackend *blk) GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
+void blk_remove_bs(BlockBackend *blk) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 int blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared,
-                 Error **errp) GRAPH_UNLOCKED;
-void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared);
+                 Error **errp) GRAPH_UNLOCKED TSA_REQUIRES(bql);
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared)
+    TSA_REQUIRES(bql);
 void blk_set_dev_ops(BlockBackend *blk, const BlockDevOps *ops,
-                     void *opaque);
-void blk_set_disable_request_queuing(BlockBackend *blk, bool disable);
+                     void *opaque) TSA_REQUIRES(bql);
+void blk_set_disable_request_queuing(BlockBackend *blk, bool disable)
+    TSA_REQUIRES(bql);
 /* Let the node move to another AioContext under us (default: no). */
-void blk_set_allow_aio_context_change(BlockBackend *blk, bool allow);
+void blk_set_allow_aio_context_change(BlockBackend *blk, bool allow)
+    TSA_REQUIRES(bql);
 /* Wait for this backend's requests to finish (drains its node). */
-void blk_drain(BlockBackend *blk) GRAPH_UNLOCKED;
+void blk_drain(BlockBackend *blk) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 const char *blk_name(BlockBackend *blk);
-BlockDriverState *blk_bs(BlockBackend *blk);
+/* The node, or NULL (reads the graph as main-loop code may, unlocked). */
+BlockDriverState *blk_bs(BlockBackend *blk) TSA_REQUIRES(bql);
 int blk_set_aio_context(BlockBackend *blk, AioContext *ctx, Error **errp)
-    GRAPH_UNLOCKED;
-void blk_get_stats(BlockBackend *blk, BlockAcctStats *stats);
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
+void blk_get_stats(BlockBackend *blk, BlockAcctStats *stats) TSA_REQUIRES(bql);
 /* Iterate over all backends: blk = blk_next(NULL) ... */
-BlockBackend *blk_next(BlockBackend *blk);
+BlockBackend *blk_next(BlockBackend *blk) TSA_REQUIRES(bql);
 
 /* --- I/O: any thread, coroutines ---------------------------------------- */
 
@@ -110,9 +114,10 @@ int coroutine_fn blk_co_truncate(BlockBackend *blk, int64_t offset,
  * a coroutine in the backend's context and wait (AIO_WAIT_WHILE).
  */
 int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf,
-              BdrvRequestFlags flags) GRAPH_UNLOCKED;
+              BdrvRequestFlags flags) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 int blk_pwrite(BlockBackend *blk, int64_t offset, int64_t bytes,
-               const void *buf, BdrvRequestFlags flags) GRAPH_UNLOCKED;
-int blk_flush(BlockBackend *blk) GRAPH_UNLOCKED;
+               const void *buf, BdrvRequestFlags flags) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
+int blk_flush(BlockBackend *blk) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 #endif /* BLOCK_BACKEND_H */

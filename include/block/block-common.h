@@ -15,6 +15,7 @@
 #include "util/error.h"
 #include "util/iov.h"
 #include "block/graph-lock.h"
+#include "util/main-loop.h"
 
 typedef struct BlockDriver BlockDriver;
 typedef struct BlockDriverState BlockDriverState;

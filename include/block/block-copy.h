@@ -37,7 +37,7 @@ typedef struct BlockCopyState BlockCopyState;
 /* Largest task: one read and one write of at most this many bytes. */
 #define BLOCK_COPY_MAX_CHUNK        (1024 * 1024)
 /* Budget of bounce buffers of all tasks in flight together: the backup
- * job's workers use half (block/backup.c), the filter's copies the rest. */
+ * job's workers use half (block/jobs/backup.c), the filter's copies the rest. */
 #define BLOCK_COPY_MAX_MEM          (64 * 1024 * 1024)
 
 /*
@@ -53,20 +53,21 @@ typedef void BlockCopyProgressFunc(void *opaque, int64_t bytes);
  */
 BlockCopyState *block_copy_state_new(BdrvChild *source, BdrvChild *target,
                                      int64_t cluster_size, Error **errp)
-    GRAPH_RDLOCK;
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
 /* No block_copy() may be running (the owner's node is drained/closed). */
-void block_copy_state_free(BlockCopyState *s);
+void block_copy_state_free(BlockCopyState *s) TSA_REQUIRES(bql);
 
 /* Who hears about progress.  Main loop, before the copy bitmap is used. */
 void block_copy_set_progress_callback(BlockCopyState *s,
                                       BlockCopyProgressFunc *fn,
-                                      void *opaque);
+                                      void *opaque) TSA_REQUIRES(bql);
 
 /*
  * Change the budget of bounce buffers in flight (default
  * BLOCK_COPY_MAX_MEM; tests use a small one).  Main loop.
  */
-void block_copy_set_max_mem(BlockCopyState *s, int64_t bytes);
+void block_copy_set_max_mem(BlockCopyState *s, int64_t bytes)
+    TSA_REQUIRES(bql);
 
 /* The copy bitmap (dirty: still to copy).  Any thread. */
 BdrvDirtyBitmap *block_copy_dirty_bitmap(BlockCopyState *s);

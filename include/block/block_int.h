@@ -5,9 +5,11 @@
  * functions of block-global-state.h, block-io.h and block-backend.h.
  *
  * Who owns what (see docs/locking.md):
- *  - Topology (children, parents, BdrvChild.bs): the graph lock; written
- *    only under bdrv_graph_wrlock() by the main loop.
- *  - Everything tagged BQL: main loop only.
+ *  - Topology (children, parents, file, BdrvChild.bs and the list links):
+ *    the graph lock; written only under bdrv_graph_wrlock() by the main
+ *    loop.  GRAPH_RDLOCK_PTR on each, so clang's analysis checks every
+ *    access (the main loop reads with bdrv_graph_rdlock_main_loop()).
+ *  - Everything TSA_GUARDED_BY(bql) (or tagged BQL): main loop only.
  *  - in_flight, quiesce_counter reads, write_gen, size: atomics, any thread.
  *  - Tracked requests (serialisation of read-modify-write): reqs_lock.
  *  - Flushes reaching the driver: flush_lock (a CoMutex).
@@ -39,7 +41,7 @@ struct BdrvChildClass {
     bool parent_is_bds;
 
     /* "node 'disk0'", "export 'exp0'", "job 'job0'": for messages. */
-    char *(*get_parent_desc)(BdrvChild *c);
+    char *(*get_parent_desc)(BdrvChild *c) BQL_PTR;
 
     /*
      * Drain, propagated up from the child: drained_begin stops the parent
@@ -47,49 +49,55 @@ struct BdrvChildClass {
      * true while the parent still has requests in flight on @c's node;
      * drained_end lets it go on (it must not poll either).
      */
-    void (*drained_begin)(BdrvChild *c);
-    bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR;
-    void (*drained_end)(BdrvChild *c);
-
-    /* The child's node changed size (any thread's truncate, BQL here). */
-    void (*resize)(BdrvChild *c);
+    void (*drained_begin)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
+    bool (*drained_poll)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
+    void (*drained_end)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
 
     /*
-     * Moving to another AioContext: change_aio_ctx checks whether the
+     * The child's node changed size (any thread's truncate, BQL here,
+     * with the graph read lock held).
+     */
+    void (*resize)(BdrvChild *c) GRAPH_RDLOCK_PTR BQL_PTR;
+
+    /*
+     * Moving to another AioContext: can_set_aio_ctx checks whether the
      * parent can follow the child to @ctx (false with @errp set if not,
      * e.g. an export with fixed-iothread); set_aio_ctx makes it follow.
-     * Called drained, under the graph write lock.
+     * Called drained; can_set_aio_ctx while the component is collected,
+     * under the graph read lock, set_aio_ctx under the write lock.
      */
     bool (*can_set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited,
-                            Error **errp);
-    void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited);
+                            Error **errp) GRAPH_RDLOCK_PTR BQL_PTR;
+    void (*set_aio_ctx)(BdrvChild *c, AioContext *ctx, GHashTable *visited)
+        GRAPH_WRLOCK_PTR BQL_PTR;
     AioContext *(*get_parent_aio_context)(BdrvChild *c);
 
     /* Attached to / detached from the child's node; graph write lock. */
-    void (*attach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
-    void (*detach)(BdrvChild *c) GRAPH_WRLOCK_PTR;
+    void (*attach)(BdrvChild *c) GRAPH_WRLOCK_PTR BQL_PTR;
+    void (*detach)(BdrvChild *c) GRAPH_WRLOCK_PTR BQL_PTR;
 };
 
 extern const BdrvChildClass child_of_bds;
 
 struct BdrvChild {
-    BlockDriverState *bs;           /* graph lock */
+    BlockDriverState * GRAPH_RDLOCK_PTR bs;
     char *name;                     /* immutable: "file", "root", ... */
     const BdrvChildClass *klass;    /* immutable */
     BdrvChildRole role;             /* immutable */
     void *opaque;                   /* immutable: the parent object */
 
-    uint64_t perm;                  /* BQL */
-    uint64_t shared_perm;           /* BQL */
+    uint64_t perm TSA_GUARDED_BY(bql);
+    uint64_t shared_perm TSA_GUARDED_BY(bql);
 
     /*
      * This edge has called klass->drained_begin on the parent for the
-     * child's current quiesce; drained_end must be called once.  BQL
+     * child's current quiesce; drained_end must be called once.
      */
-    bool quiesced_parent;
+    bool quiesced_parent TSA_GUARDED_BY(bql);
 
-    QLIST_ENTRY(BdrvChild) next;        /* in parent's children; graph */
-    QLIST_ENTRY(BdrvChild) next_parent; /* in bs->parents; graph */
+    /* In the parent's children and in bs->parents. */
+    QLIST_ENTRY(BdrvChild GRAPH_RDLOCK_PTR) next;
+    QLIST_ENTRY(BdrvChild GRAPH_RDLOCK_PTR) next_parent;
 };
 
 /* --- Nodes ---------------------------------------------------------------- */
@@ -115,14 +123,20 @@ struct BlockDriverState {
     char node_name[128];
     char filename[4096];            /* the file's name, for query output */
     bool implicit_name;             /* node_name was generated */
-    bool open_strict_types;         /* options came as QMP JSON; BQL */
-    const char *open_path;          /* key path while opening; BQL */
+    /* Options came as QMP JSON. */
+    bool open_strict_types TSA_GUARDED_BY(bql);
+    const char *open_path TSA_GUARDED_BY(bql);  /* key path while opening */
 
-    /* Options as given (normalised), for query-named-block-nodes.  BQL */
-    struct json_object *options;
+    /* Options as given (normalised), for query-named-block-nodes. */
+    struct json_object *options TSA_GUARDED_BY(bql);
 
-    int open_flags;                 /* BDRV_O_*; BQL */
-    bool read_only;                 /* BQL */
+    /*
+     * BDRV_O_* and read-only: set while opening (the driver may switch to
+     * read-only), immutable once bdrv_open() returns; the I/O path reads
+     * them in any thread.
+     */
+    int open_flags;
+    bool read_only;
     bool force_share;               /* immutable */
     BlockdevDetectZeroes detect_zeroes; /* immutable */
     BlockLimits bl;                 /* BQL, drained */
@@ -137,17 +151,22 @@ struct BlockDriverState {
      * read with qatomic_read by I/O code. */
     AioContext *aio_context;
 
-    int refcnt;                     /* BQL */
-    bool monitor_owned;             /* blockdev-add's reference; BQL */
+    int refcnt TSA_GUARDED_BY(bql);
+    bool monitor_owned TSA_GUARDED_BY(bql);     /* blockdev-add's reference */
 
     /* Topology: graph lock. */
-    QLIST_HEAD(, BdrvChild) children;
-    QLIST_HEAD(, BdrvChild) parents;
-    BdrvChild *file;                /* the "file" child or NULL; graph */
+    QLIST_HEAD(, BdrvChild GRAPH_RDLOCK_PTR) children;
+    QLIST_HEAD(, BdrvChild GRAPH_RDLOCK_PTR) parents;
+    /*
+     * The BDRV_CHILD_PRIMARY child or NULL.  Set by bdrv_attach_child()
+     * and cleared by bdrv_unref_child(), both under the write lock, like
+     * the lists above.
+     */
+    BdrvChild * GRAPH_RDLOCK_PTR file;
 
-    /* Cumulative permissions taken on this node by its parents.  BQL */
-    uint64_t total_perm;
-    uint64_t total_shared;
+    /* Cumulative permissions taken on this node by its parents. */
+    uint64_t total_perm TSA_GUARDED_BY(bql);
+    uint64_t total_shared TSA_GUARDED_BY(bql);
 
     /* Requests in flight in any thread.  atomic; decrement kicks waiters. */
     unsigned in_flight;
@@ -159,7 +178,7 @@ struct BlockDriverState {
     QLIST_HEAD(, BdrvTrackedRequest) tracked_requests;  /* reqs_lock */
     int serialising_in_flight;      /* atomic; fast path skips the list */
     /*
-     * Aligned writes running off the list (block/tracked-requests.c):
+     * Aligned writes running off the list (block/io/tracked-requests.c):
      * atomic, paired with serialising_in_flight; serialising requests
      * wait on untracked_drained (reqs_lock) until it is 0.
      */
@@ -175,14 +194,14 @@ struct BlockDriverState {
     unsigned write_gen;
     unsigned flushed_gen;
     /*
-     * Flushes of this node reach the driver one at a time (block/io.c
+     * Flushes of this node reach the driver one at a time (block/io/io.c
      * says why).  Held across the driver's flush and the children's, so
      * taken parent before child.
      */
     CoMutex flush_lock;
 
     /*
-     * Dirty bitmaps (block/dirty-bitmap.c).  dirty_bitmap_mutex guards the
+     * Dirty bitmaps (block/io/dirty-bitmap.c).  dirty_bitmap_mutex guards the
      * list and every bitmap's bits and size; the list changes only in the
      * main loop.  A leaf lock, never held across a yield.
      * dirty_bitmap_count mirrors the list's length (written under the
@@ -193,7 +212,8 @@ struct BlockDriverState {
     QLIST_HEAD(, BdrvDirtyBitmap) dirty_bitmaps;    /* dirty_bitmap_mutex */
     int dirty_bitmap_count;                         /* atomic */
 
-    QLIST_ENTRY(BlockDriverState) node_list;   /* all nodes; BQL */
+    /* In the list of all nodes. */
+    QLIST_ENTRY(BlockDriverState TSA_GUARDED_BY(bql)) node_list;
 };
 
 /* --- Drivers -------------------------------------------------------------- */
@@ -214,30 +234,43 @@ struct BlockDriver {
 
     /*
      * Open @bs from checked @options.  Drivers with a file child attach it
-     * with bdrv_open_child().  Fails with @errp set; on failure the generic
-     * code detaches whatever children were attached.
+     * with bdrv_open_child() (role BDRV_CHILD_PRIMARY), which sets
+     * bs->file.  Fails with @errp set; on failure the generic code
+     * detaches whatever children were attached.
      */
     int (*bdrv_open)(BlockDriverState *bs, struct json_object *options,
-                     int flags, Error **errp) GRAPH_UNLOCKED_PTR;
-    void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR;
+                     int flags, Error **errp) GRAPH_UNLOCKED_PTR BQL_PTR;
+    void (*bdrv_close)(BlockDriverState *bs) GRAPH_UNLOCKED_PTR BQL_PTR;
+
+    /*
+     * blockdev-create (block/jobs/create.c): the options beyond "driver"
+     * (QEMU's BlockdevCreateOptions<driver>), and the creation, in a
+     * coroutine in the main loop.  0, or -errno with @errp set.
+     */
+    const OptDesc *create_opts;
+    int coroutine_fn (*bdrv_co_create)(struct json_object *options,
+                                       Error **errp)
+        GRAPH_UNLOCKED_PTR BQL_PTR;
 
     /* Permissions this node needs on @c, given what its parents take. */
     void (*bdrv_child_perm)(BlockDriverState *bs, BdrvChild *c,
                             BdrvChildRole role, uint64_t parent_perm,
                             uint64_t parent_shared, uint64_t *nperm,
-                            uint64_t *nshared) GRAPH_RDLOCK_PTR;
+                            uint64_t *nshared) GRAPH_RDLOCK_PTR BQL_PTR;
     /*
      * Permission update in two phases: check (may take locks, e.g. OFD
      * image locks; fail with @errp), then set or abort.
      */
     int (*bdrv_check_perm)(BlockDriverState *bs, uint64_t perm,
-                           uint64_t shared, Error **errp) GRAPH_RDLOCK_PTR;
+                           uint64_t shared, Error **errp)
+        GRAPH_RDLOCK_PTR BQL_PTR;
     void (*bdrv_set_perm)(BlockDriverState *bs, uint64_t perm,
-                          uint64_t shared) GRAPH_RDLOCK_PTR;
-    void (*bdrv_abort_perm_update)(BlockDriverState *bs) GRAPH_RDLOCK_PTR;
+                          uint64_t shared) GRAPH_RDLOCK_PTR BQL_PTR;
+    void (*bdrv_abort_perm_update)(BlockDriverState *bs)
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     void (*bdrv_refresh_limits)(BlockDriverState *bs, Error **errp)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /*
      * The size of child @c changed: update bs->total_bytes if it follows
@@ -245,19 +278,21 @@ struct BlockDriver {
      * @bs's own parents.  Main loop, graph read lock.
      */
     void (*bdrv_child_resized)(BlockDriverState *bs, BdrvChild *c)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* Moving between AioContexts (drained, write lock). */
-    void (*bdrv_detach_aio_context)(BlockDriverState *bs);
-    void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx);
+    void (*bdrv_detach_aio_context)(BlockDriverState *bs)
+        GRAPH_WRLOCK_PTR BQL_PTR;
+    void (*bdrv_attach_aio_context)(BlockDriverState *bs, AioContext *ctx)
+        GRAPH_WRLOCK_PTR BQL_PTR;
 
     /* Bytes the image occupies on its storage, or -errno. */
     int64_t (*bdrv_get_allocated_file_size)(BlockDriverState *bs)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* Driver-specific query fields (add to @info). */
     void (*bdrv_query_info)(BlockDriverState *bs, struct json_object *info)
-        GRAPH_RDLOCK_PTR;
+        GRAPH_RDLOCK_PTR BQL_PTR;
 
     /* ---- I/O: coroutines in any AioContext; -errno on failure ---- */
 
@@ -303,8 +338,8 @@ struct BlockDriver {
 };
 
 /* Register a driver; main thread, before any node is opened. */
-void bdrv_register(const BlockDriver *drv);
-const BlockDriver *bdrv_find_driver(const char *name);
+void bdrv_register(const BlockDriver *drv) TSA_REQUIRES(bql);
+const BlockDriver *bdrv_find_driver(const char *name) TSA_REQUIRES(bql);
 
 /* Options every node takes (driver, node-name, read-only, cache, ...). */
 extern const OptDesc bdrv_common_opts[];
@@ -312,11 +347,14 @@ extern const OptDesc bdrv_common_opts[];
 /*
  * Open (or reference) the child @name of @parent from @options' value for
  * it: a node name (a new reference to that node) or an object (a nested
- * definition, opened now, owned by the edge).  Main loop.
+ * definition, opened now, owned by the edge).  A child with the role
+ * BDRV_CHILD_PRIMARY becomes @parent->file (see bdrv_attach_child()).
+ * Main loop.
  */
 BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
                            BlockDriverState *parent, BdrvChildRole role,
-                           bool allow_none, Error **errp) GRAPH_UNLOCKED;
+                           bool allow_none, Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /*
  * Recompute the permissions of @bs and its subtree from its parents' edges,
@@ -325,7 +363,7 @@ BdrvChild *bdrv_open_child(struct json_object *options, const char *name,
  */
 int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
                        uint64_t perm, uint64_t shared, Error **errp)
-    GRAPH_RDLOCK;
+    GRAPH_RDLOCK TSA_REQUIRES(bql);
 
 /*
  * bdrv_open() for nodes the block layer creates itself (a job's filter):
@@ -333,7 +371,8 @@ int bdrv_refresh_perms(BlockDriverState *bs, BdrvChild *new_edge,
  * ("#block123"), as QEMU's implicit nodes do.  Main loop.
  */
 BlockDriverState *bdrv_open_implicit(struct json_object *options,
-                                     Error **errp) GRAPH_UNLOCKED;
+                                     Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /* Default permissions for the child of a node that passes I/O through. */
 void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
@@ -343,7 +382,7 @@ void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c,
 
 /*
  * Callbacks for filters, whose "file" child (bs->file) holds the data at
- * the same offsets (block/filter.c): limits copied from the child (the
+ * the same offsets (block/drivers/filter.c): limits copied from the child (the
  * _bytes variant with request_alignment 1, forwarding unaligned ranges
  * for the child to pad), reads forwarded, block status "ask my file",
  * the child's length.
@@ -369,8 +408,8 @@ int64_t coroutine_fn bdrv_filter_co_getlength(BlockDriverState *bs)
  * bdrv_graph_wrunlock() releases the lock (which calls
  * bdrv_run_pending_unrefs()).  Main loop.
  */
-void bdrv_schedule_unref(BlockDriverState *bs);
-void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
+void bdrv_schedule_unref(BlockDriverState *bs) TSA_REQUIRES(bql);
+void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Run @entry(opaque) in a coroutine in @ctx and wait for it, from the main
@@ -378,19 +417,19 @@ void bdrv_run_pending_unrefs(void) GRAPH_UNLOCKED;
  * The coroutine takes whatever locks it needs.
  */
 void bdrv_run_co(AioContext *ctx, CoroutineEntry *entry, void *opaque)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 /* The same for a coroutine function with a result, which it returns. */
 typedef int coroutine_fn BdrvCoFn(void *opaque);
 int bdrv_run_co_ret(AioContext *ctx, BdrvCoFn *fn, void *opaque)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Iterate over every node, those being closed included: for drains and
  * flushes of everything.  Main loop.
  */
-BlockDriverState *bdrv_next_node_all(BlockDriverState *bs);
+BlockDriverState *bdrv_next_node_all(BlockDriverState *bs) TSA_REQUIRES(bql);
 
-/* Counting of requests (block/io.c); any thread. */
+/* Counting of requests (block/io/io.c); any thread. */
 void bdrv_inc_in_flight(BlockDriverState *bs);
 void bdrv_dec_in_flight(BlockDriverState *bs);
 

@@ -51,9 +51,9 @@ typedef struct BlockJob {
      */
     GSList *blocked_nodes;
     /* QEMU's io-status: an I/O error stopped the job (on-*-error=stop, or
-     * enospc/auto on ENOSPC) and it was not resumed since.  job_mutex */
-    bool iostatus_failed;
-    bool iostatus_nospace;          /* job_mutex: ... and it was ENOSPC */
+     * enospc/auto on ENOSPC) and it was not resumed since. */
+    bool iostatus_failed TSA_GUARDED_BY(job_mutex);
+    bool iostatus_nospace TSA_GUARDED_BY(job_mutex);   /* ... ENOSPC */
 } BlockJob;
 
 /*
@@ -65,12 +65,13 @@ void *block_job_create(const char *job_id, const JobDriver *driver,
                        JobTxn *txn, BlockDriverState *bs, uint64_t perm,
                        uint64_t shared_perm, int64_t speed, int flags,
                        JobCompletionFunc *cb, void *opaque, Error **errp)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /* Use another node too (its drains pause the job as well).  Main loop. */
 bool block_job_add_bdrv(BlockJob *job, const char *name,
                         BlockDriverState *bs, uint64_t perm,
-                        uint64_t shared_perm, Error **errp) GRAPH_UNLOCKED;
+                        uint64_t shared_perm, Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /*
  * Mark @bs as used by @job (block_job_create() and block_job_add_bdrv()
@@ -93,9 +94,9 @@ bool block_job_check_node(BlockDriverState *bs, Error **errp);
 void block_job_free(Job *job);
 
 /* The block job for @job, or NULL if @job is not one. */
-BlockJob *block_job_from_job(Job *job);
+BlockJob *block_job_from_job(Job *job) TSA_REQUIRES(bql);
 /* The block job with id @id, or NULL. */
-BlockJob *block_job_get_locked(const char *id) TSA_REQUIRES(job_mutex);
+BlockJob *block_job_get_locked(const char *id) TSA_REQUIRES(bql, job_mutex);
 
 /*
  * An I/O error @error (positive errno) in the job: decide by @on_err as
@@ -111,6 +112,6 @@ BlockErrorAction block_job_error_action(BlockJob *job, BlockdevOnError on_err,
 
 /* QEMU's BlockJobInfo for query-block-jobs (new reference). */
 struct json_object *block_job_query_locked(BlockJob *job)
-    TSA_REQUIRES(job_mutex);
+    TSA_REQUIRES(bql, job_mutex);
 
 #endif /* BLOCK_BLOCKJOB_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The copy-before-write filter (block/copy-before-write.c): sits above a
+ * The copy-before-write filter (block/jobs/copy-before-write.c): sits above a
  * source node (child "file") and, before a write, write-zeroes or discard
  * reaches the source, copies the old content of the clusters it touches
  * to the target (child "target") unless they were copied already.  Reads
@@ -32,13 +32,13 @@ BlockDriverState *bdrv_cbw_append(BlockDriverState *source,
                                   BlockDriverState *target,
                                   const char *filter_node_name,
                                   BlockCopyState **bcs, Error **errp)
-    GRAPH_UNLOCKED;
+    GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 /*
  * Undo bdrv_cbw_append(): move the filter's parents back to its source
  * (drained, under the write lock) and drop the caller's reference, which
  * closes the filter once nothing else uses it.
  */
-void bdrv_cbw_drop(BlockDriverState *cbw) GRAPH_UNLOCKED;
+void bdrv_cbw_drop(BlockDriverState *cbw) GRAPH_UNLOCKED TSA_REQUIRES(bql);
 
 #endif /* BLOCK_COPY_BEFORE_WRITE_H */

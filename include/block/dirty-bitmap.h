@@ -18,7 +18,7 @@
  *
  * The write path marks every enabled bitmap of a node dirty after a write,
  * write-zeroes or discard reached the node's driver and before the request
- * completes (bdrv_set_dirty(), called by block/io.c).  A bitmap created
+ * completes (bdrv_set_dirty(), called by block/io/io.c).  A bitmap created
  * in a drained section therefore records every write that completes after
  * the section ends.
  */
@@ -40,11 +40,12 @@ typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
  */
 BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
                                           uint32_t granularity,
-                                          const char *name, Error **errp);
-void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap);
+                                          const char *name, Error **errp)
+    TSA_REQUIRES(bql);
+void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
 /* A disabled bitmap ignores bdrv_set_dirty() (explicit sets still work). */
-void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bitmap);
-void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bitmap);
+void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
+void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bitmap) TSA_REQUIRES(bql);
 /* The named bitmap @name of @bs, or NULL. */
 BdrvDirtyBitmap *bdrv_find_dirty_bitmap(BlockDriverState *bs,
                                         const char *name);
@@ -83,7 +84,7 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *bitmap, int64_t start,
                                        int64_t *dirty_count);
 
 /*
- * The write path (block/io.c): a write, write-zeroes or discard of
+ * The write path (block/io/io.c): a write, write-zeroes or discard of
  * [offset, offset + bytes) reached @bs's driver; mark every enabled bitmap
  * of @bs dirty.  Any thread.  Cheap when @bs has no bitmap.
  */
@@ -94,6 +95,6 @@ void bdrv_set_dirty(BlockDriverState *bs, int64_t offset, int64_t bytes);
 /* @bs's size changed to @size: resize its bitmaps.  Any thread. */
 void bdrv_dirty_bitmap_truncate(BlockDriverState *bs, int64_t size);
 /* @bs is being freed: release its bitmaps.  Main loop. */
-void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs);
+void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_DIRTY_BITMAP_H */

@@ -26,7 +26,8 @@
  * park requests (request queuing disabled), because the drain waits for
  * the export's own coroutines to finish theirs.
  *
- * Main loop (GLOBAL_STATE_CODE) unless a function says otherwise.
+ * Main loop (GLOBAL_STATE_CODE, TSA_REQUIRES(bql)) unless a function says
+ * otherwise.
  */
 #ifndef BLOCK_EXPORT_H
 #define BLOCK_EXPORT_H
@@ -65,24 +66,25 @@ struct BlockExport {
      * The iothreads given to block-export-add (IOThread *), in order;
      * empty: the connections run in the node's context.  With more than
      * one, connections are spread over them round-robin and the export
-     * holds a use reference on each (qmp/objects.h).  immutable
+     * holds a use reference on each (util/iothread.h).  immutable
      */
     GPtrArray *iothreads;
-    unsigned next_iothread;         /* BQL: round-robin cursor */
+    unsigned next_iothread TSA_GUARDED_BY(bql);    /* round-robin cursor */
 
-    int refcount;                   /* BQL */
-    bool shutting_down;             /* BQL */
+    int refcount TSA_GUARDED_BY(bql);
+    bool shutting_down TSA_GUARDED_BY(bql);
     /*
      * Clients serving requests (the NBD transmission phase), for drains,
      * moves, query and safe removal; see block/export/client.h.
      */
-    QLIST_HEAD(, BlkExpClient) client_list;   /* BQL */
-    unsigned clients;               /* BQL: their number */
-    bool quiesced;                  /* BQL: the node is drained */
+    QLIST_HEAD(, BlkExpClient TSA_GUARDED_BY(bql)) client_list;
+    unsigned clients TSA_GUARDED_BY(bql);      /* their number */
+    bool quiesced TSA_GUARDED_BY(bql);         /* the node is drained */
 
     BlockExportStats stats;         /* atomics: totals of departed clients */
 
-    QTAILQ_ENTRY(BlockExport) next; /* BQL: in the registry */
+    /* In the registry. */
+    QTAILQ_ENTRY(BlockExport TSA_GUARDED_BY(bql)) next;
 };
 
 /*
@@ -100,65 +102,68 @@ struct BlockExportDriver {
      * export is not yet listed).  On failure, leave no trace: delete is
      * not called.
      */
-    int (*create)(BlockExport *exp, struct json_object *args, Error **errp);
+    int (*create)(BlockExport *exp, struct json_object *args, Error **errp)
+        BQL_PTR;
     /*
      * Disconnect what export.c does not know of (clients not yet attached,
      * e.g. in a handshake); the attached ones are closed by export.c.
      * Each client drops its reference when gone.  Optional.
      */
-    void (*request_shutdown)(BlockExport *exp);
+    void (*request_shutdown)(BlockExport *exp) BQL_PTR;
     /* The last reference is gone: free what create allocated. */
-    void (*delete)(BlockExport *exp);
+    void (*delete)(BlockExport *exp) BQL_PTR;
     /* Add type-specific members to a query-block-exports entry (or NULL). */
-    void (*query)(BlockExport *exp, struct json_object *info);
+    void (*query)(BlockExport *exp, struct json_object *info) BQL_PTR;
     /* Add the counters of live clients to @stats (or NULL). */
-    void (*get_stats)(BlockExport *exp, BlockExportStats *stats);
+    void (*get_stats)(BlockExport *exp, BlockExportStats *stats) BQL_PTR;
 };
 
 /* Register an export type; once per type, at start-up. */
-void blk_exp_register_driver(const BlockExportDriver *drv);
+void blk_exp_register_driver(const BlockExportDriver *drv) TSA_REQUIRES(bql);
 
 /*
  * The argument schema of block-export-add: the common arguments and those
  * of every registered type.  Built on first use (after the types are
  * registered); lives as long as the process.
  */
-const OptDesc *blk_exp_add_schema(void);
+const OptDesc *blk_exp_add_schema(void) TSA_REQUIRES(bql);
 
 /*
  * block-export-add.  @args has been checked against blk_exp_add_schema().
  * Returns the new export (its reference is the registry's), or NULL with
  * @errp set and nothing changed.
  */
-BlockExport *blk_exp_add(struct json_object *args, Error **errp);
+BlockExport *blk_exp_add(struct json_object *args, Error **errp)
+    TSA_REQUIRES(bql);
 
-BlockExport *blk_exp_find(const char *id);
+BlockExport *blk_exp_find(const char *id) TSA_REQUIRES(bql);
 /* Iterate over every export: exp = blk_exp_next(NULL) ... */
-BlockExport *blk_exp_next(BlockExport *exp);
+BlockExport *blk_exp_next(BlockExport *exp) TSA_REQUIRES(bql);
 
-void blk_exp_ref(BlockExport *exp);
+void blk_exp_ref(BlockExport *exp) TSA_REQUIRES(bql);
 /* The last reference schedules the deletion (bottom half, main loop). */
-void blk_exp_unref(BlockExport *exp);
+void blk_exp_unref(BlockExport *exp) TSA_REQUIRES(bql);
 
 /* Start removing @exp: disconnect its clients, drop the registry's ref. */
-void blk_exp_request_shutdown(BlockExport *exp);
+void blk_exp_request_shutdown(BlockExport *exp) TSA_REQUIRES(bql);
 
 /*
  * Shut down every export of @type (NULL: of every type) and wait, running
  * the main loop, until all of them are deleted.
  */
-void blk_exp_close_all_type(const char *type);
+void blk_exp_close_all_type(const char *type)
+    TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 /* Shut down every export and wait until all are gone (daemon exit). */
-void blk_exp_close_all(void);
+void blk_exp_close_all(void) TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 
 /*
  * The AioContext the next client of @exp should run in: round-robin over
  * the export's iothreads when it has several, else the node's current
  * context.
  */
-AioContext *blk_exp_next_aio_context(BlockExport *exp);
+AioContext *blk_exp_next_aio_context(BlockExport *exp) TSA_REQUIRES(bql);
 
 /* query-block-exports: a list of BlockExportInfo (new reference). */
-struct json_object *blk_exp_query_all(void);
+struct json_object *blk_exp_query_all(void) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_EXPORT_H */

@@ -34,6 +34,7 @@
 
 #include "util/osdep.h"
 #include "util/aio.h"
+#include "util/main-loop.h"
 
 typedef struct TSA_CAPABILITY("graph-lock") BdrvGraphLock {
     int unused;
@@ -49,22 +50,32 @@ extern BdrvGraphLock graph_lock;
 #define GRAPH_UNLOCKED_PTR
 
 /* Register the per-AioContext reader counts; main thread, at start-up. */
-void bdrv_graph_init(void);
+void bdrv_graph_init(void) TSA_REQUIRES(bql);
+
+/*
+ * The lock and unlock functions below are TSA_NO_TSA: their bodies
+ * implement the capability with counters and assertions that the analysis
+ * does not know.  The main-loop ones also require the BQL, so that no
+ * iothread code can take the write lock or claim to be the main loop.
+ */
 
 /*
  * Take the write lock: quiesce every node (no polling), wait for all
  * readers to leave, keep new ones out.  Main loop, BQL, not in a
  * coroutine, not holding the lock.
  */
-void bdrv_graph_wrlock(void) TSA_ACQUIRE(graph_lock) TSA_NO_TSA;
-void bdrv_graph_wrunlock(void) TSA_RELEASE(graph_lock) TSA_NO_TSA;
+void bdrv_graph_wrlock(void) TSA_ACQUIRE(graph_lock) TSA_REQUIRES(bql)
+    TSA_NO_TSA;
+void bdrv_graph_wrunlock(void) TSA_RELEASE(graph_lock) TSA_REQUIRES(bql)
+    TSA_NO_TSA;
 
 /*
  * Like bdrv_graph_wrlock(), but the caller has drained everything
  * (bdrv_drain_all_begin()) and keeps it drained across the write section,
  * for changes that must not see any I/O at all.
  */
-void bdrv_graph_wrlock_drained(void) TSA_ACQUIRE(graph_lock) TSA_NO_TSA;
+void bdrv_graph_wrlock_drained(void) TSA_ACQUIRE(graph_lock)
+    TSA_REQUIRES(bql) TSA_NO_TSA;
 
 /* Read lock for coroutines in any AioContext. */
 void coroutine_fn bdrv_graph_co_rdlock(void)
@@ -77,14 +88,14 @@ void coroutine_fn bdrv_graph_co_rdunlock(void)
  * coroutine) and the capability for the analysis.
  */
 void bdrv_graph_rdlock_main_loop(void)
-    TSA_ACQUIRE_SHARED(graph_lock) TSA_NO_TSA;
+    TSA_ACQUIRE_SHARED(graph_lock) TSA_REQUIRES(bql) TSA_NO_TSA;
 void bdrv_graph_rdunlock_main_loop(void)
-    TSA_RELEASE_SHARED(graph_lock) TSA_NO_TSA;
+    TSA_RELEASE_SHARED(graph_lock) TSA_REQUIRES(bql) TSA_NO_TSA;
 
 /*
  * Number of readers in all contexts (sum, including orphans).  Exact when
  * no reader locks or unlocks meanwhile; a snapshot taken while readers
- * move between contexts may be off, even negative (block/graph-lock.c).
+ * move between contexts may be off, even negative (block/graph/graph-lock.c).
  */
 int bdrv_graph_reader_count(void);
 /* Readers parked behind a writer (for tests). */
@@ -114,7 +125,7 @@ GraphLockable *graph_lockable_auto_lock(GraphLockable *x)
     TSA_ASSERT_SHARED(graph_lock) TSA_NO_TSA;
 void graph_lockable_auto_unlock(GraphLockable **x) TSA_NO_TSA;
 GraphLockable *graph_lockable_auto_lock_main_loop(GraphLockable *x)
-    TSA_ASSERT_SHARED(graph_lock) TSA_NO_TSA;
+    TSA_ASSERT_SHARED(graph_lock) TSA_REQUIRES(bql) TSA_NO_TSA;
 void graph_lockable_auto_unlock_main_loop(GraphLockable **x) TSA_NO_TSA;
 
 #define GRAPH_GLUE_(a, b) a##b

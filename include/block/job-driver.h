@@ -22,10 +22,11 @@
  */
 Job *job_create(const char *job_id, const JobDriver *driver, JobTxn *txn,
                 AioContext *ctx, int flags, JobCompletionFunc *cb,
-                void *opaque, Error **errp) TSA_EXCLUDES(job_mutex);
+                void *opaque, Error **errp) TSA_EXCLUDES(job_mutex)
+    TSA_REQUIRES(bql);
 
 /* Start the coroutine (CREATED -> RUNNING).  Main loop. */
-void job_start(Job *job) TSA_EXCLUDES(job_mutex);
+void job_start(Job *job) TSA_EXCLUDES(job_mutex) TSA_REQUIRES(bql);
 
 /* The job's id, or "" for internal jobs.  Any thread. */
 const char *job_id(Job *job);
@@ -89,8 +90,8 @@ int64_t job_ratelimit_calculate_delay(Job *job, uint64_t n)
 AioContext *job_get_aio_context(Job *job) TSA_EXCLUDES(job_mutex);
 
 /* References (main loop). */
-void job_ref(Job *job) TSA_EXCLUDES(job_mutex);
-void job_unref(Job *job) TSA_EXCLUDES(job_mutex);
+void job_ref(Job *job) TSA_EXCLUDES(job_mutex) TSA_REQUIRES(bql);
+void job_unref(Job *job) TSA_EXCLUDES(job_mutex) TSA_REQUIRES(bql);
 
 /* Sleep until the rate limit admits @n units (or the job is cancelled),
  * accounting them. */

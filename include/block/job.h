@@ -149,25 +149,25 @@ typedef struct JobDriver {
 
     /* --- main loop (BQL), job_mutex not held -------------------------- */
     /* The user paused / resumed the job (job-pause, job-resume). */
-    void (*user_resume)(Job *job);
+    void (*user_resume)(Job *job) BQL_PTR;
     /* job-complete on a READY job: start the switch-over. */
-    void (*complete)(Job *job, Error **errp);
+    void (*complete)(Job *job, Error **errp) BQL_PTR;
     /* Drained: the job's I/O must stop (BlockJob's dev ops). */
-    void (*drain)(Job *job);
+    void (*drain)(Job *job) BQL_PTR;
     /*
      * Cancel requested.  Returns whether the cancel is forced; a driver
      * that can finish gracefully (a READY mirror) returns @force.
      * Without the callback every cancel is forced.
      */
-    bool (*cancel)(Job *job, bool force);
+    bool (*cancel)(Job *job, bool force) BQL_PTR;
     /* Finalization, all jobs of a transaction together: prepare each,
      * then commit each (all succeeded) or abort each, then clean each. */
-    int (*prepare)(Job *job);
-    void (*commit)(Job *job);
-    void (*abort)(Job *job);
-    void (*clean)(Job *job);
+    int (*prepare)(Job *job) BQL_PTR;
+    void (*commit)(Job *job) BQL_PTR;
+    void (*abort)(Job *job) BQL_PTR;
+    void (*clean)(Job *job) BQL_PTR;
     /* The last reference is gone: free what the driver owns. */
-    void (*free)(Job *job);
+    void (*free)(Job *job) BQL_PTR;
 } JobDriver;
 
 /* Called with the job's final ret when it finalizes (main loop). */
@@ -176,8 +176,10 @@ typedef void JobCompletionFunc(void *opaque, int ret);
 /*
  * A job.  Ownership of each field:
  *   immutable  set by job_create() before the job is listed
- *   job_mutex  read and written only with job_mutex held
- *   job_mutex + BQL  written with both held, read with either
+ *   job_mutex  read and written only with job_mutex held:
+ *              TSA_GUARDED_BY(job_mutex), checked by clang's analysis
+ *   job_mutex + BQL  written with both held, read with either (the
+ *              analysis cannot express "either": a comment only)
  */
 struct Job {
     char *id;                       /* immutable; NULL for internal jobs */
@@ -195,37 +197,42 @@ struct Job {
     AioContext *aio_context;
 
     /* The generic layer's hook for events (BlockJob), main loop.
-     * job_mutex (set once before job_start()). */
-    void (*event_hook)(Job *job, JobEvent ev);
+     * Set once before job_start(). */
+    void (*event_hook)(Job *job, JobEvent ev) TSA_GUARDED_BY(job_mutex);
 
-    int refcnt;                     /* job_mutex */
-    JobStatus status;               /* job_mutex */
-    /* > 0: the job must pause at its next pause point.  job_mutex */
-    int pause_count;
-    bool user_paused;               /* job_mutex: job-pause, not drain */
-    bool paused;                    /* job_mutex: yielded at a pause point */
-    /* The coroutine runs, or was entered and has not yielded.  job_mutex */
-    bool busy;
-    /* The coroutine is sleeping in job_sleep_ns() (not a pause).  job_mutex */
-    bool sleeping;
-    /* run() returned; the rest happens in the main loop.  job_mutex */
-    bool deferred_to_main_loop;
-    bool cancelled;                 /* job_mutex: a cancel was requested */
-    bool force_cancel;              /* job_mutex: ... and it is forced */
-    int ret;                        /* job_mutex: 0, or -errno */
-    Error *err;                     /* job_mutex: set when ret < 0 */
+    int refcnt TSA_GUARDED_BY(job_mutex);
+    JobStatus status TSA_GUARDED_BY(job_mutex);
+    /* > 0: the job must pause at its next pause point. */
+    int pause_count TSA_GUARDED_BY(job_mutex);
+    bool user_paused TSA_GUARDED_BY(job_mutex);   /* job-pause, not drain */
+    bool paused TSA_GUARDED_BY(job_mutex);    /* yielded at a pause point */
+    /* The coroutine runs, or was entered and has not yielded. */
+    bool busy TSA_GUARDED_BY(job_mutex);
+    /* The coroutine is sleeping in job_sleep_ns() (not a pause). */
+    bool sleeping TSA_GUARDED_BY(job_mutex);
+    /* run() returned; the rest happens in the main loop. */
+    bool deferred_to_main_loop TSA_GUARDED_BY(job_mutex);
+    bool cancelled TSA_GUARDED_BY(job_mutex); /* a cancel was requested */
+    bool force_cancel TSA_GUARDED_BY(job_mutex);  /* ... and it is forced */
+    int ret TSA_GUARDED_BY(job_mutex);        /* 0, or -errno */
+    Error *err TSA_GUARDED_BY(job_mutex);     /* set when ret < 0 */
 
-    /* Progress, in driver-defined units (bytes for block jobs). job_mutex */
-    uint64_t progress_current;
-    uint64_t progress_total;
+    /* Progress, in driver-defined units (bytes for block jobs). */
+    uint64_t progress_current TSA_GUARDED_BY(job_mutex);
+    uint64_t progress_total TSA_GUARDED_BY(job_mutex);
 
-    /* Rate limit in units per second, 0 = unlimited.  job_mutex */
-    int64_t speed;
-    RateLimit limit;                /* job_mutex */
+    /* Rate limit in units per second, 0 = unlimited. */
+    int64_t speed TSA_GUARDED_BY(job_mutex);
+    RateLimit limit TSA_GUARDED_BY(job_mutex);
 
-    JobTxn *txn;                    /* job_mutex */
-    QLIST_ENTRY(Job) txn_link;      /* job_mutex */
-    QLIST_ENTRY(Job) job_link;      /* job_mutex: the global job list */
+    JobTxn *txn TSA_GUARDED_BY(job_mutex);
+    /*
+     * Links in the transaction's list and in the global job list (the
+     * lock is named in the element type, so that it guards every link
+     * the list macros follow).
+     */
+    QLIST_ENTRY(Job TSA_GUARDED_BY(job_mutex)) txn_link;
+    QLIST_ENTRY(Job TSA_GUARDED_BY(job_mutex)) job_link;
 };
 
 #endif /* BLOCK_JOB_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The mirror block job (block/mirror.c): copies a node (the source) to
+ * The mirror block job (block/jobs/mirror.c): copies a node (the source) to
  * another (the target) while the source stays in use, then optionally
  * switches the source's users over to the target.  See docs/jobs.md.
  *
@@ -56,7 +56,8 @@ typedef struct MirrorArgs {
  * it.  On failure nothing is left behind and @errp is set (QEMU's
  * messages).
  */
-bool mirror_start(const MirrorArgs *args, Error **errp) GRAPH_UNLOCKED;
+bool mirror_start(const MirrorArgs *args, Error **errp) GRAPH_UNLOCKED
+    TSA_REQUIRES(bql);
 
 /*
  * QEMU mirrors root nodes only: a node with a node above it, or one a

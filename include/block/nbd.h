@@ -4,7 +4,7 @@
  * resolves to), connections whose handshake runs in the main loop and
  * whose transmission phase runs in an export's iothread, and the "nbd"
  * export type.  The protocol's constants are in
- * block/export/nbd-protocol.h; docs/nbd.md describes what is supported.
+ * block/export/nbd/nbd-protocol.h; docs/nbd.md describes what is supported.
  *
  * Main loop (BQL) throughout.
  */
@@ -45,7 +45,8 @@ typedef struct NbdServerOptions {
 } NbdServerOptions;
 
 /* nbd-server-start: listen.  Fails if a server is already running. */
-bool nbd_server_start(const NbdServerOptions *opts, Error **errp);
+bool nbd_server_start(const NbdServerOptions *opts, Error **errp)
+    TSA_REQUIRES(bql);
 
 /*
  * nbd-server-stop: stop listening, shut down every NBD export (as QEMU
@@ -53,8 +54,8 @@ bool nbd_server_start(const NbdServerOptions *opts, Error **errp);
  * wait (running the main loop) until all of them are gone.  Does nothing
  * if no server runs.
  */
-void nbd_server_stop(void);
-bool nbd_server_is_running(void);
+void nbd_server_stop(void) TSA_REQUIRES(bql) GRAPH_UNLOCKED;
+bool nbd_server_is_running(void) TSA_REQUIRES(bql);
 
 /*
  * Serve @fd, a connected stream socket, as a client of the running
@@ -62,9 +63,9 @@ bool nbd_server_is_running(void);
  * closes it when the connection ends).  For clients in process: the fuzz
  * harness of the transmission phase.
  */
-void nbd_server_add_client(int fd);
+void nbd_server_add_client(int fd) TSA_REQUIRES(bql);
 
 /* Register the "nbd" export type; once, at start-up. */
-void nbd_export_init(void);
+void nbd_export_init(void) TSA_REQUIRES(bql);
 
 #endif /* BLOCK_NBD_H */

@@ -16,17 +16,19 @@
 #ifndef QMP_BLOCK_H
 #define QMP_BLOCK_H
 
+#include "util/main-loop.h"
+
 /*
  * Register the commands.  Start-up, after bdrv_init() (blockdev-add's
  * argument schema is built from the registered drivers' options).
  */
-void qmp_block_init(void);
+void qmp_block_init(void) TSA_REQUIRES(bql);
 
 /*
  * Drop the monitor's reference to every node blockdev-add created
  * (shutdown, after the exports and jobs that used them are gone).  Nodes
  * that something else still references stay open.
  */
-void qmp_block_cleanup(void);
+void qmp_block_cleanup(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_BLOCK_H */

@@ -12,8 +12,10 @@
 
 #include <json-c/json.h>
 
+#include "util/main-loop.h"
+
 /* Register the control command table.  Start-up, once. */
-void qmp_control_init(void);
+void qmp_control_init(void) TSA_REQUIRES(bql);
 
 /*
  * Called by the quit command after it has succeeded, before its reply is
@@ -22,13 +24,13 @@ void qmp_control_init(void);
  * then closes the monitors with monitor_cleanup(), which flushes it.
  * Without a handler, quit fails.  NULL removes the handler.
  */
-void qmp_set_quit_handler(void (*fn)(void));
+void qmp_set_quit_handler(void (*fn)(void)) TSA_REQUIRES(bql);
 
 /*
  * QEMU's VersionInfo as blockd reports it, for query-version and the QMP
  * greeting: {"qemu": {"major", "minor", "micro"}, "package": "blockd X.Y.Z"}.
  * Returns a new reference.
  */
-struct json_object *qmp_version_info(void);
+struct json_object *qmp_version_info(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_CONTROL_H */

@@ -10,16 +10,18 @@
 #ifndef QMP_EXPORT_H
 #define QMP_EXPORT_H
 
+#include "util/main-loop.h"
+
 /*
  * Register the "nbd" export type and the commands.  Start-up, once, after
  * bdrv_init() and qmp_objects_init() (exports look iothreads up by id).
  */
-void qmp_export_init(void);
+void qmp_export_init(void) TSA_REQUIRES(bql);
 
 /*
  * Stop the NBD server and remove every export, waiting until they are
  * gone (daemon shutdown; nbd-server-stop does the same for NBD).
  */
-void qmp_export_cleanup(void);
+void qmp_export_cleanup(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_EXPORT_H */

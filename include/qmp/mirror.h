@@ -8,7 +8,9 @@
 #ifndef QMP_MIRROR_H
 #define QMP_MIRROR_H
 
+#include "util/main-loop.h"
+
 /* Register the command.  Start-up, once. */
-void qmp_mirror_init(void);
+void qmp_mirror_init(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_MIRROR_H */

@@ -20,13 +20,13 @@
 #include "util/iothread.h"
 
 /* Register object-add, object-del and query-iothreads.  Start-up. */
-void qmp_objects_init(void);
+void qmp_objects_init(void) TSA_REQUIRES(bql);
 
 /*
  * Stop and destroy every iothread (shutdown).  The caller has closed the
  * nodes and exports that ran in them, or moved them back to the main
  * loop: destroying a context that still has work registered aborts.
  */
-void objects_cleanup(void);
+void objects_cleanup(void) TSA_REQUIRES(bql);
 
 #endif /* QMP_OBJECTS_H */

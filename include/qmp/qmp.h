@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "util/error.h"
+#include "util/main-loop.h"
 #include "util/opts.h"
 
 typedef void QmpHandler(struct json_object *args, struct json_object **ret,
@@ -50,10 +51,10 @@ typedef struct QmpCommand {
 } QmpCommand;
 
 /* Register a table terminated by { NULL }.  Start-up. */
-void qmp_register_commands(const QmpCommand *table);
-const QmpCommand *qmp_find_command(const char *name);
+void qmp_register_commands(const QmpCommand *table) TSA_REQUIRES(bql);
+const QmpCommand *qmp_find_command(const char *name) TSA_REQUIRES(bql);
 /* All registered commands, in registration order (NULL-terminated). */
-const QmpCommand **qmp_list_commands(void);
+const QmpCommand **qmp_list_commands(void) TSA_REQUIRES(bql);
 
 /*
  * Run command @name with @args (may be NULL: no arguments).  @opts_flags
@@ -63,7 +64,8 @@ const QmpCommand **qmp_list_commands(void);
  * the key ("'file.cache.direct': expected boolean").
  */
 struct json_object *qmp_run_command(const char *name, struct json_object *args,
-                                    unsigned opts_flags, Error **errp);
+                                    unsigned opts_flags, Error **errp)
+    TSA_REQUIRES(bql);
 
 /*
  * The @opts_flags of the qmp_run_command() that is running, for handlers
@@ -71,7 +73,7 @@ struct json_object *qmp_run_command(const char *name, struct json_object *args,
  * blockdev definition) and must type them the same way.  Only meaningful
  * inside a handler; 0 outside.
  */
-unsigned qmp_current_opts_flags(void);
+unsigned qmp_current_opts_flags(void) TSA_REQUIRES(bql);
 
 /*
  * Handle one request object from a monitor client: checks its shape
@@ -80,7 +82,7 @@ unsigned qmp_current_opts_flags(void);
  * *@negotiated is updated by qmp_capabilities.  Returns a new reference.
  */
 struct json_object *qmp_dispatch(struct json_object *request,
-                                 bool *negotiated);
+                                 bool *negotiated) TSA_REQUIRES(bql);
 
 /*
  * Send an event to every negotiated client of every monitor, with the
@@ -88,12 +90,14 @@ struct json_object *qmp_dispatch(struct json_object *request,
  * The layers below emit through util/event.h's event_emit(), whose sink
  * this becomes with the first observer.
  */
-void qmp_event_emit(const char *event, struct json_object *data);
+void qmp_event_emit(const char *event, struct json_object *data)
+    TSA_REQUIRES(bql);
 
 /* Observers of events (tests, SHUTDOWN bookkeeping).  Start-up. */
 typedef void QmpEventObserver(const char *event, struct json_object *msg,
                               void *opaque);
-void qmp_add_event_observer(QmpEventObserver *fn, void *opaque);
+void qmp_add_event_observer(QmpEventObserver *fn, void *opaque)
+    TSA_REQUIRES(bql);
 
 /* --- Monitors (qmp/monitor.c, monitor-json.c) -------------------------- */
 
@@ -102,18 +106,19 @@ void qmp_add_event_observer(QmpEventObserver *fn, void *opaque);
  * (0600 by default: pass 0).  Several clients may connect at once.
  * Refuses if @path exists and is in use; removes a stale socket file.
  */
-bool monitor_add_unix(const char *path, unsigned mode, Error **errp);
+bool monitor_add_unix(const char *path, unsigned mode, Error **errp)
+    TSA_REQUIRES(bql);
 /* Serve QMP on stdin/stdout (--chardev stdio). */
-bool monitor_add_stdio(Error **errp);
+bool monitor_add_stdio(Error **errp) TSA_REQUIRES(bql);
 /* Stop accepting: close listeners (and remove their socket files). */
-void monitor_stop_listening(void);
+void monitor_stop_listening(void) TSA_REQUIRES(bql);
 /*
  * Read no further command from any client (shutdown): what they send is
  * left unread, while queued replies and events still go out.
  */
-void monitor_stop_input(void);
+void monitor_stop_input(void) TSA_REQUIRES(bql);
 /* Close every client and listener, flushing queued output first. */
-void monitor_cleanup(void);
+void monitor_cleanup(void) TSA_REQUIRES(bql);
 
 /* Limits, as documented in docs/qmp.md. */
 #define QMP_MAX_MESSAGE_BYTES   (1024 * 1024)

@@ -16,16 +16,18 @@
 
 #include <json-c/json.h>
 
+#include "util/main-loop.h"
+
 /* Deliver event @name with @data (a reference the sink takes; may be NULL). */
 typedef void EventSink(const char *name, struct json_object *data);
 
 /* Set the sink (NULL: drop events).  Start-up. */
-void event_set_sink(EventSink *sink);
+void event_set_sink(EventSink *sink) TSA_REQUIRES(bql);
 
 /*
  * Emit event @name.  @data (may be NULL) is taken: the sink gets it, or
  * it is dropped with the event when there is no sink.
  */
-void event_emit(const char *name, struct json_object *data);
+void event_emit(const char *name, struct json_object *data) TSA_REQUIRES(bql);
 
 #endif /* UTIL_EVENT_H */

@@ -8,7 +8,7 @@
  * is non-zero, up to a top level of a single word.  A search skips a run of
  * empty words by asking the level above for its next set bit.
  *
- * Bits are plain indices here; block/dirty-bitmap.c maps bytes to bits by
+ * Bits are plain indices here; block/io/dirty-bitmap.c maps bytes to bits by
  * its granularity.  Not thread-safe: the owner serialises every call (the
  * dirty bitmap under its node's dirty_bitmap_mutex).
  */

@@ -16,14 +16,16 @@
 #define UTIL_IOTHREAD_H
 
 #include "util/aio.h"
+#include "util/main-loop.h"
 
 typedef struct IOThread IOThread;
 
 /* Default poll-max-ns of iothreads, as QEMU's. */
 #define IOTHREAD_POLL_MAX_NS_DEFAULT 32768
 
-IOThread *iothread_create(const char *id, int64_t poll_max_ns, Error **errp);
-void iothread_destroy(IOThread *iothread);
+IOThread *iothread_create(const char *id, int64_t poll_max_ns, Error **errp)
+    TSA_REQUIRES(bql);
+void iothread_destroy(IOThread *iothread) TSA_REQUIRES(bql);
 
 AioContext *iothread_get_aio_context(IOThread *iothread);
 const char *iothread_get_id(IOThread *iothread);
@@ -31,7 +33,8 @@ const char *iothread_get_id(IOThread *iothread);
 int iothread_get_thread_id(IOThread *iothread);
 int64_t iothread_get_poll_max_ns(IOThread *iothread);
 /* Change poll-max-ns; applied in the iothread. */
-void iothread_set_poll_max_ns(IOThread *iothread, int64_t poll_max_ns);
+void iothread_set_poll_max_ns(IOThread *iothread, int64_t poll_max_ns)
+    TSA_REQUIRES(bql);
 
 /* QEMU's iothread properties (object-add, query-iothreads). */
 typedef struct IOThreadParams {
@@ -44,7 +47,8 @@ typedef struct IOThreadParams {
 /* The values as set (0 stays 0 for "default", as QEMU reports them). */
 void iothread_get_params(IOThread *iothread, IOThreadParams *params);
 /* Set them all; applied in the iothread by a bottom half.  Main loop. */
-void iothread_set_params(IOThread *iothread, const IOThreadParams *params);
+void iothread_set_params(IOThread *iothread, const IOThreadParams *params)
+    TSA_REQUIRES(bql);
 
 /*
  * The registry of user-created iothreads (object-add), in creation order,
@@ -54,16 +58,16 @@ void iothread_set_params(IOThread *iothread, const IOThreadParams *params);
  * there (an export spreading connections over several iothreads, a job)
  * take such a reference.  Main loop (BQL).
  */
-void iothread_register(IOThread *iothread);
+void iothread_register(IOThread *iothread) TSA_REQUIRES(bql);
 /* Leave the registry: no use reference may be held. */
-void iothread_unregister(IOThread *iothread);
+void iothread_unregister(IOThread *iothread) TSA_REQUIRES(bql);
 /* The registered iothread @id, or NULL. */
-IOThread *iothread_find(const char *id);
+IOThread *iothread_find(const char *id) TSA_REQUIRES(bql);
 /* Iterate in creation order: io = iothread_next(NULL) ... */
-IOThread *iothread_next(IOThread *prev);
+IOThread *iothread_next(IOThread *prev) TSA_REQUIRES(bql);
 /* Mark / unmark a use of registered @iothread; calls must balance. */
-void iothread_ref_use(IOThread *iothread);
-void iothread_unref_use(IOThread *iothread);
-unsigned iothread_uses(IOThread *iothread);
+void iothread_ref_use(IOThread *iothread) TSA_REQUIRES(bql);
+void iothread_unref_use(IOThread *iothread) TSA_REQUIRES(bql);
+unsigned iothread_uses(IOThread *iothread) TSA_REQUIRES(bql);
 
 #endif /* UTIL_IOTHREAD_H */

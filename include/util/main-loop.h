@@ -11,8 +11,14 @@
  * main loop.
  *
  * GLOBAL_STATE_CODE() opens every function that may only run in the main
- * loop under the BQL; it asserts.  IO_CODE() opens functions that may run in
- * any thread; it documents and checks nothing.
+ * loop under the BQL: it asserts that the caller holds the BQL, and it is
+ * the analysis's assertion too (bql_assert_held()), so that from there on
+ * the function may touch TSA_GUARDED_BY(bql) data and call
+ * TSA_REQUIRES(bql) functions.  Entry points the analysis cannot see being
+ * called from the main loop (bottom halves, fd handlers, callbacks through
+ * function pointers, test cases) open with it; functions whose callers the
+ * analysis sees are declared TSA_REQUIRES(bql) instead.  IO_CODE() opens
+ * functions that may run in any thread; it documents and checks nothing.
  */
 #ifndef UTIL_MAIN_LOOP_H
 #define UTIL_MAIN_LOOP_H
@@ -33,7 +39,16 @@ bool bql_locked(void);
 /* Tell the analysis (and assert) that the caller holds the BQL. */
 void bql_assert_held(void) TSA_ASSERT(bql);
 
-#define GLOBAL_STATE_CODE()  assert(bql_locked())
+#define GLOBAL_STATE_CODE()  bql_assert_held()
+
+/*
+ * On a callback that only the main loop may call (a driver's global-state
+ * callback): reading the pointer needs the BQL, so the analysis reports a
+ * call from code that does not hold it.  The callback itself opens with
+ * GLOBAL_STATE_CODE(): the analysis does not follow calls through
+ * pointers.
+ */
+#define BQL_PTR              TSA_GUARDED_BY(bql)
 #define IO_CODE()            do { } while (0)
 
 /*

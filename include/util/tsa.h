@@ -7,9 +7,16 @@
  *
  * Conventions:
  *   TSA_CAPABILITY("mutex")  on a lock type;
- *   TSA_GUARDED_BY(lock)     on a global variable the lock protects (in C,
- *                            clang cannot name a sibling field, so struct
- *                            fields name their lock in a comment);
+ *   TSA_GUARDED_BY(lock)     on a global variable or struct field the lock
+ *                            protects, if the lock is a global (in C, clang
+ *                            cannot name a sibling field: such fields name
+ *                            their lock in a comment);
+ *   QLIST_HEAD(, T TSA_GUARDED_BY(lock)), QLIST_ENTRY(T TSA_GUARDED_BY(lock))
+ *                            for a list: the guard goes on the links, through
+ *                            the element type, because clang does not see a
+ *                            guard on the head through the &head that the
+ *                            list macros take (QTAILQ_HEAD and QTAILQ_ENTRY
+ *                            alike);
  *   TSA_REQUIRES(lock)       on a function the caller must call with the lock;
  *   TSA_ACQUIRE / TSA_RELEASE on lock and unlock functions;
  *   TSA_NO_TSA               on the few functions whose locking the analysis

@@ -111,6 +111,7 @@ static void pong_bh(void *opaque)
 
 static void bench_bh_round_trip(int64_t poll_max_ns, const char *label)
 {
+    GLOBAL_STATE_CODE();
     IOThread *a = iothread_create("ping", poll_max_ns, &error_abort);
     IOThread *b = iothread_create("pong", poll_max_ns, &error_abort);
     long n = iterations / 10;
@@ -148,6 +149,7 @@ static void coroutine_fn hop_entry(void *opaque)
 
 static void bench_coroutine_hop(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *a = iothread_create("hop0", IOTHREAD_POLL_MAX_NS_DEFAULT,
                                   &error_abort);
     IOThread *b = iothread_create("hop1", IOTHREAD_POLL_MAX_NS_DEFAULT,

@@ -3,7 +3,7 @@
 """Injected I/O errors reach NBD clients as the matching NBD error, and
 the connection and the daemon go on serving.
 
-A blkdebug node (block/blkdebug.c) sits between the export and its file:
+A blkdebug node (block/drivers/blkdebug.c) sits between the export and its file:
 its inject-error rules fail chosen reads, writes, zeroes, trims and
 flushes with a chosen errno before they reach the file.  Through libnbd
 (structured replies, and simple replies) each failure must arrive as the

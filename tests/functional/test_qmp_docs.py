@@ -160,5 +160,17 @@ def test_blockdev_add_documented(env):
               "blockdev-add's schema")
 
 
+@test
+def test_blockdev_create_documented(env):
+    _, schemas = daemon_schemas(env)
+    schema = schemas['blockdev-create']
+    cmd = parse_doc()['blockdev-create']
+    assert_eq(sorted(cmd.variants), sorted(schema['variants']),
+              'blockdev-create: drivers documented')
+    for driver, args in schema['variants'].items():
+        check_table(f'blockdev-create driver {driver}', cmd.variants[driver],
+                    args)
+
+
 if __name__ == '__main__':
     main()

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * libFuzzer harness for the NBD handshake: the server's own state machine
- * (block/export/nbd-handshake.c: nbd_hs_init/want/input/finish, which
+ * (block/export/nbd/nbd-handshake.c: nbd_hs_init/want/input/finish, which
  * nbd_handshake() drives on the socket) fed from memory, against the two
  * null-co exports of fuzz-nbd.h.  No socket, no coroutine: each input is
  * one client.  Input: one configuration byte (bit 0: the server allows

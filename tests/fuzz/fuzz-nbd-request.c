@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * libFuzzer harness for the NBD transmission phase: the real server
- * (block/export/nbd-conn.c's receive loop, nbd-cmd.c's request parser,
+ * (block/export/nbd/nbd-conn.c's receive loop, nbd-cmd.c's request parser,
  * checks and commands, the send queue) serving one in-process client per
  * input over a socketpair (nbd_server_add_client()), against the null-co
  * exports of fuzz-nbd.h, in the main loop.

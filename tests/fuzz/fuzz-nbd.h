@@ -12,7 +12,7 @@
 #ifndef TESTS_FUZZ_FUZZ_NBD_H
 #define TESTS_FUZZ_FUZZ_NBD_H
 
-#include "block/export/nbd-int.h"
+#include "block/export/nbd/nbd-int.h"
 
 #define FUZZ_NBD_DISK_SIZE      (1024 * 1024 + 512)
 #define FUZZ_NBD_RO_SIZE        (48 * 1024 * 1024)

@@ -115,37 +115,44 @@ uint8_t *mem_store_copy(MemStore *m)
 
 /* --- Jobs --------------------------------------------------------------- */
 
-void user_pause(Job *job, Error **errp) TSA_NO_TSA
+void user_pause(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_user_pause_locked(job, errp);
 }
 
-void user_resume(Job *job, Error **errp) TSA_NO_TSA
+void user_resume(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_user_resume_locked(job, errp);
 }
 
-void user_cancel(Job *job, Error **errp) TSA_NO_TSA
+void user_cancel(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_user_cancel_locked(job, true, errp);
 }
 
-void soft_cancel(Job *job, Error **errp) TSA_NO_TSA
+void soft_cancel(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_user_cancel_locked(job, false, errp);
 }
 
-void complete(Job *job, Error **errp) TSA_NO_TSA
+void complete(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_complete_locked(job, errp);
 }
 
-void finalize(Job *job, Error **errp) TSA_NO_TSA
+void finalize(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_finalize_locked(job, errp);
 }
 
-void dismiss(Job *job, Error **errp) TSA_NO_TSA
+void dismiss(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     job_dismiss_locked(&job, errp);
 }

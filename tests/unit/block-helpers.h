@@ -6,6 +6,8 @@
  *
  * Everything here is main-loop code (the test's main thread, which holds
  * the BQL) except the MemStore functions, which any thread may call.
+ * The functions that call main-loop-only APIs are TSA_REQUIRES(bql): a
+ * test function says GLOBAL_STATE_CODE() before its first call of them.
  * Failures of a set-up step abort the test (error_abort, g_assert),
  * except where an Error ** lets the test check the failure.
  */
@@ -27,14 +29,14 @@
  * reference, the caller's), or NULL with @errp set.
  */
 BlockDriverState *open_node(Error **errp, const char *fmt, ...)
-    PRINTF_FMT(2, 3);
+    PRINTF_FMT(2, 3) TSA_REQUIRES(bql);
 
 /*
  * A backend @name in @ctx on @bs, taking @perm and sharing everything.
  * Returns it with the caller's reference.
  */
 BlockBackend *new_backend(const char *name, AioContext *ctx, uint64_t perm,
-                          BlockDriverState *bs);
+                          BlockDriverState *bs) TSA_REQUIRES(bql);
 
 /* --- Image files ----------------------------------------------------- */
 
@@ -85,18 +87,21 @@ uint8_t *mem_store_copy(MemStore *m);
 
 /* The monitor verbs, as the job commands apply them; called with
  * job_mutex held (verb() in job-helpers.h, finish_job()). */
-void user_pause(Job *job, Error **errp);
-void user_resume(Job *job, Error **errp);
-void user_cancel(Job *job, Error **errp);       /* forced: job-cancel */
-void soft_cancel(Job *job, Error **errp);       /* block-job-cancel */
-void complete(Job *job, Error **errp);
-void finalize(Job *job, Error **errp);
-void dismiss(Job *job, Error **errp);
+void user_pause(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void user_resume(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+/* forced: job-cancel */
+void user_cancel(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+/* block-job-cancel */
+void soft_cancel(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void complete(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void finalize(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
+void dismiss(Job *job, Error **errp) TSA_REQUIRES(bql, job_mutex);
 
 /*
  * Apply @finish to job @id, which must exist, and run the main loop until
  * the job is over (job_finish_sync_locked()).  Returns the job's result.
  */
-int finish_job(const char *id, void (*finish)(Job *, Error **));
+int finish_job(const char *id, void (*finish)(Job *, Error **))
+    TSA_REQUIRES(bql) GRAPH_UNLOCKED;
 
 #endif /* TESTS_UNIT_BLOCK_HELPERS_H */

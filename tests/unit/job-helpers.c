@@ -173,6 +173,7 @@ bool logged(const char *event)
 TestJob *new_job(const char *id, JobTxn *txn, AioContext *ctx,
                         int flags)
 {
+    GLOBAL_STATE_CODE();
     Job *job = job_create(id, &test_job_driver, txn,
                           ctx ? ctx : main_context(), flags, NULL, NULL,
                           &error_abort);
@@ -183,6 +184,7 @@ TestJob *new_job(const char *id, JobTxn *txn, AioContext *ctx,
 
 void put_job(TestJob *t)
 {
+    GLOBAL_STATE_CODE();
     job_unref(&t->common.job);
 }
 
@@ -214,6 +216,7 @@ void check_verbs_in_state(TestJob *t)
 {
     JobStatus s = status_of(t);
 
+    GLOBAL_STATE_CODE();
     for (int v = 0; v < JOB_VERB__MAX; v++) {
         Error *err = NULL;
         bool ok;
@@ -234,7 +237,10 @@ void check_verbs_in_state(TestJob *t)
 
 BlockDriverState *open_null(const char *name, IOThread *io)
 {
-    BlockDriverState *bs = open_node(&error_abort,
+    BlockDriverState *bs;
+
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
         "{\"driver\": \"null-co\", \"node-name\": \"%s\", \"size\": 1048576}",
         name);
 
@@ -247,6 +253,7 @@ BlockDriverState *open_null(const char *name, IOThread *io)
 
 TestJob *new_block_job(const char *id, BlockDriverState *bs)
 {
+    GLOBAL_STATE_CODE();
     TestJob *t = block_job_create(id, &test_block_job_driver, NULL, bs,
                                   BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, 0,
                                   JOB_DEFAULT, NULL, NULL, &error_abort);
@@ -258,6 +265,7 @@ TestJob *new_block_job(const char *id, BlockDriverState *bs)
 struct json_object *qmp(const char *cmd, const char *args,
                                Error **errp)
 {
+    GLOBAL_STATE_CODE();
     struct json_object *a = args ? json_tokener_parse(args) : NULL;
     struct json_object *ret = qmp_run_command(cmd, a, OPTS_STRICT_TYPES, errp);
 
@@ -287,6 +295,7 @@ char *block_job_field(const char *id, const char *field)
 void job_helpers_init(void)
 {
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     qmp_job_init();
     status_log = g_string_new("");

@@ -784,6 +784,7 @@ static void test_from_iothread(void)
     FromIo f = { .file_fd = open_tmp_file() };
     char buf[8];
 
+    GLOBAL_STATE_CODE();
     g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f.sv),
                     ==, 0);
     f.io = iothread_create("sqe-io", 0, &error_abort);

@@ -129,6 +129,7 @@ static void defer_from_iothread_bh(void *opaque)
 
 static void test_deferred_from_iothread_keeps_order(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("io0", 0, &error_abort);
     FromThread f = { 0 };
 

@@ -274,6 +274,7 @@ static void test_bh_two_iothreads_stress(void)
     PingPong pp = { .n = 5000 * stress_iterations() };
     int i;
 
+    GLOBAL_STATE_CODE();
     pp.io[0] = iothread_create("io0", 0, &error_abort);
     pp.io[1] = iothread_create("io1", IOTHREAD_POLL_MAX_NS_DEFAULT,
                                &error_abort);
@@ -514,9 +515,11 @@ typedef struct WaitFlag {
 
 static void test_aio_wait_while_kicked_from_iothread(void)
 {
-    IOThread *io = iothread_create("waiter", 0, &error_abort);
+    IOThread *io;
     int i;
 
+    GLOBAL_STATE_CODE();
+    io = iothread_create("waiter", 0, &error_abort);
     for (i = 0; i < 1000 * stress_iterations(); i++) {
         ctx_sync(iothread_get_aio_context(io));
     }
@@ -547,6 +550,7 @@ static void test_aio_wait_while_own_context(void)
 {
     WaitFlag w = { 0 };
 
+    GLOBAL_STATE_CODE();
     w.io = iothread_create("self", 0, &error_abort);
     aio_bh_schedule_oneshot(iothread_get_aio_context(w.io),
                             wait_own_context_bh, &w);

@@ -19,7 +19,7 @@
 #include "block/block-backend.h"
 #include "block/block-global-state.h"
 #include "block/block_int.h"
-#include "block/drivers.h"
+#include "block/drivers/drivers.h"
 #include "util/atomic.h"
 #include "util/keyval.h"
 #include "util/main-loop.h"
@@ -103,6 +103,7 @@ typedef struct Fixture {
  */
 static void fixture_open_json(Fixture *f, const char *rules)
 {
+    GLOBAL_STATE_CODE();
     memset(&hits, 0, sizeof(hits));
     f->bs = open_node(&error_abort,
         "{\"driver\": \"blkdebug\", \"node-name\": \"dbg0\","
@@ -115,6 +116,7 @@ static void fixture_open_json(Fixture *f, const char *rules)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->blk);
     bdrv_unref(f->bs);
     g_assert_null(bdrv_find_node("cnt0"));
@@ -124,6 +126,7 @@ static int do_read(Fixture *f, int64_t offset, int64_t bytes)
 {
     g_autofree uint8_t *buf = g_malloc(bytes);
 
+    GLOBAL_STATE_CODE();
     return blk_pread(f->blk, offset, bytes, buf, 0);
 }
 
@@ -131,6 +134,7 @@ static int do_write(Fixture *f, int64_t offset, int64_t bytes)
 {
     g_autofree uint8_t *buf = g_malloc0(bytes);
 
+    GLOBAL_STATE_CODE();
     return blk_pwrite(f->blk, offset, bytes, buf, 0);
 }
 
@@ -152,6 +156,7 @@ static int do_zero_or_discard(Fixture *f, bool discard)
 {
     ZeroReq r = { .blk = f->blk, .discard = discard, .ret = 1 };
 
+    GLOBAL_STATE_CODE();
     bdrv_run_co(main_context(), zero_req_entry, &r);
     g_assert_cmpint(r.ret, <=, 0);
     return r.ret;
@@ -244,6 +249,7 @@ static void test_failed_flush_not_reported_as_success(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\", \"once\": true},"
                           " {\"event\": \"flush_to_disk\", \"errno\": 28,"
                           "  \"once\": true}]");
@@ -267,6 +273,7 @@ static void test_flush_always_failing(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\"}]");
     g_assert_cmpint(do_write(&f, 0, 4096), ==, 0);
     for (int i = 0; i < 5; i++) {
@@ -281,6 +288,7 @@ static void test_flush_ignores_sector_rules(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_open_json(&f, "[{\"event\": \"flush_to_disk\", \"sector\": 0}]");
     g_assert_cmpint(do_write(&f, 0, 4096), ==, 0);
     g_assert_cmpint(blk_flush(f.blk), ==, 0);
@@ -298,6 +306,7 @@ static void test_keyval_options(void)
         &error_abort);
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     memset(&hits, 0, sizeof(hits));
     f.bs = bdrv_open(opts, false, &error_abort);
     json_object_put(opts);
@@ -321,6 +330,7 @@ static void test_bad_options_refused(void)
         " \"inject-error\": [{\"event\": \"read_aio\", \"state\": 1}]}",
     };
 
+    GLOBAL_STATE_CODE();
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         Error *err = NULL;
 
@@ -335,6 +345,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_count_driver);
 

@@ -196,6 +196,7 @@ typedef struct Fixture {
 
 static BlockDriverState *open_mem_node(const char *name, int64_t size)
 {
+    GLOBAL_STATE_CODE();
     return open_node(&error_abort, "{\"driver\": \"test-mem\", \"node-name\": "
                      "\"%s\", \"size\": %" PRId64 "}", name, size);
 }
@@ -205,6 +206,7 @@ static void fixture_init(Fixture *f, uint64_t perm, int n_iothreads)
 {
     static const char *const names[] = { "io0", "io1" };
 
+    GLOBAL_STATE_CODE();
     drv_reset();
     *f = (Fixture) { 0 };
     for (int i = 0; i < n_iothreads; i++) {
@@ -216,6 +218,7 @@ static void fixture_init(Fixture *f, uint64_t perm, int n_iothreads)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->blk);
     bdrv_unref(f->bs);
     for (int i = 0; i < 2; i++) {
@@ -334,6 +337,7 @@ static void test_read_write_roundtrip(void)
     g_autofree uint8_t *in = g_malloc(4096);
     g_autofree uint8_t *zero = g_malloc0(4096);
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 0);
     for (int i = 0; i < 4096; i++) {
         out[i] = i * 7 + 3;
@@ -356,6 +360,7 @@ static void test_parked_requests_resume(void)
     Fixture f;
     Req r[4];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 1);
     bdrv_drained_begin(f.bs);
     for (int i = 0; i < 4; i++) {
@@ -387,6 +392,7 @@ static void test_parked_not_counted_in_flight(void)
     Fixture f;
     Req r[2];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 1);
     bdrv_drained_begin(f.bs);
     for (int i = 0; i < 2; i++) {
@@ -414,6 +420,7 @@ static void test_disable_request_queuing(void)
     Fixture f;
     Req r;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 1);
     blk_set_disable_request_queuing(f.blk, true);
     bdrv_drained_begin(f.bs);
@@ -464,6 +471,7 @@ static void test_drain_waits_for_two_iothreads(void)
     DevOpsCounts d = { 0 };
     Req r[2];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 2);
     d.release_in = f.io[0];
     blk_set_dev_ops(f.blk, &counting_dev_ops, &d);
@@ -495,6 +503,7 @@ static void test_nested_drains(void)
     DevOpsCounts d = { 0 };
     Req r;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 1);
     blk_set_dev_ops(f.blk, &counting_dev_ops, &d);
     bdrv_drained_begin(f.bs);
@@ -528,6 +537,7 @@ static void test_perm_conflict_message(void)
     BlockBackend *a, *b;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     drv_reset();
     bs = open_mem_node("n0", MEM_SIZE);
     a = blk_new("exp0", main_context(),
@@ -555,6 +565,7 @@ static void test_read_only_eperm(void)
     Fixture f;
     uint8_t buf[512] = { 0 };
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ, 0);
     g_assert_true(blk_is_read_only(f.blk));
     g_assert_cmpint(blk_pwrite(f.blk, 0, sizeof(buf), buf, 0), ==, -EPERM);
@@ -568,6 +579,7 @@ static void test_out_of_range_eio(void)
     Fixture f;
     uint8_t buf[1024] = { 0 };
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 0);
     g_assert_cmpint(blk_pread(f.blk, MEM_SIZE - 512, 1024, buf, 0), ==,
                     -EIO);
@@ -589,6 +601,7 @@ static void test_stats_counted(void)
     uint8_t buf[4096] = { 0 };
     int64_t before = get_clock_ns(), after;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 0);
     g_assert_cmpint(blk_pwrite(f.blk, 0, 4096, buf, 0), ==, 0);
     g_assert_cmpint(blk_pwrite(f.blk, 4096, 2048, buf, 0), ==, 0);
@@ -639,6 +652,7 @@ static void test_dev_ops_resize_called(void)
     DevOpsCounts d = { 0 };
     TruncateCo t;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_RESIZE, 0);
     blk_set_dev_ops(f.blk, &counting_dev_ops, &d);
     t = (TruncateCo) { .blk = f.blk, .size = 2 * MEM_SIZE };
@@ -658,6 +672,7 @@ static void test_refuses_aio_context_change(void)
     Fixture f;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ, 1);
     g_assert_cmpint(bdrv_try_change_aio_context(f.bs, io_ctx(&f, 0), NULL,
                                                 &err), <, 0);
@@ -677,6 +692,7 @@ static void test_allowed_aio_context_change(void)
     DevOpsCounts d = { 0 };
     uint8_t buf[512];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ, 1);
     blk_set_dev_ops(f.blk, &counting_dev_ops, &d);
     blk_set_allow_aio_context_change(f.blk, true);
@@ -699,6 +715,7 @@ static void test_set_aio_context_moves_node(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ, 1);
     /* The backend's own request needs no permission to move. */
     g_assert_cmpint(blk_set_aio_context(f.blk, io_ctx(&f, 0), &error_abort),
@@ -723,6 +740,7 @@ static void test_unref_fails_parked_requests(void)
     Fixture f;
     Req r;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ, 1);
     bdrv_drained_begin(f.bs);
     req_init(&r, f.blk, false, 0, 512);
@@ -742,6 +760,7 @@ static void test_unref_fails_parked_requests(void)
 
 static void test_blk_next_lists_backends(void)
 {
+    GLOBAL_STATE_CODE();
     BlockBackend *a = blk_new("a", NULL, 0, BLK_PERM_ALL);
     BlockBackend *b = blk_new("b", NULL, 0, BLK_PERM_ALL);
 
@@ -817,6 +836,7 @@ static void test_stress_drain_vs_requests(void)
     bool stop = false;
     int total = 0;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE, 2);
     for (int i = 0; i < N_WORKERS; i++) {
         w[i] = (StressWorker) { .blk = f.blk, .stop = &stop, .rnd = i + 1 };
@@ -855,6 +875,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bd_mutex_init(&drv.lock);
     co_queue_init(&drv.held);

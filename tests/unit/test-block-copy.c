@@ -153,11 +153,14 @@ typedef struct Fixture {
 
 static BlockDriverState *open_mem(const char *name, uint32_t seed)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-mem\", \"node-name\": \"%s\"}", name);
+    BlockDriverState *bs;
     GRand *rand = g_rand_new_with_seed(seed);
-    TestMem *s = bs->opaque;
+    TestMem *s;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-mem\", \"node-name\": \"%s\"}", name);
+    s = bs->opaque;
     for (int64_t i = 0; i < SIZE; i += 4) {
         uint32_t v = g_rand_int(rand);
 
@@ -179,6 +182,7 @@ static void fixture_init(Fixture *f, int n_iothreads)
     static const char *const names[] = { "bc-io0", "bc-io1" };
     AioContext *ctx = main_context();
 
+    GLOBAL_STATE_CODE();
     *f = (Fixture) { 0 };
     for (int i = 0; i < n_iothreads; i++) {
         f->io[i] = iothread_create(names[i], 0, &error_abort);
@@ -201,6 +205,7 @@ static void fixture_init(Fixture *f, int n_iothreads)
 
 static void fixture_destroy(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->guest);
     bdrv_cbw_drop(f->cbw);
     bdrv_unref(f->src);
@@ -379,6 +384,7 @@ static void test_memory_budget(void)
     TestMem *src;
     Req w[4];
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, 0);
     src = f.src->opaque;
     block_copy_set_max_mem(f.bcs, 2 * CLUSTER);
@@ -513,6 +519,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_mem_driver);
 

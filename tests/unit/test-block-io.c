@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * The generic request path (block/io.c): the checking layer, padding and
+ * The generic request path (block/io/io.c): the checking layer, padding and
  * read-modify-write, serialisation of overlapping requests, splitting,
  * bounce buffers, write-zeroes fallback, detect-zeroes, FUA emulation,
  * flush generations, discard, block status, truncate, in-flight counting.
@@ -355,12 +355,14 @@ static const OptDesc test_fmt_opts[] = {
 static int test_fmt_open(BlockDriverState *bs, struct json_object *options,
                          int flags, Error **errp)
 {
-    bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_IMAGE | BDRV_CHILD_PRIMARY, false,
-                               errp);
-    if (!bs->file) {
+    GLOBAL_STATE_CODE();
+    if (!bdrv_open_child(options, "file", bs,
+                         BDRV_CHILD_IMAGE | BDRV_CHILD_PRIMARY, false,
+                         errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     bs->total_bytes = bdrv_get_total_bytes(bs->file->bs);
     return 0;
 }
@@ -426,6 +428,7 @@ static void node_open(TestNode *t, const char *json)
     uint64_t perm = BLK_PERM_CONSISTENT_READ;
     BlockDriverState *mem_bs;
 
+    GLOBAL_STATE_CODE();
     g_assert_nonnull(opts);
     if (!json_object_object_get_ex(opts, "node-name", NULL)) {
         json_object_object_add(opts, "node-name",
@@ -448,6 +451,7 @@ static void node_open(TestNode *t, const char *json)
 
 static void node_close(TestNode *t)
 {
+    GLOBAL_STATE_CODE();
     g_assert_cmpuint(qatomic_read(&t->bs->in_flight), ==, 0);
     g_assert_true(QLIST_EMPTY(&t->bs->tracked_requests));
     g_assert_cmpint(qatomic_read(&t->bs->serialising_in_flight), ==, 0);
@@ -1273,6 +1277,7 @@ static void coroutine_fn status_entry(void *opaque)
 static int block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
                         StatusReq *r)
 {
+    GLOBAL_STATE_CODE();
     *r = (StatusReq) { .bs = bs, .offset = offset, .bytes = bytes,
                        .pnum = -1, .map = -1 };
     bdrv_run_co(main_context(), status_entry, r);
@@ -1286,9 +1291,12 @@ static void test_block_status_recurse(void)
     StatusReq r;
     int ret;
 
+    GLOBAL_STATE_CODE();
     node_open(&t, "{\"driver\": \"test-fmt\", \"node-name\": \"fmt\","
                   " \"file\": {\"driver\": \"test-mem\"}}");
+    bdrv_graph_rdlock_main_loop();
     file = t.bs->file->bs;
+    bdrv_graph_rdunlock_main_loop();
     /* [0, 4k) data, [4k, 12k) zero, [12k, 64k) data. */
     mem_fill(t.mem, 0, 1, 65536);
     mem_fill(t.mem, 4096, 0, 8192);
@@ -1488,6 +1496,7 @@ static void coroutine_fn publish_entry(void *opaque)
  */
 static void test_run_co_publishes_results(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("pub", 0, &error_abort);
     Spinner sp = { .on = 1 };
 
@@ -1591,6 +1600,7 @@ static void test_rmw_stress(void)
     g_autofree uint8_t *after = NULL;
     AioContext *ctx[STRESS_WRITERS];
 
+    GLOBAL_STATE_CODE();
     node_open(&t, "{\"driver\": \"test-mem\", \"size\": 16384,"
                   " \"align\": 512, \"yield\": true}");
     io[0] = iothread_create("rmw0", 0, &error_abort);
@@ -1636,6 +1646,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_mem_driver);
     bdrv_register(&test_mem_broken_driver);

@@ -57,6 +57,7 @@ static void destroy_iothreads(IOThread **io, int n)
     int synced = 0;
     int i;
 
+    GLOBAL_STATE_CODE();
     for (i = 0; i < n; i++) {
         aio_bh_schedule_oneshot(iothread_get_aio_context(io[i]), sync_bh,
                                 &synced);
@@ -80,6 +81,7 @@ static void contexts_start(Contexts *c)
 {
     int i;
 
+    GLOBAL_STATE_CODE();
     c->ctx[0] = main_context();
     for (i = 0; i < N_CONTEXTS - 1; i++) {
         g_autofree char *id = g_strdup_printf("io%d", i);
@@ -266,6 +268,7 @@ static void test_queue_wait_releases_comutex(void)
 {
     Handover h = { 0 };
 
+    GLOBAL_STATE_CODE();
     h.io = iothread_create("consumer", 0, &error_abort);
     co_queue_init(&h.q);
     co_mutex_init(&h.m);
@@ -302,6 +305,7 @@ static void test_queue_wait_bd_cross_thread(void)
 {
     Handover h = { 0 };
 
+    GLOBAL_STATE_CODE();
     h.io = iothread_create("consumer", 0, &error_abort);
     co_queue_init(&h.q);
     bd_mutex_init(&h.bm);
@@ -1112,6 +1116,7 @@ static void coroutine_fn sleeper(void *opaque)
  */
 static void test_sleep_wakes_after_deadline(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("sleep", 0, &error_abort);
     Sleeper s[2] = {
         { .ctx = main_context() },

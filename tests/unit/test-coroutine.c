@@ -223,6 +223,7 @@ static void test_migrate_between_iothreads(void)
 {
     Hop h = { .hops = 2000 * stress_iterations(), .ok = true };
 
+    GLOBAL_STATE_CODE();
     h.io[0] = iothread_create("hop0", 0, &error_abort);
     h.io[1] = iothread_create("hop1", 0, &error_abort);
     co_enter(co_create(hop_entry, &h));
@@ -261,6 +262,7 @@ static void test_wake_from_other_thread(void)
     CrossWake cw = { 0 };
     int i;
 
+    GLOBAL_STATE_CODE();
     cw.io = iothread_create("sleeper", 0, &error_abort);
     for (i = 0; i < 500 * stress_iterations(); i++) {
         qatomic_set(&cw.co, NULL);

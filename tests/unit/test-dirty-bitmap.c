@@ -30,6 +30,7 @@
 
 static BlockDriverState *open_null(const char *name, int64_t size)
 {
+    GLOBAL_STATE_CODE();
     return open_node(&error_abort, "{\"driver\": \"null-co\", \"node-name\": "
                      "\"%s\", \"size\": %" PRId64 ", \"discard\": \"unmap\"}",
                      name, size);
@@ -40,6 +41,7 @@ static BlockDriverState *open_null(const char *name, int64_t size)
 
 static void test_set_reset_get(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
 
@@ -86,6 +88,7 @@ static void test_set_reset_get(void)
 
 static void test_next_dirty_zero(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
 
@@ -117,6 +120,7 @@ static void test_next_dirty_zero(void)
 
 static void test_next_dirty_area(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", ODD_SIZE);
     BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, G, NULL, &error_abort);
     int64_t s, c;
@@ -157,6 +161,7 @@ static void test_bad_arguments(void)
     BdrvDirtyBitmap *bm;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(bdrv_create_dirty_bitmap(bs, 256, NULL, &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Granularity must be power of 2 and at least 512");
@@ -198,12 +203,14 @@ static void run_req(BlockBackend *blk, bool discard, int64_t offset,
 {
     ReqData d = { blk, discard, offset, bytes, -EINPROGRESS };
 
+    GLOBAL_STATE_CODE();
     bdrv_run_co(blk_get_aio_context(blk), req_co, &d);
     g_assert_cmpint(d.ret, ==, 0);
 }
 
 static void test_write_path(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("n0", 1 << 20);
     BlockBackend *blk = new_backend("blk0", main_context(),
                                     BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
@@ -249,6 +256,7 @@ static void test_truncate_resizes(void)
     BlockDriverState *bs;
     BdrvDirtyBitmap *bm;
 
+    GLOBAL_STATE_CODE();
     bs = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
                    "\"f0\", \"filename\": \"%s\"}", path);
 
@@ -330,6 +338,7 @@ static void test_stress_writers_and_resetter(void)
     Writer w[2];
     Stress *s = g_new0(Stress, 1);
 
+    GLOBAL_STATE_CODE();
     s->bs = open_null("n0", STRESS_CHUNKS * 512);
     s->bm = bdrv_create_dirty_bitmap(s->bs, 512, NULL, &error_abort);
     s->writes_per_thread = 20000 * stress_iterations();
@@ -361,6 +370,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     g_test_add_func("/dirty-bitmap/set-reset-get", test_set_reset_get);

@@ -115,6 +115,7 @@ static BlockDriverState *open_file(const char *path, const char *aio,
                                    bool direct, const char *extra,
                                    Error **errp)
 {
+    GLOBAL_STATE_CODE();
     return open_node(errp, "{\"driver\": \"file\", \"node-name\": \"f%u\", "
                      "\"filename\": \"%s\", \"aio\": \"%s\", "
                      "\"cache\": {\"direct\": %s}%s}", node_counter++, path,
@@ -132,6 +133,7 @@ typedef struct TestNode {
 static bool attach(TestNode *t, BlockDriverState *bs, uint64_t perm,
                    uint64_t shared, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     t->bs = bs;
     t->blk = blk_new("test", bdrv_get_aio_context(bs), perm, shared);
     if (blk_insert_bs(t->blk, bs, errp) < 0) {
@@ -150,6 +152,7 @@ static void attach_rw(TestNode *t, BlockDriverState *bs)
 
 static void test_node_close(TestNode *t)
 {
+    GLOBAL_STATE_CODE();
     if (t->blk) {
         blk_unref(t->blk);
     }
@@ -205,6 +208,7 @@ static void coroutine_fn co_req_entry(void *opaque)
 
 static int co_req(BlockBackend *blk, CoReq *r)
 {
+    GLOBAL_STATE_CODE();
     r->blk = blk;
     bdrv_run_co(blk_get_aio_context(blk), co_req_entry, r);
     return r->ret;
@@ -267,6 +271,7 @@ static void test_rw_patterns(const void *opaque)
     g_autofree char *path = NULL;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -358,6 +363,7 @@ static void test_direct_unaligned(const void *opaque)
     uint8_t back[8];
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -393,6 +399,7 @@ static void test_direct_unaligned_eof(const void *opaque)
     uint8_t expect[SIZE], back[200];
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -504,6 +511,7 @@ static void test_block_status(const void *opaque)
     g_autofree uint8_t *buf = g_malloc(64 * KiB);
     TestNode t, r;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_file(path, aio, false, "", &error_abort));
     fill_pattern(buf, 64 * KiB, 1);
     g_assert_cmpint(blk_pwrite(t.blk, 1 * MiB, 64 * KiB, buf, 0), ==, 0);
@@ -607,6 +615,7 @@ static void test_error_efbig(const void *opaque)
     int ret_low, ret_high;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -666,6 +675,7 @@ static void test_error_eio(const void *opaque)
     TestNode t;
     int fd, mem;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_file(path, aio, false, ", \"locking\": \"off\"",
                             &error_abort));
     real = realpath(path, NULL);
@@ -689,6 +699,7 @@ static BlockDriverState *open_raw_over_file(const char *path,
                                             bool read_only, bool force_share,
                                             Error **errp)
 {
+    GLOBAL_STATE_CODE();
     return open_node(errp, "{\"driver\": \"raw\", \"node-name\": \"r%u\", "
                      "\"read-only\": %s, \"force-share\": %s, "
                      "\"file\": {\"driver\": \"file\", \"filename\": \"%s\", "
@@ -715,6 +726,7 @@ static void assert_lock_error(Error *err, const char *what, const char *path)
 /* A user that writes and lets nobody else write, as an export does. */
 static BlockBackend *attach_writer(BlockDriverState *bs, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     BlockBackend *blk = blk_new("writer", bdrv_get_aio_context(bs),
                                 BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
                                 BLK_PERM_ALL & ~BLK_PERM_WRITE);
@@ -733,6 +745,7 @@ static void test_lock_two_writers(void)
     BlockBackend *wa, *wb;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     /*
      * Opening takes no lock by itself (raw passes its users' permissions
      * through, as in QEMU): the second writer is what must be refused.
@@ -763,6 +776,7 @@ static void test_lock_off(void)
     g_autofree char *path = make_file(tmp_dir, "nolock.img", 1 * MiB);
     BlockDriverState *a, *b;
 
+    GLOBAL_STATE_CODE();
     a = open_raw_over_file(path, "off", false, false, &error_abort);
     b = open_raw_over_file(path, "off", false, false, &error_abort);
     bdrv_unref(b);
@@ -779,6 +793,7 @@ static void test_lock_readers(void)
     TestNode writer, reader;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&writer, open_file(path, "io_uring", false, "", &error_abort));
     /* Sharing everything, the writer holds no lock that bars readers. */
     g_assert_true(attach(&reader,
@@ -866,6 +881,7 @@ static void test_iothread_io(const void *opaque)
     int remaining = N;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     if (!dir) {
         return;
     }
@@ -959,6 +975,7 @@ static void test_block_device(const void *opaque)
     TestNode t;
     int dev, fd;
 
+    GLOBAL_STATE_CODE();
     if (!direct_dir) {
         g_test_skip("no file system here accepts O_DIRECT");
         return;
@@ -1029,6 +1046,7 @@ static void test_raw_window(void)
     Error *err = NULL;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     file_write_pattern(path, 0, SIZE, 17);
     fill_pattern(expect, SIZE, 17);
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"raw\", "
@@ -1063,6 +1081,7 @@ static void test_raw_window_beyond_eof(void)
     g_autofree char *path = make_file(tmp_dir, "small.img", 64 * KiB);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(open_node(&err, "{\"driver\": \"raw\", \"node-name\": "
                             "\"w1\", \"offset\": %lld, \"file\": {\"driver\": "
                             "\"file\", \"filename\": \"%s\"}}",
@@ -1088,6 +1107,7 @@ static void test_null_read_zeroes(void)
     int64_t pnum;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"null-co\", "
                             "\"node-name\": \"null0\", "
                             "\"read-zeroes\": true}"));
@@ -1125,6 +1145,7 @@ static void test_null_latency(void)
     int64_t start;
     TestNode t;
 
+    GLOBAL_STATE_CODE();
     attach_rw(&t, open_node(&error_abort, "{\"driver\": \"null-co\", "
                             "\"node-name\": \"slow\", \"latency-ns\": %"
                             PRId64 "}", latency));
@@ -1187,6 +1208,7 @@ int main(int argc, char **argv)
 
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     tmp_dir = g_dir_make_tmp("blockd-file-XXXXXX", NULL);

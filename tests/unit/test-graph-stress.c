@@ -37,12 +37,14 @@ static const OptDesc filter_opts[] = {
 static int filter_open(BlockDriverState *bs, struct json_object *options,
                        int flags, Error **errp)
 {
-    bs->file = bdrv_open_child(options, "file", bs,
-                               BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
-                               false, errp);
-    if (!bs->file) {
+    GLOBAL_STATE_CODE();
+    if (!bdrv_open_child(options, "file", bs,
+                         BDRV_CHILD_FILTERED | BDRV_CHILD_PRIMARY,
+                         false, errp)) {
         return -EINVAL;
     }
+    /* Read the new edge; the main loop is the graph's only writer. */
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
     bs->total_bytes = bdrv_get_total_bytes(bs->file->bs);
     return 0;
 }
@@ -143,6 +145,7 @@ static void start_worker_bh(void *opaque)
 
 static void insert_and_remove_filter(const char *node_name)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *base = bdrv_find_node(node_name);
     BlockDriverState *filter = open_node(&error_abort,
         "{\"driver\": \"test-filter\", \"node-name\": \"flt-%s\", "
@@ -171,6 +174,7 @@ static void test_io_under_graph_changes(void)
     BlockDriverState *nodes[2];
     bool all_done;
 
+    GLOBAL_STATE_CODE();
     nodes[0] = open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
                          "\"file0\", \"filename\": \"%s\"}", path);
     nodes[1] = open_node(&error_abort, "{\"driver\": \"null-co\", "
@@ -261,6 +265,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&filter_driver);
     g_test_add_func("/graph-stress/io-under-filter-insertion-and-moves",

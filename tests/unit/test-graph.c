@@ -30,11 +30,11 @@ static int test_node_open(BlockDriverState *bs, struct json_object *options,
 {
     struct json_object *file;
 
+    GLOBAL_STATE_CODE();
     if (json_object_object_get_ex(options, "file", &file)) {
-        bs->file = bdrv_open_child(options, "file", bs,
-                                   BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
-                                   false, errp);
-        if (!bs->file) {
+        if (!bdrv_open_child(options, "file", bs,
+                             BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
+                             false, errp)) {
             return -EINVAL;
         }
     }
@@ -119,6 +119,7 @@ static BdrvChild *attach_parent(BlockDriverState *bs, TestParent *tp,
 {
     BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
     tp->ctx = bdrv_get_aio_context(bs);
     bdrv_graph_wrlock();
     c = bdrv_root_attach_child(bs, "root", &test_parent_class,
@@ -129,6 +130,7 @@ static BdrvChild *attach_parent(BlockDriverState *bs, TestParent *tp,
 
 static void detach_parent(BdrvChild *c)
 {
+    GLOBAL_STATE_CODE();
     bdrv_graph_wrlock();
     bdrv_root_unref_child(c);
     bdrv_graph_wrunlock();
@@ -193,6 +195,7 @@ static void test_wrlock_waits_for_readers_in_two_iothreads(void)
     Reader r[2] = { { 0 } };
     WriterProbe probe = { .readers = r, .n = 2 };
 
+    GLOBAL_STATE_CODE();
     r[0].io = iothread_create("rd0", 0, &error_abort);
     r[1].io = iothread_create("rd1", 0, &error_abort);
     start_reader(&r[0]);
@@ -215,6 +218,7 @@ static void test_wrlock_waits_for_readers_in_two_iothreads(void)
 /* Runs inside the first writer's wait: a second writer must abort. */
 static void nested_writer_bh(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     bdrv_graph_wrlock();
     bdrv_graph_wrunlock();
 }
@@ -226,6 +230,7 @@ static void nested_writer_bh(void *opaque)
  */
 static void test_wrlock_inside_writer_wait_aborts(void)
 {
+    GLOBAL_STATE_CODE();
     if (g_test_subprocess()) {
         Reader r = { 0 };
 
@@ -243,6 +248,7 @@ static void test_wrlock_inside_writer_wait_aborts(void)
 
 static void unref_bh(void *opaque)
 {
+    GLOBAL_STATE_CODE();
     bdrv_unref(opaque);
 }
 
@@ -256,6 +262,7 @@ static void wait_done_bh(void *opaque)
 /* A node freed inside someone's wait is the bug itself: it aborts. */
 static void test_node_freed_inside_wait_aborts(void)
 {
+    GLOBAL_STATE_CODE();
     if (g_test_subprocess()) {
         BlockDriverState *bs = open_node(&error_abort,
             "{\"driver\": \"test-node\", \"node-name\": \"doomed\"}");
@@ -273,9 +280,11 @@ static void test_node_freed_inside_wait_aborts(void)
 /* The same unref as deferred work runs after the wait, at a safe point. */
 static void test_node_unref_deferred_runs_after_wait(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"later\"}");
+    BlockDriverState *bs;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"later\"}");
     wait_done = 0;
     aio_wait_defer(unref_bh, bs);
     aio_bh_schedule_oneshot(main_context(), wait_done_bh, NULL);
@@ -307,6 +316,7 @@ static void start_late_reader_bh(void *opaque)
 
 static void test_reader_waits_for_writer(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("late", 0, &error_abort);
     LateReader lr = { 0 };
 
@@ -344,6 +354,7 @@ static void coroutine_fn migrant_entry(void *opaque)
 
 static void test_reader_migrates_between_contexts(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *a = iothread_create("mig0", 0, &error_abort);
     IOThread *b = iothread_create("mig1", 0, &error_abort);
     Migrant m = {
@@ -387,6 +398,7 @@ static void coroutine_fn orphan_entry(void *opaque)
 
 static void test_dying_context_hands_off_count(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *survivor = iothread_create("survivor", 0, &error_abort);
     Orphan o = {
         .dying = iothread_create("dying", 0, &error_abort),
@@ -489,6 +501,7 @@ static void test_negative_sum_while_polling(void)
 {
     HandReaders h;
 
+    GLOBAL_STATE_CODE();
     hand_readers_init(&h);
     bdrv_graph_set_reader_count_hook(migrate_between_reads, &h);
     bdrv_graph_wrlock();
@@ -518,6 +531,7 @@ static void test_transient_zero_keeps_writer_out(void)
 {
     HandReaders h;
 
+    GLOBAL_STATE_CODE();
     hand_readers_init(&h);
     h.holder = co_create(hand_reader_entry, NULL);
     enter_in(h.a, h.holder);                    /* locks in a, holds */
@@ -582,6 +596,7 @@ static void test_rwlock_stress(void)
     LockStress s = { .running = 8 };
     int rounds = 300 * stress_iterations();
 
+    GLOBAL_STATE_CODE();
     io[0] = iothread_create("st0", 0, &error_abort);
     io[1] = iothread_create("st1", 0, &error_abort);
     for (int i = 0; i < 2; i++) {
@@ -609,11 +624,14 @@ static void test_rwlock_stress(void)
 
 static void test_drain_quiesces_parents_once(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"d0\"}");
+    BlockDriverState *bs;
     TestParent tp = { .name = "tp" };
-    BdrvChild *c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
+    BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"d0\"}");
+    c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
     bdrv_drained_begin(bs);
     bdrv_drained_begin(bs);     /* nested: the parent is told once */
     g_assert_cmpint(tp.begins, ==, 1);
@@ -630,6 +648,7 @@ static void test_drain_quiesces_parents_once(void)
 
 static void test_drain_propagates_up_through_nodes(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"top\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"bottom\"}}");
@@ -653,11 +672,13 @@ static void test_drain_propagates_up_through_nodes(void)
 
 static void test_attach_to_drained_node_quiesces(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"d1\"}");
+    BlockDriverState *bs;
     TestParent tp = { .name = "late" };
     BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"d1\"}");
     bdrv_drained_begin(bs);
     c = attach_parent(bs, &tp, 0, BLK_PERM_ALL, &error_abort);
     g_assert_cmpint(tp.begins, ==, 1);
@@ -689,6 +710,7 @@ static void iothread_release_bh(void *opaque)
 
 static void test_drain_waits_for_busy_parent(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d2\"}");
     IOThread *io = iothread_create("rel", 0, &error_abort);
@@ -709,15 +731,17 @@ static void test_drain_waits_for_busy_parent(void)
 
 static void test_drain_all(void)
 {
-    BlockDriverState *a = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"da\"}");
-    BlockDriverState *b = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"db\"}");
+    BlockDriverState *a, *b, *late;
     TestParent ta = { .name = "ta" }, tb = { .name = "tb" };
-    BdrvChild *ca = attach_parent(a, &ta, 0, BLK_PERM_ALL, &error_abort);
-    BdrvChild *cb = attach_parent(b, &tb, 0, BLK_PERM_ALL, &error_abort);
-    BlockDriverState *late;
+    BdrvChild *ca, *cb;
 
+    GLOBAL_STATE_CODE();
+    a = open_node(&error_abort,
+                  "{\"driver\": \"test-node\", \"node-name\": \"da\"}");
+    b = open_node(&error_abort,
+                  "{\"driver\": \"test-node\", \"node-name\": \"db\"}");
+    ca = attach_parent(a, &ta, 0, BLK_PERM_ALL, &error_abort);
+    cb = attach_parent(b, &tb, 0, BLK_PERM_ALL, &error_abort);
     /* Attaching took the write lock, which quiesces too: start from 0. */
     ta.begins = ta.ends = tb.begins = tb.ends = 0;
     bdrv_drain_all_begin();
@@ -759,6 +783,7 @@ static void coroutine_fn co_drain_entry(void *opaque)
 
 static void test_drain_from_coroutine_in_iothread(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"d3\"}");
     IOThread *io = iothread_create("codrain", 0, &error_abort);
@@ -779,12 +804,14 @@ static void test_drain_from_coroutine_in_iothread(void)
 
 static void test_perm_conflict_names_both_users(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"file0\"}");
+    BlockDriverState *bs;
     TestParent exp0 = { .name = "exp0" }, exp1 = { .name = "exp1" };
     BdrvChild *c0, *c1;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"file0\"}");
     /* exp0 writes and lets nobody else write. */
     c0 = attach_parent(bs, &exp0, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE,
                        BLK_PERM_ALL & ~BLK_PERM_WRITE, &error_abort);
@@ -823,12 +850,14 @@ static void test_perm_conflict_names_both_users(void)
 
 static void test_perm_read_only_node_refuses_write(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"ro0\", "
-        "\"read-only\": true}");
+    BlockDriverState *bs;
     TestParent tp = { .name = "writer" };
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"ro0\", "
+        "\"read-only\": true}");
     g_assert_null(attach_parent(bs, &tp, BLK_PERM_WRITE, BLK_PERM_ALL, &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "Block node 'ro0' is read-only: cannot take permission "
@@ -839,6 +868,7 @@ static void test_perm_read_only_node_refuses_write(void)
 
 static void test_perm_propagates_to_child(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"ptop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"pbottom\"}}");
@@ -862,6 +892,7 @@ static void test_open_errors_name_the_key(void)
 {
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(open_node(&err,
         "{\"driver\": \"test-node\", \"node-name\": \"x\", "
         "\"cache\": {\"direct\": 1}}"));
@@ -903,10 +934,12 @@ static void test_open_errors_name_the_key(void)
 
 static void test_open_duplicate_name_refused(void)
 {
-    BlockDriverState *bs = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"dup\"}");
+    BlockDriverState *bs;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
+    bs = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"dup\"}");
     g_assert_null(open_node(&err,
         "{\"driver\": \"test-node\", \"node-name\": \"dup\"}"));
     g_assert_cmpstr(error_get_pretty(err), ==,
@@ -919,25 +952,30 @@ static void test_open_duplicate_name_refused(void)
 
 static void test_replace_node_inserts_filter(void)
 {
-    BlockDriverState *base = open_node(&error_abort,
-        "{\"driver\": \"test-node\", \"node-name\": \"base\"}");
-    BlockDriverState *filter;
+    BlockDriverState *base, *filter;
     TestParent tp = { .name = "user" };
-    BdrvChild *c = attach_parent(base, &tp, BLK_PERM_WRITE, BLK_PERM_ALL,
-                                 &error_abort);
+    BdrvChild *c;
 
+    GLOBAL_STATE_CODE();
+    base = open_node(&error_abort,
+        "{\"driver\": \"test-node\", \"node-name\": \"base\"}");
+    c = attach_parent(base, &tp, BLK_PERM_WRITE, BLK_PERM_ALL, &error_abort);
     filter = open_node(&error_abort,
                        "{\"driver\": \"test-node\", \"node-name\": \"flt\", "
                        "\"file\": \"base\"}");
     g_assert_cmpint(bdrv_replace_node(base, filter, &error_abort), ==, 0);
+    bdrv_graph_rdlock_main_loop();
     g_assert_true(c->bs == filter);
     g_assert_true(filter->file->bs == base);
+    bdrv_graph_rdunlock_main_loop();
     /* The user's write permission reached the base through the filter. */
     g_assert_cmpuint(base->total_perm & BLK_PERM_WRITE, ==, BLK_PERM_WRITE);
 
     /* And out again. */
     g_assert_cmpint(bdrv_replace_node(filter, base, &error_abort), ==, 0);
+    bdrv_graph_rdlock_main_loop();
     g_assert_true(c->bs == base);
+    bdrv_graph_rdunlock_main_loop();
     bdrv_unref(filter);
     g_assert_null(bdrv_find_node("flt"));
     detach_parent(c);
@@ -948,6 +986,7 @@ static void test_replace_node_inserts_filter(void)
 
 static void test_move_subtree_with_parent(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *top = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"mtop\", \"file\": "
         "{\"driver\": \"test-node\", \"node-name\": \"mbottom\"}}");
@@ -977,6 +1016,7 @@ static void test_move_subtree_with_parent(void)
 
 static void test_move_refused_by_parent_changes_nothing(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_node(&error_abort,
         "{\"driver\": \"test-node\", \"node-name\": \"fixed\"}");
     IOThread *io = iothread_create("nomv", 0, &error_abort);
@@ -999,6 +1039,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
     bdrv_register(&test_node_driver);
 

@@ -28,6 +28,7 @@ static void test_iothread_start_stop_loop(void)
 {
     int i;
 
+    GLOBAL_STATE_CODE();
     for (i = 0; i < 100; i++) {
         IOThread *io = iothread_create(
             "loop", i % 2 ? IOTHREAD_POLL_MAX_NS_DEFAULT : 0, &error_abort);
@@ -41,9 +42,10 @@ static void test_iothread_start_stop_loop(void)
 
 static void test_iothread_poll_max_ns(void)
 {
-    IOThread *io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT,
-                                   &error_abort);
+    IOThread *io;
 
+    GLOBAL_STATE_CODE();
+    io = iothread_create("poll", IOTHREAD_POLL_MAX_NS_DEFAULT, &error_abort);
     g_assert_cmpint(iothread_get_poll_max_ns(io), ==,
                     IOTHREAD_POLL_MAX_NS_DEFAULT);
     iothread_set_poll_max_ns(io, 100000);
@@ -74,6 +76,7 @@ static void test_iothread_params_applied(void)
     IOThreadParams set = { 50000, 3, 5, 8 }, got;
     ParamsCheck c = { 0 };
 
+    GLOBAL_STATE_CODE();
     c.w.io = iothread_create("params", 0, &error_abort);
     iothread_set_params(c.w.io, &set);
     iothread_get_params(c.w.io, &got);
@@ -206,6 +209,7 @@ static void start_chain_after_stop_bh(void *opaque)
 
 static void test_iothread_teardown_runs_scheduled_coroutines(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("chain", 0, &error_abort);
     Chain c = { .ctx = iothread_get_aio_context(io), .hops_left = 3 };
 

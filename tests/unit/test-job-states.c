@@ -44,6 +44,7 @@ static Case enter_state(JobStatus status)
                 JOB_DEFAULT;
     JobTxn *txn = NULL;
 
+    GLOBAL_STATE_CODE();
     if (status == JOB_STATUS_WAITING) {
         /* t waits for the partner, which runs until cancelled. */
         txn = job_txn_new();
@@ -79,6 +80,7 @@ static Case enter_state(JobStatus status)
 
 static void cancel_sync(TestJob *t)
 {
+    GLOBAL_STATE_CODE();
     if (t && status_of(t) != JOB_STATUS_NULL) {
         job_lock();
         job_cancel_sync_locked(&t->common.job, true);
@@ -101,7 +103,8 @@ static void leave_case(Case *c)
 
 /* --- Every verb in every state -------------------------------------------- */
 
-static void set_speed(Job *job, Error **errp) TSA_NO_TSA
+static void set_speed(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     /* Called by verb() with job_mutex held. */
     job_set_speed_locked(job, 1 << 20, errp);
@@ -245,6 +248,7 @@ static void verbs_while_aborting(TestJob *t)
 
 static void test_every_verb_while_aborting(void)
 {
+    GLOBAL_STATE_CODE();
     /* A failure, and a cancel of a PENDING job. */
     for (int i = 0; i < 2; i++) {
         TestJob *t = new_job("t", NULL, NULL,
@@ -295,6 +299,7 @@ static void run_manual_txn(int failing)
     JobTxn *txn = job_txn_new();
     TestJob *t[3];
 
+    GLOBAL_STATE_CODE();
     for (int i = 0; i < 3; i++) {
         g_autofree char *id = g_strdup_printf("m%d", i);
 
@@ -351,6 +356,7 @@ static void test_auto_finalize_dismiss_combinations(void)
           "running waiting pending | concluded | null" },
     };
 
+    GLOBAL_STATE_CODE();
     for (size_t i = 0; i < G_N_ELEMENTS(combos); i++) {
         TestJob *t = new_job("t", NULL, NULL, combos[i].flags);
 

@@ -63,6 +63,7 @@ static void test_life_events(void)
 {
     TestJob *t = new_job("j0", NULL, NULL, JOB_DEFAULT);
 
+    GLOBAL_STATE_CODE();
     log_reset();
     check_verbs_in_state(t);
     job_start(&t->common.job);
@@ -100,6 +101,7 @@ static void test_duplicate_and_missing_id(void)
     TestJob *t = new_job("dup", NULL, NULL, JOB_DEFAULT);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_null(job_create("dup", &test_job_driver, NULL, main_context(),
                              0, NULL, NULL, &err));
     g_assert_cmpstr(error_get_pretty(err), ==, "Job ID 'dup' already in use");
@@ -119,6 +121,7 @@ static void test_pause_resume_running(void)
     TestJob *t = new_job("j0", NULL, NULL, JOB_DEFAULT);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     job_start(&t->common.job);
     log_reset();
     verb(t, user_pause, &error_abort);
@@ -149,6 +152,7 @@ static void test_pause_created(void)
 {
     TestJob *t = new_job("j0", NULL, NULL, JOB_DEFAULT);
 
+    GLOBAL_STATE_CODE();
     verb(t, user_pause, &error_abort);
     job_start(&t->common.job);
     /* Paused at its first pause point, before run() ran. */
@@ -165,6 +169,7 @@ static void test_pause_ready_standby(void)
 {
     TestJob *t = new_job("j0", NULL, NULL, JOB_DEFAULT);
 
+    GLOBAL_STATE_CODE();
     qatomic_set(&t->make_ready, 1);
     job_start(&t->common.job);
     WAIT_STATUS(t, JOB_STATUS_READY);
@@ -188,6 +193,7 @@ static void test_manual_finalize_dismiss(void)
                          JOB_MANUAL_FINALIZE | JOB_MANUAL_DISMISS);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     qatomic_set(&t->finish, 1);
     job_start(&t->common.job);
     WAIT_STATUS(t, JOB_STATUS_PENDING);
@@ -209,6 +215,7 @@ static void test_cancel_pending(void)
 {
     TestJob *t = new_job("j0", NULL, NULL, JOB_MANUAL_FINALIZE);
 
+    GLOBAL_STATE_CODE();
     qatomic_set(&t->finish, 1);
     job_start(&t->common.job);
     WAIT_STATUS(t, JOB_STATUS_PENDING);
@@ -224,6 +231,7 @@ static void test_failure_reported(void)
 {
     TestJob *t = new_job("j0", NULL, NULL, JOB_MANUAL_DISMISS);
 
+    GLOBAL_STATE_CODE();
     qatomic_set(&t->ret, -EIO);
     qatomic_set(&t->finish, 1);
     job_start(&t->common.job);
@@ -247,6 +255,7 @@ static void test_txn_one_fails_all_abort(void)
     TestJob *b = new_job("b", txn, NULL, JOB_DEFAULT);
     TestJob *c = new_job("c", txn, NULL, JOB_DEFAULT);
 
+    GLOBAL_STATE_CODE();
     job_txn_unref(txn);
     job_start(&a->common.job);
     job_start(&b->common.job);
@@ -273,6 +282,7 @@ static void test_txn_all_succeed_together(void)
     TestJob *a = new_job("a", txn, NULL, JOB_DEFAULT);
     TestJob *b = new_job("b", txn, NULL, JOB_DEFAULT);
 
+    GLOBAL_STATE_CODE();
     job_txn_unref(txn);
     job_start(&a->common.job);
     job_start(&b->common.job);
@@ -309,6 +319,7 @@ static void test_set_speed_refused_negative(void)
     TestJob *t = new_job("j0", NULL, NULL, JOB_DEFAULT);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     job_lock();
     g_assert_false(job_set_speed_locked(&t->common.job, -1, &err));
     g_assert_true(job_set_speed_locked(&t->common.job, 4096, &error_abort));
@@ -330,6 +341,7 @@ static void test_stress_two_iothreads(void)
     int rounds = 200 * stress_iterations();
     GRand *rand = g_rand_new_with_seed(42);
 
+    GLOBAL_STATE_CODE();
     io[0] = iothread_create("job-io0", 0, &error_abort);
     io[1] = iothread_create("job-io1", 0, &error_abort);
     for (int i = 0; i < 8; i++) {
@@ -384,20 +396,23 @@ static void test_stress_two_iothreads(void)
  * fails with an error, every job's events follow the transition table
  * (job-helpers.c checks each), and every job ends in NULL.
  */
-static void set_random_speed(Job *job, Error **errp) TSA_NO_TSA
+static void set_random_speed(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     /* Called by verb() with job_mutex held. */
     job_set_speed_locked(job, g_random_int_range(0, 2) << 30, errp);
 }
 
-static void internal_pause_resume(Job *job, Error **errp) TSA_NO_TSA
+static void internal_pause_resume(Job *job, Error **errp)
+    TSA_REQUIRES(job_mutex)
 {
     /* Called by verb() with job_mutex held: a drain's pause. */
     job_pause_locked(job);
     job_resume_locked(job);
 }
 
-static void query(Job *job, Error **errp) TSA_NO_TSA
+static void query(Job *job, Error **errp)
+    TSA_REQUIRES(bql, job_mutex)
 {
     uint64_t cur, total;
 
@@ -423,6 +438,7 @@ static TestJob *new_race_job(int slot, IOThread *io, GRand *rand)
     TestJob *t = new_job(id, NULL, iothread_get_aio_context(io),
                          flags[g_rand_int_range(rand, 0, 4)]);
 
+    GLOBAL_STATE_CODE();
     qatomic_set(&t->make_ready, g_rand_boolean(rand));
     if (g_rand_boolean(rand)) {
         job_start(&t->common.job);
@@ -438,6 +454,7 @@ static void test_stress_verbs_race_iothreads(void)
     GRand *rand = g_rand_new_with_seed(4242);
     int replaced = 0;
 
+    GLOBAL_STATE_CODE();
     io[0] = iothread_create("race-io0", 0, &error_abort);
     io[1] = iothread_create("race-io1", 0, &error_abort);
     for (int i = 0; i < 8; i++) {
@@ -491,6 +508,7 @@ static void test_stress_verbs_race_iothreads(void)
 
 static void test_drain_pauses_block_job(void)
 {
+    GLOBAL_STATE_CODE();
     IOThread *io = iothread_create("job-drain", 0, &error_abort);
     BlockDriverState *bs = open_null("null-drain", io);
     TestJob *t = new_block_job("bj0", bs);
@@ -527,6 +545,7 @@ static void test_drain_with_waiting_job(void)
     BlockDriverState *bs = open_null("null-wait", NULL);
     TestJob *t = new_block_job("bj1", bs);
 
+    GLOBAL_STATE_CODE();
     /* The job yields until entered: the drain must not wait for it. */
     qatomic_set(&t->wait_forever, 1);
     job_start(&t->common.job);
@@ -558,6 +577,7 @@ static void test_block_job_created_drained(void)
     TestJob *t;
     int seen;
 
+    GLOBAL_STATE_CODE();
     bdrv_drained_begin(bs);
     t = new_block_job("bj-drained", bs);
     job_start(&t->common.job);
@@ -586,6 +606,7 @@ static void test_qmp_commands(void)
     struct json_object *ret;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     job_start(&t->common.job);
     ret = qmp("query-jobs", NULL, &error_abort);
     g_assert_cmpint(json_object_array_length(ret), ==, 1);
@@ -641,6 +662,7 @@ static void test_block_job_error_stop(void)
     TestJob *t = new_block_job("bj2", bs);
     struct json_object *ev;
 
+    GLOBAL_STATE_CODE();
     job_start(&t->common.job);
     log_reset();
     g_assert_cmpint(block_job_error_action(&t->common, BLOCKDEV_ON_ERROR_STOP,
@@ -698,6 +720,7 @@ static void test_block_job_error_stop(void)
 /* QEMU's block-job-finalize and block-job-dismiss take "id". */
 static void test_qmp_block_job_finalize_dismiss(void)
 {
+    GLOBAL_STATE_CODE();
     BlockDriverState *bs = open_null("null-fin", NULL);
     TestJob *t = block_job_create("bj4", &test_block_job_driver, NULL, bs,
                                   BLK_PERM_CONSISTENT_READ, BLK_PERM_ALL, 0,

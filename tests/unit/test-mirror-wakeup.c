@@ -30,6 +30,7 @@ typedef struct Fixture {
 
 static BlockDriverState *open_null(const char *name)
 {
+    GLOBAL_STATE_CODE();
     return open_node(&error_abort, "{\"driver\": \"null-co\", \"node-name\": "
                      "\"%s\", \"size\": %d, \"read-zeroes\": true}", name,
                      IMG_SIZE);
@@ -47,6 +48,7 @@ static void fixture_init(Fixture *f, MirrorCopyMode mode)
         .auto_dismiss = true,
     };
 
+    GLOBAL_STATE_CODE();
     f->src = open_null("src");
     f->tgt = open_null("tgt");
     f->guest = new_backend("guest", main_context(),
@@ -58,6 +60,7 @@ static void fixture_init(Fixture *f, MirrorCopyMode mode)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->guest);
     bdrv_unref(f->src);
     bdrv_unref(f->tgt);
@@ -73,6 +76,7 @@ static JobView job_view(void)
     JobView v;
     Job *job;
 
+    GLOBAL_STATE_CODE();
     job_lock();
     job = job_get_locked("m0");
     g_assert_nonnull(job);
@@ -128,6 +132,7 @@ static void check_write_wakes_job(Fixture *f, bool copies)
     g_autofree uint8_t *buf = g_malloc(65536);
     JobView v;
 
+    GLOBAL_STATE_CODE();
     wait_ready();
     v = settle_job();
     g_assert_true(job_waits_for_writes(v));
@@ -148,6 +153,7 @@ static void test_background_write_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     check_write_wakes_job(&f, true);
     g_assert_cmpint(finish_job("m0", complete), ==, 0);
@@ -159,6 +165,7 @@ static void test_write_blocking_write_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_WRITE_BLOCKING);
     check_write_wakes_job(&f, false);
     g_assert_cmpint(finish_job("m0", complete), ==, 0);
@@ -170,6 +177,7 @@ static void test_soft_cancel_wakes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f, MIRROR_COPY_MODE_BACKGROUND);
     wait_ready();
     g_assert_true(job_waits_for_writes(settle_job()));
@@ -183,6 +191,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     g_test_add_func("/mirror-wakeup/background-write",

@@ -46,6 +46,7 @@ typedef struct Fixture {
 
 static BlockDriverState *open_file(const char *name, const char *path)
 {
+    GLOBAL_STATE_CODE();
     return open_node(&error_abort, "{\"driver\": \"file\", \"node-name\": "
                      "\"%s\", \"filename\": \"%s\"}", name, path);
 }
@@ -54,6 +55,7 @@ static void fixture_init(Fixture *f)
 {
     GRand *r = g_rand_new_with_seed(11);
 
+    GLOBAL_STATE_CODE();
     *f = (Fixture) { 0 };
     f->model = g_malloc0(IMG_SIZE);
     for (int i = 0; i < IMG_SIZE / 2; i++) {
@@ -77,6 +79,7 @@ static void fixture_init(Fixture *f)
 
 static void fixture_cleanup(Fixture *f)
 {
+    GLOBAL_STATE_CODE();
     blk_unref(f->guest);
     if (f->src) {
         bdrv_unref(f->src);
@@ -178,6 +181,7 @@ static void start_mirror(Fixture *f, MirrorCopyMode mode)
         .auto_dismiss = true,
     };
 
+    GLOBAL_STATE_CODE();
     g_assert_true(mirror_start(&a, &error_abort));
     g_assert_nonnull(bdrv_find_node("mtop"));
 }
@@ -187,6 +191,7 @@ static bool job_not_ready(void)
     Job *job;
     bool ret;
 
+    GLOBAL_STATE_CODE();
     job_lock();
     job = job_get_locked("m0");
     g_assert_nonnull(job);
@@ -209,6 +214,7 @@ static void test_complete_under_writes(MirrorCopyMode mode)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     for (int it = 0; it < stress_iterations(); it++) {
         fixture_init(&f);
         start_writers(&f, 400);
@@ -249,6 +255,7 @@ static void test_complete_with_direct_writer(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     /* The window is short: enough rounds to hit it without the fix. */
     for (int it = 0; it < MAX(stress_iterations(), 20); it++) {
         fixture_init(&f);
@@ -281,6 +288,7 @@ static void test_complete_source_freed_by_switch(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     fixture_init(&f);
     start_mirror(&f, MIRROR_COPY_MODE_BACKGROUND);
     AIO_WAIT_WHILE(NULL, job_not_ready());
@@ -299,6 +307,7 @@ static void test_cancel_under_writes(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     for (int it = 0; it < stress_iterations(); it++) {
         fixture_init(&f);
         start_writers(&f, 400);
@@ -328,6 +337,7 @@ static void test_cancel_then_move_filter(void)
 {
     Fixture f;
 
+    GLOBAL_STATE_CODE();
     for (int it = 0; it < MAX(stress_iterations(), 20); it++) {
         BlockDriverState *mtop;
         Error *err = NULL;
@@ -362,6 +372,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     bdrv_init();
 
     g_test_add_func("/mirror/complete-under-writes/background",

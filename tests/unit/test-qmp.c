@@ -96,6 +96,7 @@ static void qmp_test_emit(struct json_object *args, struct json_object **ret,
     int64_t count = opts_get_int(args, "count", 0);
     g_autofree char *pad = g_strnfill(opts_get_int(args, "size", 0), 'p');
 
+    GLOBAL_STATE_CODE();
     for (int64_t i = 0; i < count; i++) {
         struct json_object *data = json_object_new_object();
 
@@ -160,6 +161,7 @@ static void qmp_test_flags(struct json_object *args, struct json_object **ret,
 {
     struct json_object *obj = json_object_new_object();
 
+    GLOBAL_STATE_CODE();
     json_object_object_add(obj, "strict", json_object_new_boolean(
                                qmp_current_opts_flags() & OPTS_STRICT_TYPES));
     *ret = obj;
@@ -446,6 +448,7 @@ static char *start_monitor(void)
 {
     char *path = new_socket_path();
 
+    GLOBAL_STATE_CODE();
     g_assert_true(monitor_add_unix(path, 0, &error_abort));
     return path;
 }
@@ -453,6 +456,7 @@ static char *start_monitor(void)
 /* Close every monitor and client; the path must be gone. */
 static void stop_monitors(const char *path)
 {
+    GLOBAL_STATE_CODE();
     monitor_cleanup();
     g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
 }
@@ -1046,6 +1050,7 @@ static void test_event_timestamp_shape(void)
 {
     struct json_object *msg;
 
+    GLOBAL_STATE_CODE();
     /* Straight from qmp_event_emit(), with and without data. */
     seen_events.msgs = g_ptr_array_new_with_free_func(json_put_notify);
     qmp_event_emit("TEST_WITH_DATA", json_tokener_parse("{\"x\": 1}"));
@@ -1095,6 +1100,7 @@ static void test_socket_mode_0600(void)
     Error *err = NULL;
     mode_t old_umask;
 
+    GLOBAL_STATE_CODE();
     g_assert_cmphex(socket_mode(path), ==, 0600);
     /* An explicit mode is exact, whatever the umask takes away. */
     old_umask = umask(027);
@@ -1117,6 +1123,7 @@ static void test_stale_socket_replaced(void)
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     /* A socket file nobody listens on any more. */
     g_strlcpy(addr.sun_path, path, sizeof(addr.sun_path));
     g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
@@ -1143,6 +1150,7 @@ static void test_socket_in_use_refused(void)
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     /* Our own live monitor. */
     g_assert_false(monitor_add_unix(path, 0, &err));
     g_assert_nonnull(strstr(error_get_pretty(err),
@@ -1189,6 +1197,7 @@ static void test_stop_listening_keeps_clients(void)
     g_autofree char *path = start_monitor();
     Opener o = { .path = path };
 
+    GLOBAL_STATE_CODE();
     run_client(open_client, &o);
     monitor_stop_listening();
     g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
@@ -1400,6 +1409,7 @@ static void test_stop_input_at_shutdown(void)
     StopInputRun r = { .path = path };
     pthread_t t;
 
+    GLOBAL_STATE_CODE();
     bd_thread_create(&t, "qmp-client", stop_input_client, &r, &error_abort);
     AIO_WAIT_WHILE(main_context(), !qatomic_read(&r.opened));
     monitor_stop_input();
@@ -1483,6 +1493,7 @@ static void quit_refused_client(void *opaque)
 
 static void test_control_quit(void)
 {
+    GLOBAL_STATE_CODE();
     run_with_monitor(quit_refused_client);
     qmp_set_quit_handler(quit_handler);
     run_with_monitor(quit_client);
@@ -1498,6 +1509,7 @@ static void test_run_command_keyval(void)
     struct json_object *ret;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     ret = qmp_run_command("test-args", args, 0, &error_abort);
     g_assert_cmpint(json_object_get_int(jget(ret, "count")), ==, 7);
     g_assert_true(json_object_get_boolean(jget(ret, "flag")));
@@ -1560,6 +1572,7 @@ static void test_stdio_monitor(void)
     StdioPipes p;
     Error *err = NULL;
 
+    GLOBAL_STATE_CODE();
     g_assert_true(g_file_set_contents(input,
         "{\"execute\": \"qmp_capabilities\", \"id\": 1}\n"
         "{\"execute\": \"nope\", \"id\": 2}\n"
@@ -1594,6 +1607,7 @@ int main(int argc, char **argv)
 
     g_test_init(&argc, &argv, NULL);
     main_loop_init();
+    GLOBAL_STATE_CODE();        /* main_loop_init() took the BQL */
     qmp_control_init();
     qmp_register_commands(test_commands);
     qmp_add_event_observer(record_event, &seen_events);

@@ -144,6 +144,7 @@ static void test_callback_runs_in_submitting_context(void)
 {
     CbSubmit s = { .work.value = 5 };
 
+    GLOBAL_STATE_CODE();
     s.io = iothread_create("pool-cb", 0, &error_abort);
     aio_bh_schedule_oneshot(iothread_get_aio_context(s.io), cb_submit_bh, &s);
     AIO_WAIT_WHILE(NULL, !qatomic_load_acquire(&s.done));
@@ -268,6 +269,7 @@ static void test_many_concurrent(void)
     int64_t expected_sum = (int64_t)n * (n - 1) / 2;
     int i;
 
+    GLOBAL_STATE_CODE();
     bd_mutex_init(&many.lock);
     many.workers = g_hash_table_new(NULL, NULL);
     for (i = 0; i < 2; i++) {
