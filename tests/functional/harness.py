@@ -181,6 +181,16 @@ class QMP:
 
 # --- Daemons ----------------------------------------------------------------
 
+def _die_with_parent():
+    """In the child, before exec: SIGKILL when the test process dies, so
+    that a test killed by its runner (a timeout, a closed pipe) leaves no
+    daemon behind.  (The signal is not inherited across fork: a daemon
+    that daemonizes itself is not affected.)"""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Daemon:
     """One captive blockd (or qemu-storage-daemon) process."""
 
@@ -201,7 +211,8 @@ class Daemon:
         self.proc = subprocess.Popen([self.binary] + self.args,
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err,
-                                     cwd=self.test_dir, env=self.env)
+                                     cwd=self.test_dir, env=self.env,
+                                     preexec_fn=_die_with_parent)
         return self
 
     @property
